@@ -1,0 +1,3 @@
+from authgres.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""The aiohttp application: state, middlewares and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from psycopg.types.json import Jsonb
+
+from authgres.db import Database
+from authgres.errors import Handler, error_middleware
+from authgres.http import DB, PASSWORDS, SETTINGS
+from authgres.passwords import Passwords
+from authgres.routes import add_routes
+from authgres.settings import Settings
+
+_CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "authorization, apikey, content-type, x-client-info, x-supabase-api-version, "
+    "x-api-key",
+    "Access-Control-Expose-Headers": "x-supabase-api-version, x-total-count, link, x-sb-error-code",
+    "Access-Control-Allow-Credentials": "true",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    origin = request.headers.get("Origin")
+    if origin and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return web.Response(status=204, headers={"Access-Control-Allow-Origin": origin, **_CORS_HEADERS})
+    response = await handler(request)
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Access-Control-Expose-Headers"] = _CORS_HEADERS["Access-Control-Expose-Headers"]
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    database = Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    await database.open()
+    await database.call("configure", settings=Jsonb(settings.sql_settings()), jwt_secret=settings.jwt_secret)
+    app[DB] = database
+    yield
+    await database.close()
+
+
+async def _passwords(app: web.Application) -> AsyncIterator[None]:
+    app[PASSWORDS] = Passwords(app[SETTINGS])
+    yield
+    app[PASSWORDS].close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=1 << 20)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_passwords)
+    add_routes(app)
+    return app

@@ -1,0 +1,116 @@
+"""authgres serve | migrate | keys | dev"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import psycopg
+from aiohttp import web
+
+from authgres.app import create_app
+from authgres.localpg import LocalCluster
+from authgres.settings import ConfigError, Settings
+
+log = logging.getLogger("authgres")
+
+TEN_YEARS = 10 * 365 * 24 * 3600
+
+
+def sql_dir() -> Path:
+    configured = os.environ.get("AUTHGRES_SQL_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "sql"
+
+
+def migrate(database_url: str) -> None:
+    """Applies sql/migrations with sql/migrate.sh, the same runner psql users run."""
+    subprocess.run(["bash", str(sql_dir() / "migrate.sh"), database_url], check=True)
+
+
+def api_keys(database_url: str, jwt_secret: str) -> dict[str, str]:
+    """The anon and service_role keys: HS256 JWTs signed with the JWT secret, signed by auth.sign()."""
+    now = int(time.time())
+    keys = {}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for role in ("anon", "service_role"):
+            payload = json.dumps({"role": role, "iss": "authgres", "iat": now, "exp": now + TEN_YEARS})
+            row = conn.execute("select auth.sign(%s::json, %s)", (payload, jwt_secret)).fetchone()
+            assert row is not None
+            keys[role] = row[0]
+    return keys
+
+
+def serve(settings: Settings) -> None:
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, print=None)
+
+
+def _print_keys(settings: Settings) -> None:
+    for role, key in api_keys(settings.database_url, settings.jwt_secret).items():
+        print(f"{role} key: {key}")
+
+
+def dev(env: Mapping[str, str]) -> None:
+    """Local PostgreSQL in .authgres/ unless DATABASE_URL is set; migrate; serve."""
+    env = dict(env)
+    state = Path(env.get("AUTHGRES_DEV_DIR", ".authgres")).resolve()
+    if env.get("DATABASE_URL"):
+        migrate(env.get("AUTHGRES_MIGRATE_DATABASE_URL") or env["DATABASE_URL"])
+    else:
+        cluster = LocalCluster(state / "pg", port=int(env.get("AUTHGRES_DEV_PG_PORT", "54329")), listen_tcp=True)
+        cluster.start()
+        with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+            if not conn.execute("select from pg_database where datname = 'authgres'").fetchone():
+                conn.execute("create database authgres")
+        migrate(cluster.url("postgres", "authgres"))
+        env["DATABASE_URL"] = cluster.url("authgres_service", "authgres")
+        print(f"PostgreSQL: {cluster.url('postgres', 'authgres')} (also 127.0.0.1:{cluster.port})")
+    if not env.get("AUTHGRES_JWT_SECRET"):
+        secret_file = state / "jwt_secret"
+        if not secret_file.exists():
+            state.mkdir(parents=True, exist_ok=True)
+            secret_file.write_text(secrets.token_urlsafe(48))
+            secret_file.chmod(0o600)
+        env["AUTHGRES_JWT_SECRET"] = secret_file.read_text().strip()
+    settings = Settings.from_env(env)
+    _print_keys(settings)
+    print(f"authgres listening on http://{settings.host}:{settings.port} (and under /auth/v1)")
+    serve(settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="authgres", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve the HTTP API (DATABASE_URL, AUTHGRES_JWT_SECRET)")
+    commands.add_parser("migrate", help="apply sql/migrations (AUTHGRES_MIGRATE_DATABASE_URL or DATABASE_URL)")
+    commands.add_parser("keys", help="print the anon and service_role API keys for AUTHGRES_JWT_SECRET")
+    commands.add_parser("dev", help="local PostgreSQL when DATABASE_URL is unset, migrate, then serve")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("AUTHGRES_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    try:
+        if args.command == "migrate":
+            url = os.environ.get("AUTHGRES_MIGRATE_DATABASE_URL") or os.environ.get("DATABASE_URL")
+            if not url:
+                raise ConfigError("DATABASE_URL (or AUTHGRES_MIGRATE_DATABASE_URL) is required")
+            migrate(url)
+        elif args.command == "dev":
+            dev(os.environ)
+        else:
+            settings = Settings.from_env()
+            if args.command == "keys":
+                _print_keys(settings)
+            else:
+                serve(settings)
+    except ConfigError as error:
+        sys.exit(f"authgres: {error}")
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"authgres: {error}")

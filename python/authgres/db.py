@@ -1,0 +1,85 @@
+"""The connection pool, and the one way the service talks to SQL: call auth.<function> by name.
+
+Every call is a single statement on an autocommit connection, so it is its own transaction: the work
+of a request commits or rolls back as one, in one round trip.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from authgres.errors import SQLSTATE_ERRORS, AuthError
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    # Timestamps in responses read as UTC whatever the server's TimeZone.
+    await conn.execute("set timezone = 'UTC'")
+
+
+@lru_cache(maxsize=256)
+def _call_query(function: str, names: tuple[str, ...], *, rows: bool) -> sql.Composed:
+    arguments = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(f"p_{name}"), sql.Placeholder(name)) for name in names
+    )
+    template = "select * from auth.{}({})" if rows else "select auth.{}({})"
+    return sql.SQL(template).format(sql.Identifier(function), arguments)
+
+
+def _auth_error(error: psycopg.Error) -> AuthError | None:
+    if error.sqlstate in SQLSTATE_ERRORS:
+        return AuthError.from_sqlstate(error.sqlstate, error.diag.message_primary or "")
+    return None
+
+
+class Database:
+    def __init__(self, conninfo: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            open=False,
+            name="authgres",
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def call(self, function: str, **params: Any) -> Any:
+        """Returns the value of auth.<function>(p_<name> => value, ...).
+
+        A function that must commit its side effects and still fail (refresh-token replay revokes the
+        session) returns {"error": SQLSTATE, "message": ...} instead of raising; that becomes the same
+        AuthError a raised SQLSTATE would.
+        """
+        query = _call_query(function, tuple(params), rows=False)
+        async with self.pool.connection() as conn:
+            try:
+                cursor = await conn.execute(query, params)
+            except psycopg.Error as error:
+                raise _auth_error(error) or error from None
+            row = await cursor.fetchone()
+        value = row[0] if row else None
+        if isinstance(value, dict) and value.keys() == {"error", "message"}:
+            raise AuthError.from_sqlstate(value["error"], value["message"])
+        return value
+
+    async def call_row(self, function: str, **params: Any) -> dict[str, Any] | None:
+        """The first row of a set- or record-returning auth.<function>, as a dict."""
+        query = _call_query(function, tuple(params), rows=True)
+        async with self.pool.connection() as conn:
+            try:
+                cursor = await conn.cursor(row_factory=dict_row).execute(query, params)
+            except psycopg.Error as error:
+                raise _auth_error(error) or error from None
+            return await cursor.fetchone()

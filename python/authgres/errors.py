@@ -1,0 +1,111 @@
+"""Errors in GoTrue's wire format, and the one table from SQLSTATE to (HTTP status, error_code)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("authgres")
+
+API_VERSION_HEADER = "X-Supabase-Api-Version"
+API_VERSION_2024 = "2024-01-01"
+
+# The SQL functions raise these (see the header of sql/migrations/0004_create_session_functions.sql).
+SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
+    "AUV01": (400, "validation_failed"),
+    "AUV02": (422, "validation_failed"),
+    "AUJ01": (403, "bad_jwt"),
+    "AUJ02": (400, "bad_jwt"),
+    "AUJ03": (403, "user_not_found"),
+    "AUJ04": (403, "session_not_found"),
+    "AUJ05": (403, "user_banned"),
+    "AUR01": (400, "refresh_token_not_found"),
+    "AUR02": (400, "refresh_token_already_used"),
+    "AUR03": (400, "session_not_found"),
+    "AUR04": (400, "session_expired"),
+    "AUR05": (400, "user_banned"),
+    "AUR06": (400, "validation_failed"),
+    "AUS01": (422, "user_already_exists"),
+    "AUS02": (422, "signup_disabled"),
+    "AUS03": (422, "anonymous_provider_disabled"),
+    "AUS04": (400, "email_not_confirmed"),
+    "AUS05": (400, "invalid_credentials"),
+    "AUS06": (400, "user_banned"),
+}
+
+
+class AuthError(Exception):
+    """A failure the client is told about, in GoTrue's shape."""
+
+    def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra or {}
+
+    @classmethod
+    def from_sqlstate(cls, sqlstate: str, message: str) -> AuthError:
+        status, code = SQLSTATE_ERRORS[sqlstate]
+        return cls(status, code, message)
+
+
+def validation_failed(message: str, status: int = 400) -> AuthError:
+    return AuthError(status, "validation_failed", message)
+
+
+def _body(request: web.Request, error: AuthError, error_id: str | None) -> dict[str, Any]:
+    if request.headers.get(API_VERSION_HEADER, "") >= API_VERSION_2024:
+        body: dict[str, Any] = {"code": error.code, "message": error.message}
+    else:
+        body = {"code": error.status, "error_code": error.code, "msg": error.message}
+        if error_id:
+            body["error_id"] = error_id
+    body.update(error.extra)
+    return body
+
+
+def error_response(request: web.Request, error: AuthError, error_id: str | None = None) -> web.Response:
+    response = web.Response(
+        status=error.status,
+        text=json.dumps(_body(request, error, error_id)),
+        content_type="application/json",
+    )
+    response.headers["x-sb-error-code"] = error.code
+    if request.headers.get(API_VERSION_HEADER, "") >= API_VERSION_2024:
+        response.headers[API_VERSION_HEADER] = API_VERSION_2024
+    return response
+
+
+_HTTP_ERRORS: dict[int, str] = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_entity_too_large",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AuthError as error:
+        return error_response(request, error)
+    except web.HTTPException as http_error:
+        if http_error.status < 400:
+            raise
+        code = _HTTP_ERRORS.get(http_error.status, "unexpected_failure")
+        return error_response(request, AuthError(http_error.status, code, http_error.reason))
+    except Exception:
+        error_id = str(uuid.uuid4())
+        log.exception("unexpected failure %s on %s %s", error_id, request.method, request.path)
+        failure = AuthError(
+            500, "unexpected_failure", "Unexpected failure, please check server logs for more information"
+        )
+        return error_response(request, failure, error_id)

@@ -1,0 +1,93 @@
+"""What every route needs: the app's shared state, request parsing and GoTrue-style JSON replies."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from authgres.db import Database
+from authgres.errors import AuthError
+from authgres.passwords import Passwords
+from authgres.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+PASSWORDS = web.AppKey("passwords", Passwords)
+
+_BEARER = re.compile(r"^bearer (\S+)$", re.IGNORECASE)
+
+
+def db(request: web.Request) -> Database:
+    return request.app[DB]
+
+
+def passwords(request: web.Request) -> Passwords:
+    return request.app[PASSWORDS]
+
+
+def settings(request: web.Request) -> Settings:
+    return request.app[SETTINGS]
+
+
+def bad_json(detail: str) -> AuthError:
+    return AuthError(400, "bad_json", f"Could not parse request body as JSON: {detail}")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The JSON object in the body, whatever the Content-Type; an empty body is an empty object."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise bad_json(str(error)) from None
+    if not isinstance(body, dict):
+        raise bad_json("expected a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], key: str) -> str | None:
+    """A string member; null or absent is None, as GoTrue reads a missing field as empty."""
+    value = body.get(key)
+    if value is None or isinstance(value, str):
+        return value or None
+    raise bad_json(f"{key} must be a string")
+
+
+def object_field(body: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = body.get(key)
+    if value is None or isinstance(value, dict):
+        return value
+    raise bad_json(f"{key} must be a JSON object")
+
+
+def bearer_token(request: web.Request) -> str:
+    match = _BEARER.match(request.headers.get("Authorization", ""))
+    if not match:
+        raise AuthError(401, "no_authorization", "This endpoint requires a valid Bearer token")
+    return match.group(1)
+
+
+def client_ip(request: web.Request) -> str | None:
+    """The first parsable X-Forwarded-For entry, else the peer address (as GoTrue does)."""
+    candidates = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
+    candidates.append(request.remote or "")
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return None
+
+
+def user_agent(request: web.Request) -> str | None:
+    return request.headers.get("User-Agent")
+
+
+def reply(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(data, separators=(",", ":")), content_type="application/json")

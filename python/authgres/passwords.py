@@ -1,0 +1,105 @@
+"""Password hashing: argon2id for new hashes, bcrypt accepted from GoTrue imports and upgraded.
+
+Hashing runs in a small thread pool of its own (argon2 releases the GIL), sized to the cores: more
+threads would not hash faster, and each argon2 call holds its memory cost (19 MiB by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import argon2
+import bcrypt
+
+from authgres.errors import AuthError
+from authgres.settings import Settings
+
+_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    rehash: str | None = None  # a fresh argon2id hash when the stored one is outdated
+
+
+@dataclass(frozen=True)
+class Weakness:
+    message: str
+    reasons: list[str]
+
+    def as_json(self) -> dict[str, object]:
+        return {"message": self.message, "reasons": self.reasons}
+
+
+class Passwords:
+    def __init__(self, settings: Settings) -> None:
+        self.min_length = settings.password_min_length
+        self.required_characters = settings.password_required_characters
+        self.hasher = argon2.PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+            type=argon2.Type.ID,
+        )
+        self.executor = ThreadPoolExecutor(max_workers=settings.hash_workers, thread_name_prefix="argon2")
+        # Verified when there is no user or no password, so that answering takes as long either way.
+        self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(24))
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.hasher.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> Verification:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._verify_sync, stored_hash, password)
+
+    def _verify_sync(self, stored_hash: str | None, password: str) -> Verification:
+        if stored_hash and stored_hash.startswith(_BCRYPT_PREFIXES):
+            encoded = password.encode()
+            if len(encoded) > 72:  # bcrypt cannot have produced it
+                return Verification(False)
+            if bcrypt.checkpw(encoded, stored_hash.encode()):
+                return Verification(True, self.hasher.hash(password))
+            return Verification(False)
+        if not stored_hash or not stored_hash.startswith("$argon2"):
+            self._verify_argon2(self._dummy_hash, password)
+            return Verification(False)
+        if not self._verify_argon2(stored_hash, password):
+            return Verification(False)
+        if self.hasher.check_needs_rehash(stored_hash):
+            return Verification(True, self.hasher.hash(password))
+        return Verification(True)
+
+    def _verify_argon2(self, stored_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(stored_hash, password)
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return False
+
+    def weakness(self, password: str) -> Weakness | None:
+        """What the password policy finds wrong with a password, if anything (GoTrue's reasons)."""
+        messages: list[str] = []
+        reasons: list[str] = []
+        if len(password) < self.min_length:
+            reasons.append("length")
+            messages.append(f"Password should be at least {self.min_length} characters.")
+        missing = [chars for chars in self.required_characters if not any(c in password for c in chars)]
+        if missing:
+            reasons.append("characters")
+            messages.append(
+                "Password should contain at least one character of each: " + ", ".join(self.required_characters) + "."
+            )
+        if not reasons:
+            return None
+        return Weakness(" ".join(messages), reasons)
+
+    def require_strong(self, password: str) -> None:
+        weakness = self.weakness(password)
+        if weakness:
+            raise AuthError(422, "weak_password", weakness.message, {"weak_password": {"reasons": weakness.reasons}})

@@ -1,0 +1,73 @@
+"""Health, public settings, JWKS and the OpenAPI description."""
+
+from importlib import resources
+
+from aiohttp import web
+
+from authgres import __version__
+from authgres.http import reply, settings
+
+routes = web.RouteTableDef()
+
+_OAUTH_PROVIDERS = [
+    "apple",
+    "azure",
+    "bitbucket",
+    "discord",
+    "facebook",
+    "snapchat",
+    "figma",
+    "fly",
+    "github",
+    "gitlab",
+    "google",
+    "keycloak",
+    "kakao",
+    "linkedin",
+    "linkedin_oidc",
+    "notion",
+    "spotify",
+    "slack",
+    "slack_oidc",
+    "workos",
+    "twitch",
+    "twitter",
+    "zoom",
+]
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return reply({"version": __version__, "name": "authgres", "description": "Postgres-native authentication"})
+
+
+@routes.get("/settings")
+async def public_settings(request: web.Request) -> web.Response:
+    config = settings(request)
+    external = dict.fromkeys(_OAUTH_PROVIDERS, False)
+    external.update(email=True, phone=False, anonymous_users=config.anonymous_users_enabled)
+    return reply(
+        {
+            "external": external,
+            "disable_signup": config.disable_signup,
+            "mailer_autoconfirm": config.mailer_autoconfirm,
+            "phone_autoconfirm": False,
+            "sms_provider": "",
+            "saml_enabled": False,
+            "passkeys_enabled": False,
+        }
+    )
+
+
+@routes.get("/.well-known/jwks.json")
+async def jwks(request: web.Request) -> web.Response:
+    # Only asymmetric public keys are published; an HS256-only server has none.
+    response = reply({"keys": []})
+    response.headers["Cache-Control"] = "public, max-age=600"
+    return response
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    document = resources.files("authgres").joinpath("openapi.json").read_text(encoding="utf-8")
+    return web.Response(text=document, content_type="application/json")

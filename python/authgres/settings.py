@@ -1,0 +1,137 @@
+"""Configuration, read once from the environment (every variable is documented in the README)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or malformed."""
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    jwt_secret: str
+    host: str = "127.0.0.1"
+    port: int = 9999
+    site_url: str = "http://localhost:3000"
+    jwt_exp: int = 3600
+    jwt_aud: str = "authenticated"
+    jwt_issuer: str | None = None
+    jwt_default_group: str = "authenticated"
+    mailer_autoconfirm: bool = False
+    disable_signup: bool = False
+    anonymous_users_enabled: bool = False
+    refresh_token_reuse_interval: int = 10
+    refresh_token_replay_revokes: str = "session"
+    password_min_length: int = 6
+    password_required_characters: tuple[str, ...] = ()
+    argon2_memory_kib: int = 19456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    hash_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        database_url = env.get("DATABASE_URL", "")
+        if not database_url:
+            raise ConfigError("DATABASE_URL is required")
+        jwt_secret = env.get("AUTHGRES_JWT_SECRET", "")
+        if len(jwt_secret) < 32:
+            raise ConfigError("AUTHGRES_JWT_SECRET is required and must be at least 32 characters")
+        return cls(
+            database_url=database_url,
+            jwt_secret=jwt_secret,
+            host=env.get("AUTHGRES_HOST", cls.host),
+            port=_int(env, "AUTHGRES_PORT", cls.port),
+            site_url=env.get("AUTHGRES_SITE_URL", cls.site_url),
+            jwt_exp=_int(env, "AUTHGRES_JWT_EXP", cls.jwt_exp, minimum=1),
+            jwt_aud=env.get("AUTHGRES_JWT_AUD", cls.jwt_aud),
+            jwt_issuer=env.get("AUTHGRES_JWT_ISSUER") or None,
+            jwt_default_group=env.get("AUTHGRES_JWT_DEFAULT_GROUP_NAME", cls.jwt_default_group),
+            mailer_autoconfirm=_bool(env, "AUTHGRES_MAILER_AUTOCONFIRM", cls.mailer_autoconfirm),
+            disable_signup=_bool(env, "AUTHGRES_DISABLE_SIGNUP", cls.disable_signup),
+            anonymous_users_enabled=_bool(
+                env, "AUTHGRES_EXTERNAL_ANONYMOUS_USERS_ENABLED", cls.anonymous_users_enabled
+            ),
+            refresh_token_reuse_interval=_int(
+                env, "AUTHGRES_REFRESH_TOKEN_REUSE_INTERVAL", cls.refresh_token_reuse_interval
+            ),
+            refresh_token_replay_revokes=_choice(
+                env, "AUTHGRES_REFRESH_TOKEN_REPLAY_REVOKES", cls.refresh_token_replay_revokes, ("session", "user")
+            ),
+            # GoTrue raises anything below 6 to 6.
+            password_min_length=max(6, _int(env, "AUTHGRES_PASSWORD_MIN_LENGTH", cls.password_min_length)),
+            password_required_characters=_character_sets(env.get("AUTHGRES_PASSWORD_REQUIRED_CHARACTERS", "")),
+            argon2_memory_kib=_int(env, "AUTHGRES_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, minimum=8),
+            argon2_time_cost=_int(env, "AUTHGRES_ARGON2_TIME_COST", cls.argon2_time_cost, minimum=1),
+            argon2_parallelism=_int(env, "AUTHGRES_ARGON2_PARALLELISM", cls.argon2_parallelism, minimum=1),
+            hash_workers=_int(env, "AUTHGRES_HASH_WORKERS", os.cpu_count() or 1, minimum=1),
+            db_pool_min=_int(env, "AUTHGRES_DB_POOL_MIN", cls.db_pool_min, minimum=1),
+            db_pool_max=_int(env, "AUTHGRES_DB_POOL_MAX", cls.db_pool_max, minimum=1),
+        )
+
+    def sql_settings(self) -> dict[str, Any]:
+        """The part of the configuration that the SQL functions read (auth.settings)."""
+        return {
+            "site_url": self.site_url,
+            "jwt_exp": self.jwt_exp,
+            "jwt_aud": self.jwt_aud,
+            "jwt_issuer": self.jwt_issuer,
+            "jwt_default_role": self.jwt_default_group,
+            "mailer_autoconfirm": self.mailer_autoconfirm,
+            "disable_signup": self.disable_signup,
+            "anonymous_users_enabled": self.anonymous_users_enabled,
+            "refresh_token_reuse_interval": self.refresh_token_reuse_interval,
+            "refresh_token_replay_revokes": self.refresh_token_replay_revokes,
+        }
+
+
+def _character_sets(raw: str) -> tuple[str, ...]:
+    """GoTrue's format: sets separated by ':', with '\\:' standing for a literal colon."""
+    if not raw:
+        return ()
+    placeholder = "\x00"
+    return tuple(part.replace(placeholder, ":") for part in raw.replace("\\:", placeholder).split(":") if part)
