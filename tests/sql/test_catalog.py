@@ -1,0 +1,124 @@
+"""Catalog lints: the security properties of the auth schema, checked on a migrated database."""
+
+import pytest
+
+# Functions anyone may execute: the RLS helpers, and token verification for apps without PostgREST.
+PUBLIC_FUNCTIONS = {"uid", "role", "email", "jwt", "authenticate", "access_token_claims"}
+SECRET_COLUMNS = [
+    ("users", "encrypted_password"),
+    ("refresh_tokens", "token_hash"),
+    ("sessions", "refresh_token_key"),
+    ("signing_keys", "secret"),
+]
+
+
+def auth_functions(admin):
+    return admin.execute("""
+        select p.oid::regprocedure::text, p.proname, p.prosecdef, p.proconfig,
+               coalesce(p.proacl, acldefault('f', p.proowner)) as acl
+          from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+         where n.nspname = 'auth'
+    """).fetchall()
+
+
+def test_every_auth_function_pins_an_empty_search_path(admin):
+    functions = auth_functions(admin)
+    assert len(functions) > 20
+    unpinned = [signature for signature, _, _, config, _ in functions if 'search_path=""' not in (config or [])]
+    assert unpinned == []
+
+
+def test_security_definer_functions_are_not_executable_by_clients(admin):
+    exposed = []
+    for signature, name, definer, _, _ in auth_functions(admin):
+        if not definer or name in PUBLIC_FUNCTIONS:
+            continue
+        for role in ("anon", "authenticated"):
+            if admin.execute("select has_function_privilege(%s, %s, 'EXECUTE')", (role, signature)).fetchone()[0]:
+                exposed.append((role, signature))
+        public = admin.execute(
+            "select exists (select from pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a"
+            " where p.oid = %s::regprocedure and a.grantee = 0)",
+            (signature,),
+        ).fetchone()[0]
+        if public:
+            exposed.append(("PUBLIC", signature))
+    assert exposed == []
+
+
+def test_only_the_intended_functions_are_public(admin):
+    public = admin.execute("""
+        select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace,
+               aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+         where n.nspname = 'auth' and a.grantee = 0
+    """).fetchall()
+    assert {name for (name,) in public} == PUBLIC_FUNCTIONS
+
+
+def test_rls_is_enabled_on_every_auth_table(admin):
+    without = admin.execute("""
+        select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = 'auth' and c.relkind in ('r', 'p') and not c.relrowsecurity
+    """).fetchall()
+    assert without == []
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated", "service_role", "authgres_service"])
+def test_client_roles_and_the_service_have_no_table_privileges(admin, role):
+    readable = admin.execute(
+        """
+        select c.relname, a.attname from pg_class c
+          join pg_namespace n on n.oid = c.relnamespace
+          join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+         where n.nspname = 'auth' and c.relkind in ('r', 'p', 'v')
+           and has_column_privilege(%s, c.oid, a.attnum, 'SELECT')
+    """,
+        (role,),
+    ).fetchall()
+    assert readable == []
+
+
+@pytest.mark.parametrize(("table", "column"), SECRET_COLUMNS)
+def test_secret_columns_are_unreadable_by_clients(admin, table, column):
+    for role in ("anon", "authenticated"):
+        assert (
+            admin.execute(
+                "select has_column_privilege(%s, %s, %s, 'SELECT')", (role, f"auth.{table}", column)
+            ).fetchone()[0]
+            is False
+        )
+
+
+def test_every_auth_table_and_function_is_commented(admin):
+    uncommented = admin.execute("""
+        select c.oid::regclass::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = 'auth' and c.relkind in ('r', 'p', 'v') and obj_description(c.oid, 'pg_class') is null
+        union all
+        select p.oid::regprocedure::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+         where n.nspname = 'auth' and obj_description(p.oid, 'pg_proc') is null
+    """).fetchall()
+    assert uncommented == []
+
+
+def test_everything_in_auth_belongs_to_the_owner_role(admin):
+    foreign = admin.execute("""
+        select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = 'auth' and pg_get_userbyid(c.relowner) <> 'authgres_owner'
+        union all
+        select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+         where n.nspname = 'auth' and pg_get_userbyid(p.proowner) <> 'authgres_owner'
+    """).fetchall()
+    assert foreign == []
+    owner = admin.execute("select rolcanlogin, rolsuper from pg_roles where rolname = 'authgres_owner'").fetchone()
+    assert owner == (False, False)
+
+
+def test_migrations_are_recorded_in_order(admin):
+    import pathlib
+
+    files = sorted(
+        p.name.split("_")[0] for p in (pathlib.Path(__file__).parents[2] / "sql" / "migrations").glob("*.sql")
+    )
+    recorded = [v for (v,) in admin.execute("select version from auth.schema_migrations order by version")]
+    assert recorded == files
+    assert files == [f"{n:04d}" for n in range(1, len(files) + 1)]

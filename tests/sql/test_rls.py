@@ -1,0 +1,135 @@
+"""auth.uid() and friends inside real RLS policies, and auth.authenticate() for non-PostgREST apps."""
+
+import json
+import time
+
+import psycopg
+import pytest
+
+from tests.conftest import JWT_SECRET
+from tests.sql.helpers import call, sign_up
+
+
+@pytest.fixture
+def notes(admin):
+    """An application table owned by the app, guarded by a Supabase-style policy."""
+    admin.execute("""
+        create table public.notes (
+          id serial primary key,
+          owner uuid not null default auth.uid() references auth.users (id) on delete cascade,
+          body text not null
+        );
+        alter table public.notes enable row level security;
+        create policy own_notes on public.notes
+          using (owner = (select auth.uid())) with check (owner = (select auth.uid()));
+        grant select, insert on public.notes to authenticated;
+        grant usage on sequence public.notes_id_seq to authenticated;
+        do $$ begin
+          if not exists (select from pg_roles where rolname = 'app_login') then
+            create role app_login login;
+          end if;
+        end $$;
+        grant authenticated, anon to app_login;
+    """)
+
+
+@pytest.fixture
+def app_conn(dsn, notes):
+    with psycopg.connect(dsn("app_login")) as conn:
+        yield conn
+
+
+def test_authenticate_scopes_rows_to_each_user(service, app_conn):
+    alice, bob = sign_up(service, "alice@example.com"), sign_up(service, "bob@example.com")
+    for person, text in ((alice, "alice's"), (bob, "bob's")):
+        with app_conn.transaction():
+            claims = app_conn.execute("select auth.authenticate(%s)", (person["access_token"],)).fetchone()[0]
+            assert claims["sub"] == person["user"]["id"]
+            app_conn.execute("insert into public.notes (body) values (%s)", (text,))
+
+    with app_conn.transaction():
+        app_conn.execute("select auth.authenticate(%s)", (alice["access_token"],))
+        assert app_conn.execute("select current_user, auth.uid()::text, auth.role()").fetchone() == (
+            "authenticated",
+            alice["user"]["id"],
+            "authenticated",
+        )
+        assert app_conn.execute("select body from public.notes").fetchall() == [("alice's",)]
+        with pytest.raises(psycopg.Error) as raised, app_conn.transaction():
+            app_conn.execute("insert into public.notes (owner, body) values (%s, 'forged')", (bob["user"]["id"],))
+        assert raised.value.sqlstate == "42501"  # the policy's WITH CHECK refuses it
+
+    # The role and claims ended with the transaction.
+    assert app_conn.execute("select current_user, auth.uid()").fetchone() == ("app_login", None)
+    app_conn.rollback()
+
+
+def test_postgrest_style_claims_work_with_the_same_policy(service, admin, dsn, notes):
+    alice, bob = sign_up(service, "alice@example.com"), sign_up(service, "bob@example.com")
+    admin.execute(
+        "insert into public.notes (owner, body) values (%s, 'a'), (%s, 'b')", (alice["user"]["id"], bob["user"]["id"])
+    )
+    with psycopg.connect(dsn("app_login")) as conn:
+        # What PostgREST does per request: claims into request.jwt.claims, then SET LOCAL ROLE.
+        conn.execute(
+            "select set_config('request.jwt.claims', %s, true)",
+            (json.dumps({"sub": bob["user"]["id"], "role": "authenticated"}),),
+        )
+        conn.execute("set local role authenticated")
+        assert conn.execute("select body from public.notes").fetchall() == [("b",)]
+        assert conn.execute("select auth.jwt() ->> 'role'").fetchone()[0] == "authenticated"
+        conn.rollback()
+        # PostgREST before v9 set one setting per claim.
+        conn.execute("select set_config('request.jwt.claim.sub', %s, true)", (alice["user"]["id"],))
+        conn.execute("set local role authenticated")
+        assert conn.execute("select body from public.notes").fetchall() == [("a",)]
+
+
+def test_anon_sees_nothing(service, admin, app_conn):
+    alice = sign_up(service, "alice@example.com")
+    admin.execute("insert into public.notes (owner, body) values (%s, 'a')", (alice["user"]["id"],))
+    admin.execute("grant select on public.notes to anon")
+    anon_key = service.execute(
+        "select auth.sign(%s::json, %s)", (json.dumps({"role": "anon", "exp": int(time.time()) + 60}), JWT_SECRET)
+    ).fetchone()[0]
+    with app_conn.transaction():
+        app_conn.execute("select auth.authenticate(%s)", (anon_key,))
+        assert app_conn.execute("select current_user, auth.uid()").fetchone() == ("anon", None)
+        assert app_conn.execute("select count(*) from public.notes").fetchone()[0] == 0
+
+
+def test_authenticate_rejects_an_expired_token(service, app_conn):
+    alice = sign_up(service, "alice@example.com")
+    claims = call(service, "access_token_claims", token=alice["access_token"])
+    claims["exp"] = int(time.time()) - 1
+    expired = service.execute("select auth.sign(%s::json, %s)", (json.dumps(claims), JWT_SECRET)).fetchone()[0]
+    with pytest.raises(psycopg.Error) as raised:
+        app_conn.execute("select auth.authenticate(%s)", (expired,))
+    assert raised.value.sqlstate == "AUJ01"
+
+
+def test_authenticate_rejects_a_forged_token(service, app_conn):
+    alice = sign_up(service, "alice@example.com")
+    claims = call(service, "access_token_claims", token=alice["access_token"])
+    forged = service.execute(
+        "select auth.sign(%s::json, %s)", (json.dumps(claims), "not-the-server-secret-at-all-0123456789")
+    ).fetchone()[0]
+    with pytest.raises(psycopg.Error) as raised:
+        app_conn.execute("select auth.authenticate(%s)", (forged,))
+    assert raised.value.sqlstate == "AUJ01"
+
+
+def test_authenticate_rejects_a_token_whose_session_logged_out(service, app_conn):
+    alice = sign_up(service, "alice@example.com")
+    assert call(service, "logout", access_token=alice["access_token"], scope="local") == 1
+    with pytest.raises(psycopg.Error) as raised:
+        app_conn.execute("select auth.authenticate(%s)", (alice["access_token"],))
+    assert raised.value.sqlstate == "AUJ04"
+
+
+def test_authenticate_rejects_a_deleted_user(service, admin, app_conn):
+    alice = sign_up(service, "alice@example.com")
+    admin.execute("delete from auth.users")
+    with pytest.raises(psycopg.Error) as raised:
+        app_conn.execute("select auth.authenticate(%s)", (alice["access_token"],))
+    assert raised.value.sqlstate == "AUJ03"
