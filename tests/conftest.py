@@ -119,3 +119,13 @@ async def gotrue(server: Any) -> AsyncIterator[AsyncGoTrueClient]:
     auth = AsyncGoTrueClient(url=str(server.make_url("/auth/v1")), auto_refresh_token=False, persist_session=True)
     yield auth
     await auth.close()
+
+
+@pytest.fixture
+async def make_client(aiohttp_client: Any, make_settings: Any) -> Any:
+    """A client for a server configured differently from the default test server."""
+
+    async def build(**changes: Any) -> Any:
+        return await aiohttp_client(create_app(make_settings(**changes)))
+
+    return build
