@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import psycopg
+import uvloop
 from aiohttp import web
 
 from authgres.app import create_app
@@ -49,6 +51,7 @@ def api_keys(database_url: str, jwt_secret: str) -> dict[str, str]:
 
 
 def serve(settings: Settings) -> None:
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, print=None)
 
 

@@ -6,29 +6,43 @@ of a request commits or rolls back as one, in one round trip.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from authgres.errors import SQLSTATE_ERRORS, AuthError
 
 
+class JsonText(str):
+    """A jsonb value as PostgreSQL wrote it: most responses go out exactly as SQL built them."""
+
+    __slots__ = ()
+
+
+class _JsonTextLoader(Loader):
+    def load(self, data: Any) -> JsonText:
+        return JsonText(bytes(data).decode())
+
+
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    conn.adapters.register_loader("jsonb", _JsonTextLoader)
     # Timestamps in responses read as UTC whatever the server's TimeZone.
     await conn.execute("set timezone = 'UTC'")
 
 
 @lru_cache(maxsize=256)
-def _call_query(function: str, names: tuple[str, ...], *, rows: bool) -> sql.Composed:
+def _call_query(function: str, names: tuple[str, ...], *, rows: bool) -> bytes:
     arguments = sql.SQL(", ").join(
         sql.SQL("{} => {}").format(sql.Identifier(f"p_{name}"), sql.Placeholder(name)) for name in names
     )
     template = "select * from auth.{}({})" if rows else "select auth.{}({})"
-    return sql.SQL(template).format(sql.Identifier(function), arguments)
+    return sql.SQL(template).format(sql.Identifier(function), arguments).as_bytes(None)
 
 
 def _auth_error(error: psycopg.Error) -> AuthError | None:
@@ -58,9 +72,9 @@ class Database:
     async def call(self, function: str, **params: Any) -> Any:
         """Returns the value of auth.<function>(p_<name> => value, ...).
 
-        A function that must commit its side effects and still fail (refresh-token replay revokes the
-        session) returns {"error": SQLSTATE, "message": ...} instead of raising; that becomes the same
-        AuthError a raised SQLSTATE would.
+        jsonb comes back as JsonText, unparsed. A function that must commit its side effects and still
+        fail (refresh-token replay revokes the session) returns {"error": SQLSTATE, "message": ...}
+        instead of raising; that becomes the same AuthError a raised SQLSTATE would.
         """
         query = _call_query(function, tuple(params), rows=False)
         async with self.pool.connection() as conn:
@@ -70,8 +84,10 @@ class Database:
                 raise _auth_error(error) or error from None
             row = await cursor.fetchone()
         value = row[0] if row else None
-        if isinstance(value, dict) and value.keys() == {"error", "message"}:
-            raise AuthError.from_sqlstate(value["error"], value["message"])
+        # jsonb orders keys by length, so such an outcome always begins exactly like this.
+        if isinstance(value, JsonText) and value.startswith('{"error": "AU'):
+            outcome = json.loads(value)
+            raise AuthError.from_sqlstate(outcome["error"], outcome["message"])
         return value
 
     async def call_row(self, function: str, **params: Any) -> dict[str, Any] | None:

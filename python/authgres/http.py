@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from authgres.db import Database
+from authgres.db import Database, JsonText
 from authgres.errors import AuthError
 from authgres.passwords import Passwords
 from authgres.settings import Settings
@@ -90,4 +90,5 @@ def user_agent(request: web.Request) -> str | None:
 
 
 def reply(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(data, separators=(",", ":")), content_type="application/json")
+    text = data if isinstance(data, JsonText) else json.dumps(data, separators=(",", ":"))
+    return web.Response(status=status, text=text, content_type="application/json")

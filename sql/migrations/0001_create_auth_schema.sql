@@ -3,6 +3,11 @@
 -- Run by a superuser (it creates cluster roles and the pgcrypto extension). Every later file starts
 -- with `set local role authgres_owner`, so all auth objects belong to one NOLOGIN owner: SECURITY
 -- DEFINER functions run as that owner, and nobody logs in with its privileges.
+--
+-- Name resolution: PL/pgSQL and SECURITY DEFINER functions pin `search_path = ''` and qualify every
+-- name. Small LANGUAGE sql helpers use SQL-standard bodies (`RETURN ...`) instead: those are parsed
+-- and bound when created, so the caller's search_path cannot reach them, and without a SET clause the
+-- planner can inline them (a SET clause would make every call a separate, re-planned function call).
 
 -- Cluster-wide roles, created only when missing so that every database of a cluster can be migrated.
 --   authgres_owner    owns the auth schema; never logs in
@@ -55,12 +60,10 @@ begin
   execute format($f$
     create function auth._hmac(p_data bytea, p_key bytea, p_algorithm text) returns bytea
       language sql immutable strict parallel safe
-      set search_path = ''
       return %I.hmac(p_data, p_key, p_algorithm)$f$, v_schema);
   execute format($f$
     create function auth._random_bytes(p_count integer) returns bytea
       language sql volatile strict parallel safe
-      set search_path = ''
       return %I.gen_random_bytes(p_count)$f$, v_schema);
 end
 $$;

@@ -1,56 +1,43 @@
 -- 0002: JSON Web Tokens (HS256/384/512) in SQL, with pgjwt's signatures.
 --
 -- Differences from pgjwt, on purpose:
---   * the signature comparison does not leak timing (both values are HMACed with a random key first);
+--   * the signature comparison does not leak timing (it compares SHA-256 digests of both values);
 --   * a token without a numeric `exp` is invalid, and so is one whose `nbf` lies in the future;
 --   * the caller's algorithm is the only one tried: a header naming another one (or `none`) fails;
---   * verify() reads the clock, so it is STABLE rather than IMMUTABLE;
---   * PL/pgSQL rather than LANGUAGE sql: a multi-statement SQL function is planned on every call.
+--   * STABLE rather than IMMUTABLE: verify() reads the clock, and text/bytes conversions depend on the
+--     encoding (a function claiming IMMUTABLE over a STABLE body is also never inlined);
+--   * PL/pgSQL (plans cached per session) or inlinable SQL-standard bodies, never a SQL function the
+--     planner re-plans on every call; replace() rather than translate(), which is several times slower.
 set local role authgres_owner;
 insert into auth.schema_migrations (version) values ('0002');
 
 create function auth.url_encode(data bytea) returns text
   language sql immutable strict parallel safe
-  set search_path = ''
-  return pg_catalog.translate(pg_catalog.encode(data, 'base64'), E'+/=\n', '-_');
+  return pg_catalog.rtrim(pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+    pg_catalog.encode(data, 'base64'), E'\n', ''), '+', '-'), '/', '_'), '=');
 comment on function auth.url_encode(bytea) is 'base64url without padding (RFC 7515 section 2).';
 
 create function auth.url_decode(data text) returns bytea
-  language plpgsql immutable strict parallel safe
-  set search_path = ''
-as $$
-declare
-  v_base64 text := pg_catalog.translate(data, '-_', '+/');
-begin
+  language sql immutable strict parallel safe
   return pg_catalog.decode(
-    v_base64 || pg_catalog.repeat('=', (4 - pg_catalog.length(v_base64) % 4) % 4), 'base64');
-end
-$$;
+    pg_catalog.replace(pg_catalog.replace(data, '-', '+'), '_', '/')
+      || pg_catalog.substr('===', 1, (4 - pg_catalog.octet_length(data) % 4) % 4),
+    'base64');
 comment on function auth.url_decode(text) is 'Inverse of auth.url_encode(); raises on malformed input.';
 
+-- Not declared STRICT: the planner will not inline a STRICT function whose body has a CASE, and
+-- NULL inputs give NULL anyway.
 create function auth.algorithm_sign(signables text, secret text, algorithm text) returns text
-  language plpgsql immutable strict parallel safe
-  set search_path = ''
-as $$
-declare
-  v_digest text := case algorithm
-    when 'HS256' then 'sha256'
-    when 'HS384' then 'sha384'
-    when 'HS512' then 'sha512'
-  end;
-begin
-  if v_digest is null then
-    raise exception using errcode = 'AUV01', message = 'Unsupported signing algorithm';
-  end if;
+  language sql stable parallel safe
   return auth.url_encode(auth._hmac(
-    pg_catalog.convert_to(signables, 'UTF8'), pg_catalog.convert_to(secret, 'UTF8'), v_digest));
-end
-$$;
+    pg_catalog.convert_to(signables, 'UTF8'),
+    pg_catalog.convert_to(secret, 'UTF8'),
+    case algorithm when 'HS256' then 'sha256' when 'HS384' then 'sha384' when 'HS512' then 'sha512' end));
 comment on function auth.algorithm_sign(text, text, text) is
-  'base64url HMAC signature of signables (HS256, HS384 or HS512).';
+  'base64url HMAC signature of signables: HS256, HS384 or HS512; NULL for any other algorithm.';
 
 create function auth.sign(payload json, secret text, algorithm text default 'HS256') returns text
-  language plpgsql immutable strict parallel safe
+  language plpgsql stable strict parallel safe
   set search_path = ''
 as $$
 declare
@@ -58,30 +45,27 @@ declare
       pg_catalog.json_build_object('alg', algorithm, 'typ', 'JWT')::text, 'UTF8'))
     || '.' || auth.url_encode(pg_catalog.convert_to(payload::text, 'UTF8'));
 begin
+  if algorithm not in ('HS256', 'HS384', 'HS512') then
+    raise exception using errcode = 'AUV01', message = 'Unsupported signing algorithm';
+  end if;
   return v_signables || '.' || auth.algorithm_sign(v_signables, secret, algorithm);
 end
 $$;
 comment on function auth.sign(json, text, text) is
   'Signs payload as a compact JWT with header {"alg": algorithm, "typ": "JWT"} (pgjwt-compatible).';
 
+-- Compares digests instead of the values: an early exit in the byte comparison then says something
+-- only about SHA-256 of the secret value, which does not lead back to the value itself.
 create function auth._equal_secure(p_left text, p_right text) returns boolean
-  language plpgsql volatile parallel safe
-  set search_path = ''
-as $$
-declare
-  -- Comparing HMACs under a fresh random key: an early exit in the byte comparison tells a caller
-  -- nothing about the secret value, because it cannot predict either digest.
-  v_key bytea := auth._random_bytes(32);
-begin
-  return auth._hmac(pg_catalog.convert_to(coalesce(p_left, ''), 'UTF8'), v_key, 'sha256')
-       = auth._hmac(pg_catalog.convert_to(coalesce(p_right, ''), 'UTF8'), v_key, 'sha256')
-     and p_left is not null and p_right is not null;
-end
-$$;
-comment on function auth._equal_secure(text, text) is 'Constant-time text equality; false when either side is NULL.';
+  language sql stable parallel safe
+  return coalesce(
+    pg_catalog.sha256(pg_catalog.convert_to(p_left, 'UTF8')) = pg_catalog.sha256(pg_catalog.convert_to(p_right, 'UTF8')),
+    false);
+comment on function auth._equal_secure(text, text) is
+  'Equality of two secrets whose timing does not reveal them; false when either side is NULL.';
 
 create function auth._decode_json_segment(p_segment text) returns json
-  language plpgsql immutable parallel safe
+  language plpgsql stable parallel safe
   set search_path = ''
 as $$
 begin
@@ -143,7 +127,7 @@ comment on function auth.verify(text, text, text) is
 
 -- These are SECURITY INVOKER: whoever may call verify() or sign() needs the helpers they call, too.
 grant execute on function
-  auth._hmac(bytea, bytea, text), auth._random_bytes(integer), auth._equal_secure(text, text),
+  auth._hmac(bytea, bytea, text), auth._equal_secure(text, text),
   auth._decode_json_segment(text), auth._check_jwt(text, text, text),
   auth.url_encode(bytea), auth.url_decode(text), auth.algorithm_sign(text, text, text),
   auth.sign(json, text, text), auth.verify(text, text, text)

@@ -22,7 +22,6 @@ insert into auth.schema_migrations (version) values ('0004');
 -------------------------------------------------------------------------------------------------------
 create function auth.uid() returns uuid
   language sql stable
-  set search_path = ''
   return coalesce(
     nullif(pg_catalog.current_setting('request.jwt.claim.sub', true), ''),
     (nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
@@ -32,7 +31,6 @@ comment on function auth.uid() is
 
 create function auth.role() returns text
   language sql stable
-  set search_path = ''
   return coalesce(
     nullif(pg_catalog.current_setting('request.jwt.claim.role', true), ''),
     (nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
@@ -41,7 +39,6 @@ comment on function auth.role() is 'The role claim of the request''s JWT.';
 
 create function auth.email() returns text
   language sql stable
-  set search_path = ''
   return coalesce(
     nullif(pg_catalog.current_setting('request.jwt.claim.email', true), ''),
     (nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb ->> 'email')
@@ -50,7 +47,6 @@ comment on function auth.email() is 'The email claim of the request''s JWT.';
 
 create function auth.jwt() returns jsonb
   language sql stable
-  set search_path = ''
   return coalesce(
     nullif(pg_catalog.current_setting('request.jwt.claim', true), ''),
     nullif(pg_catalog.current_setting('request.jwt.claims', true), '')
@@ -63,25 +59,22 @@ grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt() to p
 -- Small private helpers.
 -------------------------------------------------------------------------------------------------------
 create function auth._token_hash(p_token text) returns bytea
-  language sql immutable strict parallel safe
-  set search_path = ''
+  language sql stable strict parallel safe
   return pg_catalog.sha256(pg_catalog.convert_to(p_token, 'UTF8'));
 comment on function auth._token_hash(text) is 'How refresh tokens (and other bearer secrets) are stored: SHA-256.';
 
 create function auth._epoch(p_at timestamptz) returns bigint
-  language sql immutable strict parallel safe
-  set search_path = ''
+  language sql stable strict parallel safe
   return pg_catalog.floor(extract(epoch from p_at))::bigint;
 comment on function auth._epoch(timestamptz) is 'Whole seconds since 1970, as JWT NumericDate.';
 
 create function auth._strip_nulls(p_object jsonb) returns jsonb
   language sql immutable strict parallel safe
-  set search_path = ''
   return (select coalesce(pg_catalog.jsonb_object_agg(e.key, e.value), '{}'::jsonb)
             from pg_catalog.jsonb_each(p_object) e
            where pg_catalog.jsonb_typeof(e.value) <> 'null');
 comment on function auth._strip_nulls(jsonb) is
-  'Drops top-level null members only (user metadata may hold nulls of its own).';
+  'Drops top-level null members only: jsonb_strip_nulls() would also reach into the values.';
 
 create function auth._normalize_email(p_email text) returns text
   language plpgsql immutable parallel safe
@@ -107,74 +100,88 @@ comment on function auth._normalize_email(text) is 'Lower-cased, trimmed email; 
 create function auth._audit(
   p_user auth.users, p_action text, p_log_type text, p_ip inet, p_traits jsonb default null
 ) returns void
-  language sql volatile
+  language plpgsql volatile
   set search_path = ''
-begin atomic
+as $$
+begin
   insert into auth.audit_log_entries (payload, ip_address)
   values (
     pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
-      'actor_id', (p_user).id,
-      'actor_username', (p_user).email,
+      'actor_id', p_user.id,
+      'actor_username', p_user.email,
       'actor_via_sso', false,
       'action', p_action,
       'log_type', p_log_type,
       'traits', p_traits)),
     coalesce(pg_catalog.host(p_ip), ''));
-end;
+end
+$$;
 comment on function auth._audit(auth.users, text, text, inet, jsonb) is
   'Appends one audit_log_entries row, in the caller''s transaction.';
 
 -------------------------------------------------------------------------------------------------------
 -- User and identity JSON, in GoTrue's shapes.
 -------------------------------------------------------------------------------------------------------
+-- Optional members are built apart and passed through jsonb_strip_nulls(), which would also strip
+-- nulls nested inside metadata: those objects go in the part that is kept whole.
 create function auth._identity_json(p_identity auth.identities) returns jsonb
-  language sql stable
+  language plpgsql stable
   set search_path = ''
-  return auth._strip_nulls(pg_catalog.jsonb_build_object(
-    'identity_id', (p_identity).id,
-    'id', (p_identity).provider_id,
-    'user_id', (p_identity).user_id,
-    'identity_data', (p_identity).identity_data,
-    'provider', (p_identity).provider,
-    'last_sign_in_at', (p_identity).last_sign_in_at,
-    'created_at', (p_identity).created_at,
-    'updated_at', (p_identity).updated_at,
-    'email', (p_identity).email));
+as $$
+begin
+  return pg_catalog.jsonb_build_object(
+      'identity_id', p_identity.id,
+      'id', p_identity.provider_id,
+      'user_id', p_identity.user_id,
+      'identity_data', p_identity.identity_data,
+      'provider', p_identity.provider,
+      'created_at', p_identity.created_at,
+      'updated_at', p_identity.updated_at)
+    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+      'last_sign_in_at', p_identity.last_sign_in_at,
+      'email', p_identity.email));
+end
+$$;
 comment on function auth._identity_json(auth.identities) is 'An identity as GoTrue serialises it.';
 
 create function auth._user_json(p_user auth.users) returns jsonb
-  language sql stable
+  language plpgsql stable
   set search_path = ''
-  return auth._strip_nulls(pg_catalog.jsonb_build_object(
-    'id', (p_user).id,
-    'aud', coalesce((p_user).aud, ''),
-    'role', coalesce((p_user).role, ''),
-    'email', coalesce((p_user).email, ''),
-    'email_confirmed_at', (p_user).email_confirmed_at,
-    'invited_at', (p_user).invited_at,
-    'phone', coalesce((p_user).phone, ''),
-    'phone_confirmed_at', (p_user).phone_confirmed_at,
-    'confirmation_sent_at', (p_user).confirmation_sent_at,
-    'confirmed_at', (p_user).confirmed_at,
-    'recovery_sent_at', (p_user).recovery_sent_at,
-    'new_email', nullif((p_user).email_change, ''),
-    'email_change_sent_at', (p_user).email_change_sent_at,
-    'new_phone', nullif((p_user).phone_change, ''),
-    'phone_change_sent_at', (p_user).phone_change_sent_at,
-    'reauthentication_sent_at', (p_user).reauthentication_sent_at,
-    'last_sign_in_at', (p_user).last_sign_in_at,
-    'app_metadata', (p_user).raw_app_meta_data,
-    'user_metadata', (p_user).raw_user_meta_data,
-    'identities', coalesce(
-      (select pg_catalog.jsonb_agg(auth._identity_json(i) order by i.created_at, i.id)
-         from auth.identities i
-        where i.user_id = (p_user).id),
-      '[]'::jsonb),
-    'created_at', (p_user).created_at,
-    'updated_at', (p_user).updated_at,
-    'banned_until', (p_user).banned_until,
-    'deleted_at', (p_user).deleted_at,
-    'is_anonymous', (p_user).is_anonymous));
+as $$
+begin
+  return pg_catalog.jsonb_build_object(
+      'id', p_user.id,
+      'aud', coalesce(p_user.aud, ''),
+      'role', coalesce(p_user.role, ''),
+      'email', coalesce(p_user.email, ''),
+      'phone', coalesce(p_user.phone, ''),
+      'app_metadata', p_user.raw_app_meta_data,
+      'user_metadata', p_user.raw_user_meta_data,
+      'identities', coalesce(
+        (select pg_catalog.jsonb_agg(auth._identity_json(i) order by i.created_at, i.id)
+           from auth.identities i
+          where i.user_id = p_user.id),
+        '[]'::jsonb),
+      'created_at', p_user.created_at,
+      'updated_at', p_user.updated_at,
+      'is_anonymous', p_user.is_anonymous)
+    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+      'email_confirmed_at', p_user.email_confirmed_at,
+      'invited_at', p_user.invited_at,
+      'phone_confirmed_at', p_user.phone_confirmed_at,
+      'confirmation_sent_at', p_user.confirmation_sent_at,
+      'confirmed_at', p_user.confirmed_at,
+      'recovery_sent_at', p_user.recovery_sent_at,
+      'new_email', nullif(p_user.email_change, ''),
+      'email_change_sent_at', p_user.email_change_sent_at,
+      'new_phone', nullif(p_user.phone_change, ''),
+      'phone_change_sent_at', p_user.phone_change_sent_at,
+      'reauthentication_sent_at', p_user.reauthentication_sent_at,
+      'last_sign_in_at', p_user.last_sign_in_at,
+      'banned_until', p_user.banned_until,
+      'deleted_at', p_user.deleted_at));
+end
+$$;
 comment on function auth._user_json(auth.users) is
   'A user as GoTrue serialises it: email and phone always present, no secrets, identities embedded.';
 
@@ -193,7 +200,7 @@ begin
   if not found then
     raise exception using errcode = 'AUX01', message = 'No current signing key: run auth.configure()';
   end if;
-  v_signables := auth.url_encode(pg_catalog.convert_to(auth._strip_nulls(pg_catalog.jsonb_build_object(
+  v_signables := auth.url_encode(pg_catalog.convert_to(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
         'alg', v_key.algorithm, 'typ', 'JWT', 'kid', v_key.kid))::text, 'UTF8'))
     || '.' || auth.url_encode(pg_catalog.convert_to(p_claims::text, 'UTF8'));
   return v_signables || '.' || auth.algorithm_sign(v_signables, v_key.secret, v_key.algorithm);
@@ -319,8 +326,7 @@ declare
 begin
   select * into v_settings from auth.settings;
   expires_at := v_iat + v_settings.jwt_exp;
-  token := auth._sign_claims(auth._strip_nulls(pg_catalog.jsonb_build_object(
-    'iss', v_settings.jwt_issuer,
+  token := auth._sign_claims(pg_catalog.jsonb_build_object(
     'sub', p_user.id,
     'aud', coalesce(p_user.aud, v_settings.jwt_aud),
     'exp', expires_at,
@@ -339,7 +345,8 @@ begin
         where c.session_id = p_session.id),
       '[]'::jsonb),
     'session_id', p_session.id,
-    'is_anonymous', p_user.is_anonymous)));
+    'is_anonymous', p_user.is_anonymous)
+    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('iss', v_settings.jwt_issuer)));
 end
 $$;
 comment on function auth._access_token(auth.users, auth.sessions) is
@@ -349,8 +356,7 @@ comment on function auth._access_token(auth.users, auth.sessions) is
 -- Sessions and refresh tokens.
 -------------------------------------------------------------------------------------------------------
 create function auth._next_refresh_token(p_token text, p_chain_key bytea) returns text
-  language sql immutable strict parallel safe
-  set search_path = ''
+  language sql stable strict parallel safe
   return auth.url_encode(auth._hmac(pg_catalog.convert_to(p_token, 'UTF8'), p_chain_key, 'sha256'));
 comment on function auth._next_refresh_token(text, bytea) is
   'The token that replaces p_token: derivable only by whoever holds both p_token and the session key.';

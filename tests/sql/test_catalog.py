@@ -21,9 +21,20 @@ def auth_functions(admin):
     """).fetchall()
 
 
-def test_every_auth_function_pins_an_empty_search_path(admin):
-    functions = auth_functions(admin)
-    assert len(functions) > 20
+def test_no_auth_function_resolves_names_through_the_callers_search_path(admin):
+    # Either the function pins search_path, or it has a SQL-standard body, bound when it was created.
+    exposed = admin.execute("""
+        select p.oid::regprocedure::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+         where n.nspname = 'auth'
+           and not coalesce('search_path=""' = any(p.proconfig), false)
+           and p.prosqlbody is null
+    """).fetchall()
+    assert exposed == []
+
+
+def test_security_definer_functions_pin_an_empty_search_path(admin):
+    functions = [f for f in auth_functions(admin) if f[2]]
+    assert len(functions) > 10
     unpinned = [signature for signature, _, _, config, _ in functions if 'search_path=""' not in (config or [])]
     assert unpinned == []
 

@@ -1,5 +1,7 @@
 """POST /token?grant_type=password|refresh_token."""
 
+import json
+
 from aiohttp import web
 
 from authgres.errors import AuthError, validation_failed
@@ -52,5 +54,5 @@ async def _password_grant(request: web.Request, body: dict[str, object]) -> web.
     )
     weakness = passwords(request).weakness(password)
     if weakness:
-        session["weak_password"] = weakness.as_json()
+        return reply({**json.loads(session), "weak_password": weakness.as_json()})
     return reply(session)
