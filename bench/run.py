@@ -45,7 +45,7 @@ def free_port() -> int:
 def wait_for(url: str) -> None:
     for _ in range(200):
         try:
-            urllib.request.urlopen(url, timeout=1).read()  # noqa: S310 - loopback only
+            urllib.request.urlopen(url, timeout=1).read()
             return
         except OSError:
             time.sleep(0.05)
@@ -54,7 +54,7 @@ def wait_for(url: str) -> None:
 
 def post(url: str, body: dict[str, object]) -> dict[str, object]:
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request) as response:
         result: dict[str, object] = json.load(response)
         return result
 
@@ -75,8 +75,11 @@ def wrk(url: str, seconds: int, connections: int, *options: str, script_args: tu
 
 def raw_argon2_verifies(settings: Settings, seconds: float) -> float:
     """Verifies/s with the server's parameters and as many threads as it hashes with."""
-    hasher = argon2.PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib,
-                                   parallelism=settings.argon2_parallelism)
+    hasher = argon2.PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
     stored = hasher.hash(PASSWORD)
     deadline = time.monotonic() + seconds
 
@@ -94,8 +97,10 @@ def raw_argon2_verifies(settings: Settings, seconds: float) -> float:
 
 
 def sessions(base: str, count: int) -> list[dict[str, object]]:
-    return [post(f"{base}/token?grant_type=password", {"email": "bench@example.com", "password": PASSWORD})
-            for _ in range(count)]
+    return [
+        post(f"{base}/token?grant_type=password", {"email": "bench@example.com", "password": PASSWORD})
+        for _ in range(count)
+    ]
 
 
 def pgbench_refresh(cluster: LocalCluster, dbname: str, tokens: list[str], seconds: int, clients: int) -> float:
@@ -103,9 +108,23 @@ def pgbench_refresh(cluster: LocalCluster, dbname: str, tokens: list[str], secon
         conn.execute("create table public.bench_tokens (id int primary key, token text not null)")
         conn.cursor().executemany("insert into public.bench_tokens values (%s, %s)", list(enumerate(tokens)))
         conn.execute("grant select on public.bench_tokens to authgres_service")
-    command = [str(_bindir() / "pgbench"), "-n", "-M", "simple", "-T", str(seconds), "-c", str(clients),
-               "-j", "2", "-D", "token=none", "-f", str(HERE / "refresh.pgbench"),
-               cluster.conninfo(user="authgres_service", dbname=dbname)]
+    command = [
+        str(_bindir() / "pgbench"),
+        "-n",
+        "-M",
+        "simple",
+        "-T",
+        str(seconds),
+        "-c",
+        str(clients),
+        "-j",
+        "2",
+        "-D",
+        "token=none",
+        "-f",
+        str(HERE / "refresh.pgbench"),
+        cluster.conninfo(user="authgres_service", dbname=dbname),
+    ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return float(re.search(r"tps = ([\d.]+)", output).group(1))  # type: ignore[union-attr]
 
@@ -130,12 +149,20 @@ def main() -> None:
     try:
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
             conn.execute("create database bench")
-        subprocess.run(["bash", str(ROOT / "sql" / "migrate.sh"), cluster.conninfo(dbname="bench")],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["bash", str(ROOT / "sql" / "migrate.sh"), cluster.conninfo(dbname="bench")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         port, hello_port = free_port(), free_port()
-        env = {**os.environ, "DATABASE_URL": cluster.url("authgres_service", "bench"), "AUTHGRES_JWT_SECRET": SECRET,
-               "AUTHGRES_PORT": str(port), "AUTHGRES_MAILER_AUTOCONFIRM": "true",
-               "AUTHGRES_DB_POOL_MAX": "16", "AUTHGRES_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": cluster.url("authgres_service", "bench"),
+            "AUTHGRES_JWT_SECRET": SECRET,
+            "AUTHGRES_PORT": str(port),
+            "AUTHGRES_MAILER_AUTOCONFIRM": "true",
+            "AUTHGRES_LOG_LEVEL": "WARNING",
+        }
         settings = Settings.from_env(env)
         server = subprocess.Popen([sys.executable, "-m", "authgres", "serve"], env=env)
         hello = subprocess.Popen([sys.executable, str(HERE / "hello.py"), str(hello_port)])
@@ -149,24 +176,29 @@ def main() -> None:
         seconds = args.seconds
         results: dict[str, dict[str, float]] = {}
 
-        print(f"argon2id m={settings.argon2_memory_kib} KiB t={settings.argon2_time_cost} "
-              f"p={settings.argon2_parallelism}, {settings.hash_workers} hashing threads, {os.cpu_count()} cores, "
-              f"{seconds}s per figure")
+        print(
+            f"argon2id m={settings.argon2_memory_kib} KiB t={settings.argon2_time_cost} "
+            f"p={settings.argon2_parallelism}, {settings.hash_workers} hashing threads, {os.cpu_count()} cores, "
+            f"{seconds}s per figure"
+        )
         raw_verifies = raw_argon2_verifies(settings, seconds)
         login_body = json.dumps({"email": "bench@example.com", "password": PASSWORD})
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(f'wrk.method = "POST"\nwrk.body = \'{login_body}\'\n'
-                         'wrk.headers["Content-Type"] = "application/json"\n')
-        results["login"] = wrk(f"{base}/token?grant_type=password", seconds, 2 * settings.hash_workers,
-                               "-s", script.name)
+            script.write(
+                f'wrk.method = "POST"\nwrk.body = \'{login_body}\'\nwrk.headers["Content-Type"] = "application/json"\n'
+            )
+        results["login"] = wrk(
+            f"{base}/token?grant_type=password", seconds, 2 * settings.hash_workers, "-s", script.name
+        )
         os.unlink(script.name)
 
         tokens_http = [str(s["refresh_token"]) for s in sessions(base, 2 * CONNECTIONS)]
         tokens_sql = [str(s["refresh_token"]) for s in sessions(base, CONNECTIONS)]
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as token_file:
             token_file.write("\n".join(tokens_http))
-        results["refresh"] = wrk(f"{base}/", seconds, CONNECTIONS, "-s", str(HERE / "refresh.lua"),
-                                 script_args=(token_file.name, "2"))
+        results["refresh"] = wrk(
+            f"{base}/", seconds, CONNECTIONS, "-s", str(HERE / "refresh.lua"), script_args=(token_file.name, "2")
+        )
         os.unlink(token_file.name)
         sql_refreshes = pgbench_refresh(cluster, "bench", tokens_sql, seconds, CONNECTIONS)
 
@@ -175,17 +207,25 @@ def main() -> None:
         rss, peak = rss_mib(server.pid)
 
         print(f"raw argon2id verifies/s            {raw_verifies:10.1f}")
-        print(f"password logins/s over HTTP        {results['login']['rate']:10.1f}   "
-              f"ratio {results['login']['rate'] / raw_verifies:.2f} (target >= 0.9)")
+        print(
+            f"password logins/s over HTTP        {results['login']['rate']:10.1f}   "
+            f"ratio {results['login']['rate'] / raw_verifies:.2f} (target >= 0.9)"
+        )
         print(f"refresh rotations/s in SQL         {sql_refreshes:10.1f}   (pgbench, {CONNECTIONS} clients)")
-        print(f"refreshes/s over HTTP              {results['refresh']['rate']:10.1f}   "
-              f"ratio {results['refresh']['rate'] / sql_refreshes:.2f} (target >= 0.5)   "
-              f"p99 {results['refresh']['p99_ms']:.1f} ms")
-        print(f"GET /user requests/s               {results['get_user']['rate']:10.1f}   "
-              f"ratio {results['get_user']['rate'] / results['hello']['rate']:.2f} (target >= 0.15)   "
-              f"p99 {results['get_user']['p99_ms']:.1f} ms")
-        print(f"aiohttp hello-world requests/s     {results['hello']['rate']:10.1f}   "
-              f"p99 {results['hello']['p99_ms']:.1f} ms")
+        print(
+            f"refreshes/s over HTTP              {results['refresh']['rate']:10.1f}   "
+            f"ratio {results['refresh']['rate'] / sql_refreshes:.2f} (target >= 0.5)   "
+            f"p99 {results['refresh']['p99_ms']:.1f} ms"
+        )
+        print(
+            f"GET /user requests/s               {results['get_user']['rate']:10.1f}   "
+            f"ratio {results['get_user']['rate'] / results['hello']['rate']:.2f} (target >= 0.15)   "
+            f"p99 {results['get_user']['p99_ms']:.1f} ms"
+        )
+        print(
+            f"aiohttp hello-world requests/s     {results['hello']['rate']:10.1f}   "
+            f"p99 {results['hello']['p99_ms']:.1f} ms"
+        )
         print(f"service memory                     {rss:10.1f} MiB (peak {peak:.1f} MiB; target < 150)")
         print(f"(all at {CONNECTIONS} connections except logins at {2 * settings.hash_workers})")
     finally:

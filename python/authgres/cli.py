@@ -64,6 +64,7 @@ def dev(env: Mapping[str, str]) -> None:
     """Local PostgreSQL in .authgres/ unless DATABASE_URL is set; migrate; serve."""
     env = dict(env)
     state = Path(env.get("AUTHGRES_DEV_DIR", ".authgres")).resolve()
+    cluster = None
     if env.get("DATABASE_URL"):
         migrate(env.get("AUTHGRES_MIGRATE_DATABASE_URL") or env["DATABASE_URL"])
     else:
@@ -82,10 +83,14 @@ def dev(env: Mapping[str, str]) -> None:
             secret_file.write_text(secrets.token_urlsafe(48))
             secret_file.chmod(0o600)
         env["AUTHGRES_JWT_SECRET"] = secret_file.read_text().strip()
-    settings = Settings.from_env(env)
-    _print_keys(settings)
-    print(f"authgres listening on http://{settings.host}:{settings.port} (and under /auth/v1)")
-    serve(settings)
+    try:
+        settings = Settings.from_env(env)
+        _print_keys(settings)
+        print(f"authgres listening on http://{settings.host}:{settings.port} (and under /auth/v1)")
+        serve(settings)
+    finally:
+        if cluster:
+            cluster.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
