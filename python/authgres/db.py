@@ -48,6 +48,10 @@ def _call_query(function: str, names: tuple[str, ...], *, rows: bool) -> bytes:
 def _auth_error(error: psycopg.Error) -> AuthError | None:
     if error.sqlstate in SQLSTATE_ERRORS:
         return AuthError.from_sqlstate(error.sqlstate, error.diag.message_primary or "")
+    if isinstance(error, psycopg.OperationalError) and (error.sqlstate or "57")[:2] in ("08", "57"):
+        # The connection broke (database restart, network): the statement either never ran or rolled
+        # back with its transaction. 503 tells the clients to retry; the pool replaces the connection.
+        return AuthError(503, "unexpected_failure", "The database is unavailable, please retry")
     return None
 
 
