@@ -76,6 +76,10 @@ def settings(dsn: Any) -> Settings:
         argon2_memory_kib=1024,
         argon2_time_cost=1,
         db_pool_min=1,
+        # Throttles have tests of their own; elsewhere they would only couple unrelated requests.
+        smtp_max_frequency=0,
+        mailer_sweep_seconds=0.05,
+        mailer_retry_base_seconds=0.01,
     )
 
 
@@ -104,7 +108,8 @@ def make_settings(settings: Settings) -> Any:
 
 
 @pytest.fixture
-async def server(aiohttp_server: Any, settings: Settings) -> Any:
+async def server(settings: Settings, aiohttp_server: Any) -> Any:
+    # settings first: the database is set up before the server and so torn down after it.
     return await aiohttp_server(create_app(settings))
 
 
@@ -122,7 +127,7 @@ async def gotrue(server: Any) -> AsyncIterator[AsyncGoTrueClient]:
 
 
 @pytest.fixture
-async def make_client(aiohttp_client: Any, make_settings: Any) -> Any:
+async def make_client(make_settings: Any, aiohttp_client: Any) -> Any:
     """A client for a server configured differently from the default test server."""
 
     async def build(**changes: Any) -> Any:

@@ -9,7 +9,8 @@ from psycopg.types.json import Jsonb
 
 from authgres.db import Database
 from authgres.errors import Handler, error_middleware
-from authgres.http import DB, PASSWORDS, SETTINGS
+from authgres.http import DB, MAILER, PASSWORDS, SETTINGS
+from authgres.mailer import Mailer
 from authgres.passwords import Passwords
 from authgres.routes import add_routes
 from authgres.settings import Settings
@@ -48,6 +49,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await database.close()
 
 
+async def _mailer(app: web.Application) -> AsyncIterator[None]:
+    app[MAILER] = Mailer(app[SETTINGS], app[DB])
+    async with app[MAILER].running():
+        yield
+
+
 async def _passwords(app: web.Application) -> AsyncIterator[None]:
     app[PASSWORDS] = Passwords(app[SETTINGS])
     yield
@@ -59,5 +66,6 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_passwords)
+    app.cleanup_ctx.append(_mailer)
     add_routes(app)
     return app

@@ -47,7 +47,7 @@ def _call_query(function: str, names: tuple[str, ...], *, rows: bool) -> bytes:
 
 def _auth_error(error: psycopg.Error) -> AuthError | None:
     if error.sqlstate in SQLSTATE_ERRORS:
-        return AuthError.from_sqlstate(error.sqlstate, error.diag.message_primary or "")
+        return AuthError.from_sqlstate(error.sqlstate, error.diag.message_primary or "", error.diag.message_detail)
     if isinstance(error, psycopg.OperationalError) and (error.sqlstate or "57")[:2] in ("08", "57"):
         # The connection broke (database restart, network): the statement either never ran or rolled
         # back with its transaction. 503 tells the clients to retry; the pool replaces the connection.
@@ -94,12 +94,17 @@ class Database:
             raise AuthError.from_sqlstate(outcome["error"], outcome["message"])
         return value
 
-    async def call_row(self, function: str, **params: Any) -> dict[str, Any] | None:
-        """The first row of a set- or record-returning auth.<function>, as a dict."""
+    async def call_rows(self, function: str, **params: Any) -> list[dict[str, Any]]:
+        """The rows of a set- or record-returning auth.<function>, as dicts."""
         query = _call_query(function, tuple(params), rows=True)
         async with self.pool.connection() as conn:
             try:
                 cursor = await conn.cursor(row_factory=dict_row).execute(query, params)
             except psycopg.Error as error:
                 raise _auth_error(error) or error from None
-            return await cursor.fetchone()
+            return await cursor.fetchall()
+
+    async def call_row(self, function: str, **params: Any) -> dict[str, Any] | None:
+        """The first row of a set- or record-returning auth.<function>, as a dict."""
+        rows = await self.call_rows(function, **params)
+        return rows[0] if rows else None

@@ -36,23 +36,39 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUS04": (400, "email_not_confirmed"),
     "AUS05": (400, "invalid_credentials"),
     "AUS06": (400, "user_banned"),
+    "AUO01": (403, "otp_expired"),
+    "AUL01": (429, "over_email_send_rate_limit"),
+    "AUE01": (422, "email_exists"),
+    "AUE02": (400, "reauthentication_needed"),
+    "AUE03": (422, "reauthentication_not_valid"),
+    "AUE04": (422, "email_not_confirmed"),
 }
 
 
 class AuthError(Exception):
     """A failure the client is told about, in GoTrue's shape."""
 
-    def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.extra = extra or {}
+        self.headers = headers or {}
 
     @classmethod
-    def from_sqlstate(cls, sqlstate: str, message: str) -> AuthError:
+    def from_sqlstate(cls, sqlstate: str, message: str, detail: str | None = None) -> AuthError:
         status, code = SQLSTATE_ERRORS[sqlstate]
-        return cls(status, code, message)
+        # Rate limits say in their detail how many seconds to wait.
+        headers = {"Retry-After": detail} if status == 429 and detail else None
+        return cls(status, code, message, headers=headers)
 
 
 def validation_failed(message: str, status: int = 400) -> AuthError:
@@ -76,6 +92,7 @@ def error_response(request: web.Request, error: AuthError, error_id: str | None 
         text=json.dumps(_body(request, error, error_id)),
         content_type="application/json",
     )
+    response.headers.update(error.headers)
     response.headers["x-sb-error-code"] = error.code
     if request.headers.get(API_VERSION_HEADER, "") >= API_VERSION_2024:
         response.headers[API_VERSION_HEADER] = API_VERSION_2024

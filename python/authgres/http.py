@@ -11,10 +11,13 @@ from aiohttp import web
 
 from authgres.db import Database, JsonText
 from authgres.errors import AuthError
+from authgres.mailer import Mailer
 from authgres.passwords import Passwords
+from authgres.redirects import safe_redirect
 from authgres.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
+MAILER = web.AppKey("mailer", Mailer)
 DB = web.AppKey("db", Database)
 PASSWORDS = web.AppKey("passwords", Passwords)
 
@@ -83,6 +86,12 @@ def client_ip(request: web.Request) -> str | None:
         except ValueError:
             continue
     return None
+
+
+def redirect_to(request: web.Request, requested: str | None = None) -> str:
+    """The validated redirect target: the given one, else the redirect_to query parameter."""
+    config = settings(request)
+    return safe_redirect(requested or request.query.get("redirect_to"), config.site_url, config.uri_allow_list)
 
 
 def user_agent(request: web.Request) -> str | None:

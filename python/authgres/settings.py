@@ -69,6 +69,28 @@ class Settings:
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
     hash_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    api_external_url: str = ""
+    uri_allow_list: tuple[str, ...] = ()
+    mailer_otp_exp: int = 3600
+    mailer_otp_length: int = 6
+    mailer_otp_max_attempts: int = 5
+    mailer_secure_email_change: bool = True
+    mailer_link_confirm_page: bool = False
+    mailer_templates: str | None = None
+    mailer_delivery: tuple[tuple[str, str], ...] = ()
+    mailer_max_attempts: int = 8
+    mailer_retry_base_seconds: float = 5.0
+    mailer_sweep_seconds: float = 5.0
+    smtp_max_frequency: int = 60
+    rate_limit_email_per_address: int = 30
+    rate_limit_email_per_ip: int = 100
+    secure_password_change: bool = False
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_pass: str | None = None
+    smtp_sender: str = "authgres@localhost"
+    smtp_tls: str = "starttls"
     db_pool_min: int = 2
     # Connections beyond a couple per core only queue inside PostgreSQL: measured, 4 beat 8 and 16 here.
     db_pool_max: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
@@ -110,6 +132,30 @@ class Settings:
             argon2_time_cost=_int(env, "AUTHGRES_ARGON2_TIME_COST", cls.argon2_time_cost, minimum=1),
             argon2_parallelism=_int(env, "AUTHGRES_ARGON2_PARALLELISM", cls.argon2_parallelism, minimum=1),
             hash_workers=_int(env, "AUTHGRES_HASH_WORKERS", os.cpu_count() or 1, minimum=1),
+            api_external_url=env.get("AUTHGRES_API_EXTERNAL_URL", "").rstrip("/"),
+            uri_allow_list=tuple(u.strip() for u in env.get("AUTHGRES_URI_ALLOW_LIST", "").split(",") if u.strip()),
+            mailer_otp_exp=_int(env, "AUTHGRES_MAILER_OTP_EXP", cls.mailer_otp_exp, minimum=1),
+            mailer_otp_length=_otp_length(env),
+            mailer_otp_max_attempts=_int(env, "AUTHGRES_MAILER_OTP_MAX_ATTEMPTS", cls.mailer_otp_max_attempts, 1),
+            mailer_secure_email_change=_bool(
+                env, "AUTHGRES_MAILER_SECURE_EMAIL_CHANGE_ENABLED", cls.mailer_secure_email_change
+            ),
+            mailer_link_confirm_page=_bool(env, "AUTHGRES_MAILER_LINK_CONFIRM_PAGE", cls.mailer_link_confirm_page),
+            mailer_templates=env.get("AUTHGRES_MAILER_TEMPLATES") or None,
+            mailer_delivery=_delivery_modes(env),
+            mailer_max_attempts=_int(env, "AUTHGRES_MAILER_MAX_ATTEMPTS", cls.mailer_max_attempts, minimum=1),
+            smtp_max_frequency=_int(env, "AUTHGRES_SMTP_MAX_FREQUENCY", cls.smtp_max_frequency),
+            rate_limit_email_per_address=_int(
+                env, "AUTHGRES_RATE_LIMIT_EMAIL_PER_ADDRESS", cls.rate_limit_email_per_address
+            ),
+            rate_limit_email_per_ip=_int(env, "AUTHGRES_RATE_LIMIT_EMAIL_PER_IP", cls.rate_limit_email_per_ip),
+            secure_password_change=_bool(env, "AUTHGRES_SECURE_PASSWORD_CHANGE", cls.secure_password_change),
+            smtp_host=env.get("AUTHGRES_SMTP_HOST") or None,
+            smtp_port=_int(env, "AUTHGRES_SMTP_PORT", cls.smtp_port, minimum=1),
+            smtp_user=env.get("AUTHGRES_SMTP_USER") or None,
+            smtp_pass=env.get("AUTHGRES_SMTP_PASS") or None,
+            smtp_sender=env.get("AUTHGRES_SMTP_SENDER", cls.smtp_sender),
+            smtp_tls=_choice(env, "AUTHGRES_SMTP_TLS", cls.smtp_tls, ("none", "starttls", "tls")),
             db_pool_min=_int(env, "AUTHGRES_DB_POOL_MIN", cls.db_pool_min, minimum=1),
             db_pool_max=_int(env, "AUTHGRES_DB_POOL_MAX", max(4, 2 * (os.cpu_count() or 1)), minimum=1),
         )
@@ -127,7 +173,52 @@ class Settings:
             "anonymous_users_enabled": self.anonymous_users_enabled,
             "refresh_token_reuse_interval": self.refresh_token_reuse_interval,
             "refresh_token_replay_revokes": self.refresh_token_replay_revokes,
+            "mailer_otp_exp": self.mailer_otp_exp,
+            "mailer_otp_length": self.mailer_otp_length,
+            "mailer_otp_max_attempts": self.mailer_otp_max_attempts,
+            "mailer_secure_email_change": self.mailer_secure_email_change,
+            "smtp_max_frequency": self.smtp_max_frequency,
+            "rate_limit_email_per_address": self.rate_limit_email_per_address,
+            "rate_limit_email_per_ip": self.rate_limit_email_per_ip,
+            "secure_password_change": self.secure_password_change,
         }
+
+    @property
+    def external_url(self) -> str:
+        """Where email links point: AUTHGRES_API_EXTERNAL_URL, else this server's own address."""
+        return self.api_external_url or f"http://{self.host}:{self.port}"
+
+    def delivery(self, kind: str) -> str:
+        """link, code or both: what the email of this kind offers."""
+        return dict(self.mailer_delivery).get(kind, dict(self.mailer_delivery).get("*", "both"))
+
+
+EMAIL_KINDS = (
+    "confirmation",
+    "invite",
+    "magiclink",
+    "recovery",
+    "email_change_current",
+    "email_change_new",
+    "reauthentication",
+)
+
+
+def _otp_length(env: Mapping[str, str]) -> int:
+    length = _int(env, "AUTHGRES_MAILER_OTP_LENGTH", 6)
+    if not 6 <= length <= 10:
+        raise ConfigError("AUTHGRES_MAILER_OTP_LENGTH must be between 6 and 10")
+    return length
+
+
+def _delivery_modes(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """AUTHGRES_MAILER_DELIVERY for every kind, AUTHGRES_MAILER_DELIVERY_<KIND> for one."""
+    modes = [("*", _choice(env, "AUTHGRES_MAILER_DELIVERY", "both", ("both", "link", "code")))]
+    for kind in EMAIL_KINDS:
+        name = f"AUTHGRES_MAILER_DELIVERY_{kind.upper()}"
+        if name in env:
+            modes.append((kind, _choice(env, name, "both", ("both", "link", "code"))))
+    return tuple(modes)
 
 
 def _character_sets(raw: str) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 -- 0004: RLS helpers, access tokens, sessions with rotating refresh tokens, and the service functions
--- behind sign-up, sign-in, refresh, the current user and logout.
+-- behind sign-in, refresh, the current user and logout.
 --
 -- Error codes (SQLSTATE class AU; the service maps each to an HTTP status and GoTrue error_code in
 -- python/authgres/errors.py, never by message text):
@@ -527,75 +527,6 @@ comment on function auth.configure(jsonb, text) is
   'Writes the settings row (members of p_settings override) and the HS256 signing secret. '
   'The service calls it at start-up with its environment.';
 
-create function auth.sign_up(
-  p_email text, p_password_hash text, p_data jsonb default '{}',
-  p_user_agent text default null, p_ip inet default null
-) returns jsonb
-  language plpgsql volatile security definer
-  set search_path = ''
-as $$
-declare
-  v_settings auth.settings;
-  v_email text := auth._normalize_email(p_email);
-  v_id uuid := pg_catalog.gen_random_uuid();
-  v_user auth.users;
-  v_identity_data jsonb;
-begin
-  select * into v_settings from auth.settings;
-  if v_settings.disable_signup then
-    raise exception using errcode = 'AUS02', message = 'Signups not allowed for this instance';
-  end if;
-  if p_password_hash is null then
-    raise exception using errcode = 'AUV01', message = 'Signup requires a valid password';
-  end if;
-
-  v_identity_data := pg_catalog.jsonb_build_object(
-    'sub', v_id, 'email', v_email,
-    'email_verified', v_settings.mailer_autoconfirm, 'phone_verified', false);
-  insert into auth.users (
-    id, aud, role, email, encrypted_password, email_confirmed_at, raw_app_meta_data, raw_user_meta_data
-  ) values (
-    v_id, v_settings.jwt_aud, v_settings.jwt_default_role, v_email, p_password_hash,
-    case when v_settings.mailer_autoconfirm then pg_catalog.now() end,
-    '{"provider": "email", "providers": ["email"]}',
-    coalesce(p_data, '{}') || v_identity_data
-  )
-  on conflict (email) where is_sso_user = false do nothing
-  returning * into v_user;
-
-  if not found then
-    if v_settings.mailer_autoconfirm then
-      raise exception using errcode = 'AUS01', message = 'User already registered';
-    end if;
-    select * into strict v_user from auth.users where email = v_email and not is_sso_user;
-    if v_user.email_confirmed_at is null then
-      return auth._user_json(v_user);
-    end if;
-    -- A confirmed address: answer with a look-alike user that has no identity, as GoTrue does, so the
-    -- response does not confirm that the address is registered.
-    return pg_catalog.jsonb_build_object(
-      'id', v_id, 'aud', v_settings.jwt_aud, 'role', '', 'email', v_email, 'phone', '',
-      'app_metadata', '{"provider": "email", "providers": ["email"]}'::jsonb,
-      'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb,
-      'created_at', pg_catalog.now(), 'updated_at', pg_catalog.now(), 'is_anonymous', false);
-  end if;
-
-  insert into auth.identities (provider_id, user_id, identity_data, provider)
-  values (v_id::text, v_id, v_identity_data, 'email');
-  perform auth._audit(v_user, 'user_signedup', 'team', p_ip, '{"provider": "email"}');
-  if not v_settings.mailer_autoconfirm then
-    return auth._user_json(v_user);
-  end if;
-  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_id returning * into v_user;
-  update auth.identities set last_sign_in_at = pg_catalog.now() where user_id = v_id;
-  perform auth._audit(v_user, 'login', 'account', p_ip, '{"provider": "email"}');
-  return auth._start_session(v_user, 'password', p_user_agent, p_ip);
-end
-$$;
-comment on function auth.sign_up(text, text, jsonb, text, inet) is
-  'Email + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken address. '
-  'Otherwise the unconfirmed user (a look-alike without identities when the address is already confirmed).';
-
 create function auth.sign_in_anonymously(
   p_data jsonb default '{}', p_user_agent text default null, p_ip inet default null
 ) returns jsonb
@@ -693,54 +624,6 @@ $$;
 comment on function auth.current_password_hash(text) is
   'The token user''s password hash, for the service to compare a new password with the old one.';
 
-create function auth.update_user(
-  p_access_token text, p_data jsonb default null, p_password_hash text default null,
-  p_ip inet default null
-) returns jsonb
-  language plpgsql volatile security definer
-  set search_path = ''
-as $$
-declare
-  v_auth record;
-  v_user auth.users;
-begin
-  select * into v_auth from auth._authorize(p_access_token, true);
-  v_user := v_auth.usr;
-  if p_data is not null then
-    if pg_catalog.jsonb_typeof(p_data) <> 'object' then
-      raise exception using errcode = 'AUV01', message = 'data must be a JSON object';
-    end if;
-    -- GoTrue's merge: a key set to null is removed, any other key is set; other keys stay.
-    update auth.users
-       set raw_user_meta_data = (raw_user_meta_data
-             - array(select e.key from pg_catalog.jsonb_each(p_data) e where pg_catalog.jsonb_typeof(e.value) = 'null'))
-             || auth._strip_nulls(p_data),
-           updated_at = pg_catalog.now()
-     where id = v_user.id
-    returning * into v_user;
-  end if;
-  if p_password_hash is not null then
-    if v_user.is_anonymous and v_user.email is null and v_user.phone is null then
-      raise exception using errcode = 'AUV02',
-        message = 'Updating password of an anonymous user without an email or phone is not allowed';
-    end if;
-    update auth.users set encrypted_password = p_password_hash, updated_at = pg_catalog.now()
-     where id = v_user.id
-    returning * into v_user;
-    -- A new password ends every other sign-in: whoever knew the old one is logged out.
-    delete from auth.sessions where user_id = v_user.id and id is distinct from (v_auth.sess).id;
-    perform auth._audit(v_user, 'user_updated_password', 'user', p_ip);
-  end if;
-  if p_data is not null then
-    perform auth._audit(v_user, 'user_modified', 'user', p_ip);
-  end if;
-  return auth._user_json(v_user);
-end
-$$;
-comment on function auth.update_user(text, jsonb, text, inet) is
-  'PUT /user: merges user metadata (null removes a key) and sets a new password hash, ending the '
-  'user''s other sessions.';
-
 create function auth.logout(p_access_token text, p_scope text default 'global', p_ip inet default null)
   returns integer
   language plpgsql volatile security definer
@@ -776,12 +659,10 @@ comment on function auth.logout(text, text, inet) is
 grant execute on function
   auth.refresh_session(text, text, inet),
   auth.configure(jsonb, text),
-  auth.sign_up(text, text, jsonb, text, inet),
   auth.sign_in_anonymously(jsonb, text, inet),
   auth.password_hash_by_email(text),
   auth.sign_in_with_password(uuid, text, text, text, inet),
   auth.get_user(text),
   auth.current_password_hash(text),
-  auth.update_user(text, jsonb, text, inet),
   auth.logout(text, text, inet)
   to authgres_service;

@@ -2,10 +2,10 @@
 
 from aiohttp import web
 
-from authgres.routes import logout, meta, signup, token, user
+from authgres.routes import logout, meta, otp, signup, token, user, verify
 
 PREFIXES = ("", "/auth/v1")
-TABLES = (meta.routes, signup.routes, token.routes, user.routes, logout.routes)
+TABLES = (meta.routes, signup.routes, token.routes, user.routes, logout.routes, otp.routes, verify.routes)
 
 
 def add_routes(app: web.Application) -> None:

@@ -4,7 +4,17 @@ from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import client_ip, db, object_field, passwords, read_json, reply, text_field, user_agent
+from authgres.http import (
+    client_ip,
+    db,
+    object_field,
+    passwords,
+    read_json,
+    redirect_to,
+    reply,
+    text_field,
+    user_agent,
+)
 
 routes = web.RouteTableDef()
 
@@ -34,6 +44,7 @@ async def signup(request: web.Request) -> web.Response:
         email=email,
         password_hash=password_hash,
         data=data,
+        redirect_to=redirect_to(request),
         user_agent=user_agent(request),
         ip=client_ip(request),
     )

@@ -4,7 +4,17 @@ from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from authgres.errors import AuthError
-from authgres.http import bearer_token, client_ip, db, object_field, passwords, read_json, reply, text_field
+from authgres.http import (
+    bearer_token,
+    client_ip,
+    db,
+    object_field,
+    passwords,
+    read_json,
+    redirect_to,
+    reply,
+    text_field,
+)
 
 routes = web.RouteTableDef()
 
@@ -18,8 +28,8 @@ async def get_user(request: web.Request) -> web.Response:
 async def update_user(request: web.Request) -> web.Response:
     access_token = bearer_token(request)
     body = await read_json(request)
-    if text_field(body, "email") or text_field(body, "phone"):
-        raise AuthError(422, "validation_failed", "Changing the email address or phone number is not supported yet")
+    if text_field(body, "phone"):
+        raise AuthError(422, "phone_provider_disabled", "Phone logins are disabled")
     data = object_field(body, "data")
     password = text_field(body, "password")
     password_hash = None
@@ -30,9 +40,17 @@ async def update_user(request: web.Request) -> web.Response:
         access_token=access_token,
         data=Jsonb(data) if data is not None else None,
         password_hash=password_hash,
+        email=text_field(body, "email"),
+        nonce=text_field(body, "nonce"),
+        redirect_to=redirect_to(request),
         ip=client_ip(request),
     )
     return reply(user)
+
+
+@routes.get("/reauthenticate")
+async def reauthenticate(request: web.Request) -> web.Response:
+    return reply(await db(request).call("reauthenticate", access_token=bearer_token(request), ip=client_ip(request)))
 
 
 async def _new_password_hash(
