@@ -3,16 +3,24 @@ template, and the real aiohttp application on a loopback port."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import email
+import email.policy
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from aiosmtpd.controller import Controller
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 from pytest_postgresql import factories
@@ -134,3 +142,76 @@ async def make_client(make_settings: Any, aiohttp_client: Any) -> Any:
         return await aiohttp_client(create_app(make_settings(**changes)))
 
     return build
+
+
+class Inbox:
+    """An aiosmtpd handler keeping what it receives; tests wait on it without sleeping."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self._arrived = threading.Condition()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self._arrived:
+            self.messages.append(message)  # type: ignore[arg-type]
+            self._arrived.notify_all()
+        return "250 OK"
+
+    def wait_for(self, count: int, timeout: float = 20) -> list[EmailMessage]:
+        with self._arrived:
+            assert self._arrived.wait_for(lambda: len(self.messages) >= count, timeout), (
+                f"{len(self.messages)} of {count} emails arrived"
+            )
+            return list(self.messages)
+
+    async def next_to(self, address: str, index: int = 0) -> EmailMessage:
+        """The index-th email to an address (waits for it)."""
+
+        def to_address() -> list[EmailMessage]:
+            return [m for m in self.messages if m["To"] == address]
+
+        def wait() -> EmailMessage:
+            with self._arrived:
+                assert self._arrived.wait_for(lambda: len(to_address()) > index, 20), f"no email #{index} to {address}"
+                return to_address()[index]
+
+        return await asyncio.to_thread(wait)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server on loopback; .start() and .stop() simulate an outage."""
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.inbox = inbox  # type: ignore[attr-defined]
+    controller.start()
+    yield controller
+    with contextlib.suppress(Exception):
+        controller.stop()
+
+
+@pytest.fixture
+def mail_settings(settings: Settings, smtp: Any) -> Settings:
+    return replace(settings, smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_tls="none", mailer_autoconfirm=False)
+
+
+@pytest.fixture
+async def mail_server(mail_settings: Settings, aiohttp_server: Any) -> Any:
+    return await aiohttp_server(create_app(mail_settings))
+
+
+@pytest.fixture
+async def mail_client(mail_server: Any, aiohttp_client: Any) -> Any:
+    return await aiohttp_client(mail_server)
+
+
+@pytest.fixture
+def inbox(smtp: Any) -> Inbox:
+    return smtp.inbox  # type: ignore[no-any-return]
