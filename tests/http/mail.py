@@ -1,5 +1,6 @@
 """Reading codes and links out of delivered emails."""
 
+import asyncio
 import re
 from email.message import EmailMessage
 from urllib.parse import parse_qs, urlsplit
@@ -31,3 +32,14 @@ def token_hash_in(message: EmailMessage) -> str:
 
 def fragment(location: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(location).fragment).items()}
+
+
+async def outbox_settled(admin) -> dict[str, int]:
+    """Waits (20 s at most), yielding to the mailer on this event loop, until no email is pending or
+    being sent."""
+    async with asyncio.timeout(20):
+        while True:
+            counts = dict(admin.execute("select status, count(*) from auth.email_outbox group by status").fetchall())
+            if not counts.get("pending") and not counts.get("sending"):
+                return counts
+            await asyncio.sleep(0.02)
