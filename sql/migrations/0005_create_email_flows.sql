@@ -699,7 +699,7 @@ $$;
 comment on function auth.complete_outbox(bigint) is 'Marks an email sent and removes its secrets from the outbox.';
 
 create function auth.fail_outbox(
-  p_id bigint, p_error text, p_max_attempts integer default 8, p_retry_base_seconds numeric default 5
+  p_id bigint, p_error text, p_max_attempts integer default 8, p_retry_base_seconds double precision default 5
 ) returns void
   language plpgsql volatile security definer
   set search_path = ''
@@ -710,11 +710,11 @@ begin
          payload = case when attempts >= p_max_attempts then payload - 'token' - 'token_hash' else payload end,
          last_error = pg_catalog.left(p_error, 1000), leased_until = null,
          next_attempt_at = pg_catalog.now()
-           + pg_catalog.make_interval(secs => pg_catalog.least(p_retry_base_seconds * 2 ^ (attempts - 1), 3600))
+           + pg_catalog.make_interval(secs => least(p_retry_base_seconds * 2 ^ (attempts - 1), 3600))
    where id = p_id and status = 'sending';
 end
 $$;
-comment on function auth.fail_outbox(bigint, text, integer, numeric) is
+comment on function auth.fail_outbox(bigint, text, integer, double precision) is
   'Records a failed delivery: retried with exponential backoff, dead (with last_error kept) after p_max_attempts.';
 
 grant execute on function
@@ -727,5 +727,5 @@ grant execute on function
   auth.update_user(text, jsonb, text, text, text, text, inet),
   auth.claim_outbox(integer, integer),
   auth.complete_outbox(bigint),
-  auth.fail_outbox(bigint, text, integer, numeric)
+  auth.fail_outbox(bigint, text, integer, double precision)
   to authgres_service;

@@ -34,12 +34,20 @@ def fragment(location: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(location).fragment).items()}
 
 
-async def outbox_settled(admin) -> dict[str, int]:
-    """Waits (20 s at most), yielding to the mailer on this event loop, until no email is pending or
-    being sent."""
+async def until(predicate):
+    """Waits (20 s at most), yielding to the mailer on this event loop, until predicate() is truthy."""
     async with asyncio.timeout(20):
         while True:
-            counts = dict(admin.execute("select status, count(*) from auth.email_outbox group by status").fetchall())
-            if not counts.get("pending") and not counts.get("sending"):
-                return counts
+            if value := predicate():
+                return value
             await asyncio.sleep(0.02)
+
+
+async def outbox_settled(admin) -> dict[str, int]:
+    """The outbox's counts by status once no email is pending or being sent."""
+
+    def counts():
+        found = dict(admin.execute("select status, count(*) from auth.email_outbox group by status").fetchall())
+        return None if found.get("pending") or found.get("sending") else found
+
+    return await until(counts)
