@@ -38,6 +38,7 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUS06": (400, "user_banned"),
     "AUO01": (403, "otp_expired"),
     "AUL01": (429, "over_email_send_rate_limit"),
+    "AUL02": (429, "over_request_rate_limit"),
     "AUE01": (422, "email_exists"),
     "AUE02": (400, "reauthentication_needed"),
     "AUE03": (422, "reauthentication_not_valid"),

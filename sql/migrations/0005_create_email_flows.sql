@@ -12,6 +12,7 @@
 --
 -- Error codes added here (see 0004 for the others):
 --   AUO01 otp_expired (403)                     AUL01 over_email_send_rate_limit (429)
+--   AUL02 over_request_rate_limit (429)
 --   AUE01 email_exists (422)                    AUE02 reauthentication_needed (400)
 --   AUE03 reauthentication_not_valid (422)      AUE04 email_not_confirmed (422)
 set local role authgres_owner;
@@ -94,7 +95,9 @@ alter table auth.rate_limits enable row level security;
 -------------------------------------------------------------------------------------------------------
 -- Helpers.
 -------------------------------------------------------------------------------------------------------
-create function auth._throttle(p_key text, p_limit integer, p_window interval) returns void
+create function auth._throttle(
+  p_key text, p_limit integer, p_window interval, p_errcode text default 'AUL01'
+) returns void
   language plpgsql volatile
   set search_path = ''
 as $$
@@ -109,7 +112,7 @@ begin
          hits = case when r.window_started_at + p_window <= pg_catalog.now() then 1 else r.hits + 1 end
   returning * into v_row;
   if v_row.hits > p_limit then
-    raise exception using errcode = 'AUL01',
+    raise exception using errcode = p_errcode,
       message = 'For security purposes, you can only request this after '
         || pg_catalog.ceil(extract(epoch from v_row.window_started_at + p_window - pg_catalog.now()))::integer
         || ' seconds.',
@@ -117,8 +120,8 @@ begin
   end if;
 end
 $$;
-comment on function auth._throttle(text, integer, interval) is
-  'Counts one hit on p_key; raises AUL01 (detail: seconds to wait) past p_limit hits per window.';
+comment on function auth._throttle(text, integer, interval, text) is
+  'Counts one hit on p_key; raises p_errcode (detail: seconds to wait) past p_limit hits per window.';
 
 create function auth._throttle_email(p_address text, p_kind text, p_ip inet) returns void
   language plpgsql volatile
@@ -136,7 +139,7 @@ begin
   perform auth._throttle('email-hour:' || p_address, v_settings.rate_limit_email_per_address, interval '1 hour');
   if p_ip is not null then
     perform auth._throttle('email-ip-hour:' || pg_catalog.host(p_ip), v_settings.rate_limit_email_per_ip,
-                           interval '1 hour');
+                           interval '1 hour', 'AUL02');
   end if;
 end
 $$;

@@ -112,7 +112,14 @@ async def test_recovery_by_link(mail_client, inbox):
     response = await mail_client.get(link_in(message), allow_redirects=False)
     location = response.headers["Location"]
     assert location.startswith("http://localhost:3000/reset#")
-    assert fragment(location)["type"] == "recovery"
+    tokens = fragment(location)
+    assert tokens["type"] == "recovery"
+    updated = await mail_client.put("/user", json={"password": "set from the link"},
+                                    headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert updated.status == 200
+    login = await mail_client.post("/token?grant_type=password", json={"email": "linkrec@example.com",
+                                                                       "password": "set from the link"})
+    assert login.status == 200
 
 
 async def test_email_change_needs_both_addresses(mail_client, inbox, admin):
@@ -215,3 +222,52 @@ async def test_redirect_to_outside_the_allow_list_falls_back_to_the_site(make_cl
     good = await client.get(link_in(await inbox.next_to("r2@example.com")), allow_redirects=False)
     assert evil.headers["Location"].split("#")[0].rstrip("/") == "http://localhost:3000"
     assert good.headers["Location"].startswith("https://app.example.org/welcome#")
+
+
+async def test_magic_link_by_the_emailed_link(mail_client, inbox):
+    await signed_up(mail_client, inbox, "ml@example.com")
+    confirmation = await inbox.next_to("ml@example.com")
+    await mail_client.get(link_in(confirmation), allow_redirects=False)
+    await mail_client.post("/magiclink", json={"email": "ml@example.com"})
+    message = await inbox.next_to("ml@example.com", 1)
+    response = await mail_client.get(link_in(message), allow_redirects=False)
+    tokens = fragment(response.headers["Location"])
+    assert tokens["type"] == "magiclink"
+    me = await mail_client.get("/user", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert (await me.json())["email"] == "ml@example.com"
+
+
+async def confirmed_session(client, inbox, address):
+    _, confirmation = await signed_up(client, inbox, address)
+    return fragment((await client.get(link_in(confirmation), allow_redirects=False)).headers["Location"])
+
+
+async def test_email_change_by_codes(mail_client, inbox, admin):
+    session = await confirmed_session(mail_client, inbox, "codes-old@example.com")
+    await mail_client.put("/user", json={"email": "codes-new@example.com"}, headers=bearer(session))
+    to_old, to_new = await inbox.next_to("codes-old@example.com", 1), await inbox.next_to("codes-new@example.com")
+    for address, message in (("codes-new@example.com", to_new), ("codes-old@example.com", to_old)):
+        response = await mail_client.post(
+            "/verify", json={"type": "email_change", "email": address, "token": code_in(message)}
+        )
+        assert response.status == 200
+    assert "access_token" in await response.json()
+    assert admin.execute("select email, email_change from auth.users").fetchone() == ("codes-new@example.com", "")
+
+
+async def test_email_change_by_links_and_its_resend(mail_client, inbox, admin):
+    session = await confirmed_session(mail_client, inbox, "links-old@example.com")
+    await mail_client.put("/user", json={"email": "links-new@example.com"}, headers=bearer(session))
+    await inbox.next_to("links-new@example.com")
+    assert (
+        await (
+            await mail_client.post("/resend", json={"type": "email_change", "email": "links-old@example.com"})
+        ).json()
+        == {}
+    )
+    to_old, to_new = await inbox.next_to("links-old@example.com", 2), await inbox.next_to("links-new@example.com", 1)
+    first = await mail_client.get(link_in(to_old), allow_redirects=False)
+    assert "other email" in fragment(first.headers["Location"])["message"]
+    second = await mail_client.get(link_in(to_new), allow_redirects=False)
+    assert "access_token" in fragment(second.headers["Location"])
+    assert admin.execute("select email from auth.users").fetchone()[0] == "links-new@example.com"

@@ -55,6 +55,8 @@ async def test_hourly_budget_per_ip(make_client, admin):
         )
         statuses.append(response.status)
     assert statuses == [200, 200, 200, 429, 429]
+    assert (await response.json())["code"] == "over_request_rate_limit"
+    assert int(response.headers["Retry-After"]) > 0
     other_ip = await client.post(
         "/otp", json={"email": "elsewhere@example.com"}, headers={"X-Forwarded-For": "198.51.100.10"}
     )
