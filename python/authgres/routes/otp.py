@@ -21,13 +21,7 @@ def _email(body: dict[str, object], missing: str) -> str:
     return email
 
 
-@routes.post("/otp")
-async def otp(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if text_field(body, "email") and text_field(body, "phone"):
-        raise validation_failed("Only an email address or phone number should be provided")
-    email = _email(body, "One of email or phone must be set")
-    create_user = body.get("create_user", True)
+async def _send_magic_link(request: web.Request, body: dict[str, object], email: str, create_user: object) -> None:
     if not isinstance(create_user, bool):
         raise validation_failed("create_user must be a boolean")
     await db(request).call(
@@ -38,20 +32,22 @@ async def otp(request: web.Request) -> web.Response:
         redirect_to=redirect_to(request),
         ip=client_ip(request),
     )
+
+
+@routes.post("/otp")
+async def otp(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if text_field(body, "email") and text_field(body, "phone"):
+        raise validation_failed("Only an email address or phone number should be provided")
+    email = _email(body, "One of email or phone must be set")
+    await _send_magic_link(request, body, email, body.get("create_user", True))
     return reply({})
 
 
 @routes.post("/magiclink")
 async def magiclink(request: web.Request) -> web.Response:
     body = await read_json(request)
-    await db(request).call(
-        "send_magic_link",
-        email=_email(body, "Password recovery requires an email"),
-        create_user=True,
-        data=Jsonb(object_field(body, "data") or {}),
-        redirect_to=redirect_to(request),
-        ip=client_ip(request),
-    )
+    await _send_magic_link(request, body, _email(body, "An email address is required"), True)
     return reply({})
 
 
