@@ -114,11 +114,13 @@ async def test_recovery_by_link(mail_client, inbox):
     assert location.startswith("http://localhost:3000/reset#")
     tokens = fragment(location)
     assert tokens["type"] == "recovery"
-    updated = await mail_client.put("/user", json={"password": "set from the link"},
-                                    headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    updated = await mail_client.put(
+        "/user", json={"password": "set from the link"}, headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
     assert updated.status == 200
-    login = await mail_client.post("/token?grant_type=password", json={"email": "linkrec@example.com",
-                                                                       "password": "set from the link"})
+    login = await mail_client.post(
+        "/token?grant_type=password", json={"email": "linkrec@example.com", "password": "set from the link"}
+    )
     assert login.status == 200
 
 
