@@ -273,3 +273,19 @@ async def test_email_change_by_links_and_its_resend(mail_client, inbox, admin):
     second = await mail_client.get(link_in(to_new), allow_redirects=False)
     assert "access_token" in fragment(second.headers["Location"])
     assert admin.execute("select email from auth.users").fetchone()[0] == "links-new@example.com"
+
+
+async def test_an_anonymous_user_becomes_permanent_by_confirming_an_email(make_client, mail_settings, inbox, admin):
+    client = await make_client(**{**vars(mail_settings), "anonymous_users_enabled": True})
+    anonymous = await (await client.post("/signup", json={})).json()
+    response = await client.put("/user", json={"email": "keep@example.com"}, headers=bearer(anonymous))
+    assert (await response.json())["new_email"] == "keep@example.com"
+    message = await inbox.next_to("keep@example.com")
+    response = await client.post(
+        "/verify", json={"type": "email_change", "email": "keep@example.com", "token": code_in(message)}
+    )
+    user = (await response.json())["user"]
+    assert user["id"] == anonymous["user"]["id"]
+    assert user["email"] == "keep@example.com" and user["is_anonymous"] is False
+    assert [identity["provider"] for identity in user["identities"]] == ["email"]
+    assert user["app_metadata"]["provider"] == "email"
