@@ -43,6 +43,17 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUE02": (400, "reauthentication_needed"),
     "AUE03": (422, "reauthentication_not_valid"),
     "AUE04": (422, "email_not_confirmed"),
+    "AUM01": (404, "mfa_factor_not_found"),
+    "AUM02": (403, "insufficient_aal"),
+    "AUM03": (422, "insufficient_aal"),
+    "AUM04": (422, "mfa_factor_name_conflict"),
+    "AUM05": (422, "too_many_enrolled_mfa_factors"),
+    "AUM06": (422, "mfa_verification_failed"),
+    "AUM07": (422, "mfa_challenge_expired"),
+    "AUM08": (422, "mfa_ip_address_mismatch"),
+    "AUM09": (403, "no_authorization"),
+    "AUA01": (403, "not_admin"),
+    "AUA02": (404, "user_not_found"),
 }
 
 

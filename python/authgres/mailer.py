@@ -88,8 +88,9 @@ class Templates:
             "NewEmail": payload.get("new_email", ""),
             "RedirectTo": payload["redirect_to"],
             "Data": data,
-            "ShowCode": mode in ("both", "code"),
-            "ShowLink": mode in ("both", "link") and kind != "reauthentication",
+            # A nonce and a second step are typed where they were asked for: they have no link.
+            "ShowLink": mode in ("both", "link") and kind not in ("reauthentication", "mfa_email"),
+            "ShowCode": mode in ("both", "code") or kind in ("reauthentication", "mfa_email"),
         }
         plain = self.plain.select_template(names).render(variables)
         subject, _, text = plain.partition(_TEXT_MARK)

@@ -85,6 +85,11 @@ class Settings:
     rate_limit_email_per_address: int = 30
     rate_limit_email_per_ip: int = 100
     secure_password_change: bool = False
+    mfa_challenge_expiry: int = 300
+    mfa_max_attempts: int = 5
+    mfa_max_enrolled_factors: int = 10
+    mfa_email: str = "off"
+    mfa_email_strict: bool = False
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_user: str | None = None
@@ -150,6 +155,11 @@ class Settings:
             ),
             rate_limit_email_per_ip=_int(env, "AUTHGRES_RATE_LIMIT_EMAIL_PER_IP", cls.rate_limit_email_per_ip),
             secure_password_change=_bool(env, "AUTHGRES_SECURE_PASSWORD_CHANGE", cls.secure_password_change),
+            mfa_challenge_expiry=_int(env, "AUTHGRES_MFA_CHALLENGE_EXPIRY_DURATION", cls.mfa_challenge_expiry, 1),
+            mfa_max_attempts=_int(env, "AUTHGRES_MFA_MAX_ATTEMPTS", cls.mfa_max_attempts, minimum=1),
+            mfa_max_enrolled_factors=_int(env, "AUTHGRES_MFA_MAX_ENROLLED_FACTORS", cls.mfa_max_enrolled_factors, 1),
+            mfa_email=_choice(env, "AUTHGRES_MFA_EMAIL", cls.mfa_email, ("off", "optional", "required")),
+            mfa_email_strict=_bool(env, "AUTHGRES_MFA_EMAIL_STRICT", cls.mfa_email_strict),
             smtp_host=env.get("AUTHGRES_SMTP_HOST") or None,
             smtp_port=_int(env, "AUTHGRES_SMTP_PORT", cls.smtp_port, minimum=1),
             smtp_user=env.get("AUTHGRES_SMTP_USER") or None,
@@ -181,6 +191,11 @@ class Settings:
             "rate_limit_email_per_address": self.rate_limit_email_per_address,
             "rate_limit_email_per_ip": self.rate_limit_email_per_ip,
             "secure_password_change": self.secure_password_change,
+            "mfa_challenge_expiry": self.mfa_challenge_expiry,
+            "mfa_max_attempts": self.mfa_max_attempts,
+            "mfa_max_enrolled_factors": self.mfa_max_enrolled_factors,
+            "mfa_email": self.mfa_email,
+            "mfa_email_strict": self.mfa_email_strict,
         }
 
     @property

@@ -2,10 +2,19 @@
 
 from aiohttp import web
 
-from authgres.routes import logout, meta, otp, signup, token, user, verify
+from authgres.routes import factors, logout, meta, otp, signup, token, user, verify
 
 PREFIXES = ("", "/auth/v1")
-TABLES = (meta.routes, signup.routes, token.routes, user.routes, logout.routes, otp.routes, verify.routes)
+TABLES = (
+    meta.routes,
+    signup.routes,
+    token.routes,
+    user.routes,
+    logout.routes,
+    otp.routes,
+    verify.routes,
+    factors.routes,
+)
 
 
 def add_routes(app: web.Application) -> None:

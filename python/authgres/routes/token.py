@@ -1,4 +1,4 @@
-"""POST /token?grant_type=password|refresh_token."""
+"""POST /token?grant_type=password|refresh_token|twofa (the last for strict email 2-step)."""
 
 import json
 
@@ -22,6 +22,15 @@ async def token(request: web.Request) -> web.Response:
         session = await db(request).call(
             "refresh_session",
             refresh_token=text_field(body, "refresh_token") or "",
+            user_agent=user_agent(request),
+            ip=client_ip(request),
+        )
+        return reply(session)
+    if grant_type == "twofa":
+        session = await db(request).call(
+            "complete_twofa",
+            challenge_token=text_field(body, "challenge_token") or "",
+            code=text_field(body, "code") or "",
             user_agent=user_agent(request),
             ip=client_ip(request),
         )
@@ -53,6 +62,6 @@ async def _password_grant(request: web.Request, body: dict[str, object]) -> web.
         ip=client_ip(request),
     )
     weakness = passwords(request).weakness(password)
-    if weakness:
+    if weakness and '"access_token"' in session:
         return reply({**json.loads(session), "weak_password": weakness.as_json()})
     return reply(session)
