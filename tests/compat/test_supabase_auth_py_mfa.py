@@ -24,8 +24,9 @@ async def test_enroll_verify_and_assurance_levels(gotrue, server):
 
     challenge = await gotrue.mfa.challenge({"factor_id": enrolled.id})
     assert isinstance(challenge.expires_at, int) and challenge.factor_type == "totp"
-    verified = await gotrue.mfa.verify({"factor_id": enrolled.id, "challenge_id": challenge.id,
-                                        "code": pyotp.TOTP(enrolled.totp.secret).now()})
+    verified = await gotrue.mfa.verify(
+        {"factor_id": enrolled.id, "challenge_id": challenge.id, "code": pyotp.TOTP(enrolled.totp.secret).now()}
+    )
     assert verified.access_token
     level = await gotrue.mfa.get_authenticator_assurance_level()
     assert (level.current_level, level.next_level) == ("aal2", "aal2")
@@ -40,8 +41,9 @@ async def test_enroll_verify_and_assurance_levels(gotrue, server):
         await other.sign_in_with_password({"email": "mfa@example.com", "password": "a good password"})
         level = await other.mfa.get_authenticator_assurance_level()
         assert (level.current_level, level.next_level) == ("aal1", "aal2")
-        stepped_up = await other.mfa.challenge_and_verify({"factor_id": enrolled.id,
-                                                           "code": next_step_code(enrolled.totp.secret)})
+        stepped_up = await other.mfa.challenge_and_verify(
+            {"factor_id": enrolled.id, "code": next_step_code(enrolled.totp.secret)}
+        )
         assert stepped_up.access_token
         assert (await other.mfa.get_authenticator_assurance_level()).current_level == "aal2"
         # Refreshing keeps the level.
@@ -58,9 +60,13 @@ async def test_enroll_verify_and_assurance_levels(gotrue, server):
 async def test_admin_lists_and_deletes_factors(gotrue, server, service):
     signed_up = await gotrue.sign_up({"email": "admin-mfa@example.com", "password": "a good password"})
     enrolled = await gotrue.mfa.enroll({"factor_type": "totp", "friendly_name": "app"})
-    service_key = service.execute("select auth.sign(%s::json, %s)", (
-        json.dumps({"role": "service_role", "exp": int(time.time()) + 600}), JWT_SECRET)).fetchone()[0]
-    admin = AsyncGoTrueAdminAPI(url=str(server.make_url("/auth/v1")), headers={"Authorization": f"Bearer {service_key}"})
+    service_key = service.execute(
+        "select auth.sign(%s::json, %s)",
+        (json.dumps({"role": "service_role", "exp": int(time.time()) + 600}), JWT_SECRET),
+    ).fetchone()[0]
+    admin = AsyncGoTrueAdminAPI(
+        url=str(server.make_url("/auth/v1")), headers={"Authorization": f"Bearer {service_key}"}
+    )
     try:
         listed = await admin.mfa.list_factors({"user_id": signed_up.user.id})
         assert [factor.id for factor in listed] == [enrolled.id]

@@ -24,8 +24,11 @@ VECTORS = [
 
 @pytest.mark.parametrize(("at", "sha1", "sha256", "sha512"), VECTORS)
 def test_rfc_6238_appendix_b(service, at, sha1, sha256, sha512):
-    for key, algorithm, expected in ((SHA1_KEY, "sha1", sha1), (SHA256_KEY, "sha256", sha256),
-                                     (SHA512_KEY, "sha512", sha512)):
+    for key, algorithm, expected in (
+        (SHA1_KEY, "sha1", sha1),
+        (SHA256_KEY, "sha256", sha256),
+        (SHA512_KEY, "sha512", sha512),
+    ):
         code = service.execute("select auth.totp(%s, to_timestamp(%s), 8, 30, %s)", (key, at, algorithm)).fetchone()[0]
         assert code == expected, (at, algorithm)
 
