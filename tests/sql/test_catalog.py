@@ -9,6 +9,11 @@ SECRET_COLUMNS = [
     ("refresh_tokens", "token_hash"),
     ("sessions", "refresh_token_key"),
     ("signing_keys", "secret"),
+    ("one_time_tokens", "token_digest"),
+    ("email_outbox", "payload"),
+    ("mfa_factors", "secret"),
+    ("mfa_recovery_codes", "code_digest"),
+    ("mfa_challenges", "login_token_digest"),
 ]
 
 

@@ -133,3 +133,24 @@ def test_authenticate_rejects_a_deleted_user(service, admin, app_conn):
     with pytest.raises(psycopg.Error) as raised:
         app_conn.execute("select auth.authenticate(%s)", (alice["access_token"],))
     assert raised.value.sqlstate == "AUJ03"
+
+
+def test_a_policy_can_require_aal2(service, admin, app_conn):
+    admin.execute("""
+        create table public.vault (owner uuid primary key default auth.uid(), secret text not null);
+        alter table public.vault enable row level security;
+        create policy mfa_only on public.vault
+          using (owner = (select auth.uid()) and (select auth.jwt() ->> 'aal') = 'aal2');
+        grant select on public.vault to authenticated;
+    """)
+    alice = sign_up(service, "alice@example.com")
+    admin.execute("insert into public.vault values (%s, 'gold')", (alice["user"]["id"],))
+    with app_conn.transaction():
+        app_conn.execute("select auth.authenticate(%s)", (alice["access_token"],))
+        assert app_conn.execute("select count(*) from public.vault").fetchone()[0] == 0
+    session_id = call(service, "access_token_claims", token=alice["access_token"])["session_id"]
+    admin.execute("update auth.sessions set aal = 'aal2' where id = %s", (session_id,))
+    raised = call(service, "refresh_session", refresh_token=alice["refresh_token"])
+    with app_conn.transaction():
+        app_conn.execute("select auth.authenticate(%s)", (raised["access_token"],))
+        assert app_conn.execute("select secret from public.vault").fetchall() == [("gold",)]
