@@ -215,3 +215,9 @@ async def mail_client(mail_server: Any, aiohttp_client: Any) -> Any:
 @pytest.fixture
 def inbox(smtp: Any) -> Inbox:
     return smtp.inbox  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def superuser(admin: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """The superuser connection, for tests where `admin` names the admin API client."""
+    return admin

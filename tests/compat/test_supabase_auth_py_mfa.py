@@ -57,7 +57,7 @@ async def test_enroll_verify_and_assurance_levels(gotrue, server):
     assert (await gotrue.mfa.list_factors()).all == []
 
 
-async def test_admin_lists_and_deletes_factors(gotrue, server, service):
+async def test_admin_lists_and_deletes_factors(gotrue, server, service, superuser):
     signed_up = await gotrue.sign_up({"email": "admin-mfa@example.com", "password": "a good password"})
     enrolled = await gotrue.mfa.enroll({"factor_type": "totp", "friendly_name": "app"})
     service_key = service.execute(
@@ -75,3 +75,5 @@ async def test_admin_lists_and_deletes_factors(gotrue, server, service):
         assert await admin.mfa.list_factors({"user_id": signed_up.user.id}) == []
     finally:
         await admin.close()
+    actions = [a for (a,) in superuser.execute("select payload->>'action' from auth.audit_log_entries")]
+    assert actions.count("factor_deleted_by_admin") == 1

@@ -257,3 +257,19 @@ async def test_strict_email_second_step_gives_no_session_before_the_code(make_cl
         "/token?grant_type=twofa", headers=API_2024, json={"challenge_token": pending["challenge_token"], "code": code}
     )
     assert again.status == 404  # the challenge token is spent
+
+
+async def test_optional_email_second_step_applies_to_users_who_enrol_it(make_client, mail_settings, inbox, admin):
+    client = await make_client(**{**vars(mail_settings), "mfa_email": "optional", "mailer_autoconfirm": True})
+    await client.post("/signup", json={"email": "opt@example.com", "password": PASSWORD})
+    session = await password_session(client, "opt@example.com")
+    assert "factors" not in session["user"]
+    assert admin.execute("select count(*) from auth.email_outbox").fetchone()[0] == 0
+    enrolled = await client.post("/factors", json={"factor_type": "email"}, headers=bearer(session))
+    factor = await enrolled.json()
+    assert (enrolled.status, factor["type"]) == (200, "email")
+    later = await password_session(client, "opt@example.com")
+    assert [f["factor_type"] for f in later["user"]["factors"]] == ["email"]
+    code = code_in(await inbox.next_to("opt@example.com"))
+    response = await client.post(f"/factors/{factor['id']}/verify", headers=bearer(later), json={"code": code})
+    assert response.status == 200
