@@ -54,6 +54,8 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUM09": (403, "no_authorization"),
     "AUA01": (403, "not_admin"),
     "AUA02": (404, "user_not_found"),
+    "AUA03": (422, "email_exists"),
+    "AUA04": (400, "validation_failed"),
 }
 
 

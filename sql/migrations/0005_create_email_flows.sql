@@ -152,6 +152,42 @@ create function auth._link_token(p_address text, p_code text) returns text
   return pg_catalog.encode(pg_catalog.sha224(pg_catalog.convert_to(p_address || p_code, 'UTF8')), 'hex');
 comment on function auth._link_token(text, text) is 'GoTrue''s token_hash: hex SHA-224 of address || code.';
 
+create function auth._issue_token(
+  p_user auth.users, p_token_type text, p_address text, p_redirect_to text,
+  out code text, out link_token text
+)
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_settings auth.settings;
+begin
+  select * into v_settings from auth.settings;
+  code := pg_catalog.lpad(
+    ((('x' || pg_catalog.encode(auth._random_bytes(7), 'hex'))::bit(56)::bigint
+      % (10::bigint ^ v_settings.mailer_otp_length)::bigint))::text,
+    v_settings.mailer_otp_length, '0');
+  link_token := auth._link_token(p_address, code);
+  insert into auth.one_time_tokens as t (user_id, token_type, token_digest, relates_to, redirect_to, expires_at)
+  values (p_user.id, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
+          pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
+  on conflict (user_id, token_type) do update
+     set token_digest = excluded.token_digest, relates_to = excluded.relates_to,
+         redirect_to = excluded.redirect_to, attempts = 0, created_at = excluded.created_at,
+         expires_at = excluded.expires_at;
+end
+$$;
+comment on function auth._issue_token(auth.users, text, text, text) is
+  'Issues a fresh token of p_token_type (replacing any live one); the code and link token are returned, never stored.';
+
+create function auth._verification_type(p_token_type text) returns text
+  language sql immutable parallel safe
+  return case p_token_type when 'confirmation' then 'signup'
+                           when 'email_change_current' then 'email_change'
+                           when 'email_change_new' then 'email_change'
+                           else p_token_type end;
+comment on function auth._verification_type(text) is 'The verify type a token of this kind is presented with.';
+
 create function auth._queue_email(
   p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb default '{}'
 ) returns void
@@ -160,34 +196,19 @@ create function auth._queue_email(
 as $$
 declare
   v_settings auth.settings;
-  v_code text;
-  v_link_token text;
+  v_token record;
 begin
   select * into v_settings from auth.settings;
-  v_code := pg_catalog.lpad(
-    ((('x' || pg_catalog.encode(auth._random_bytes(7), 'hex'))::bit(56)::bigint
-      % (10::bigint ^ v_settings.mailer_otp_length)::bigint))::text,
-    v_settings.mailer_otp_length, '0');
-  v_link_token := auth._link_token(p_address, v_code);
-  insert into auth.one_time_tokens as t (user_id, token_type, token_digest, relates_to, redirect_to, expires_at)
-  values (p_user.id, p_token_type, auth._token_hash(v_link_token), p_address, p_redirect_to,
-          pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
-  on conflict (user_id, token_type) do update
-     set token_digest = excluded.token_digest, relates_to = excluded.relates_to,
-         redirect_to = excluded.redirect_to, attempts = 0, created_at = excluded.created_at,
-         expires_at = excluded.expires_at;
+  select * into v_token from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to);
   insert into auth.email_outbox (kind, to_address, user_id, payload)
   values (p_token_type, p_address, p_user.id, pg_catalog.jsonb_build_object(
-      'token', v_code,
-      'token_hash', v_link_token,
+      'token', v_token.code,
+      'token_hash', v_token.link_token,
       'email', p_address,
       'redirect_to', coalesce(p_redirect_to, v_settings.site_url),
       'site_url', v_settings.site_url,
       'data', p_user.raw_user_meta_data,
-      'verify_type', case p_token_type when 'confirmation' then 'signup'
-                                       when 'email_change_current' then 'email_change'
-                                       when 'email_change_new' then 'email_change'
-                                       else p_token_type end) || p_extra);
+      'verify_type', auth._verification_type(p_token_type)) || p_extra);
   perform pg_catalog.pg_notify('authgres_outbox', '');
   update auth.users
      set confirmation_sent_at = case when p_token_type in ('confirmation', 'invite') then pg_catalog.now() else confirmation_sent_at end,
@@ -198,7 +219,7 @@ begin
 end
 $$;
 comment on function auth._queue_email(auth.users, text, text, text, jsonb) is
-  'Issues a fresh token of p_token_type (replacing any live one) and queues its email, in the caller''s transaction.';
+  'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction.';
 
 create function auth._confirm_email(p_user auth.users) returns auth.users
   language plpgsql volatile
@@ -474,6 +495,8 @@ begin
     when 'recovery' then array['recovery']
     when 'email' then array['confirmation', 'invite', 'magiclink', 'recovery']
     when 'email_change' then array['email_change_current', 'email_change_new']
+    when 'email_change_current' then array['email_change_current']
+    when 'email_change_new' then array['email_change_new']
   end;
   if v_types is null then
     raise exception using errcode = 'AUV01', message = 'Unsupported verification type';

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from authgres.routes import factors, logout, meta, otp, signup, token, user, verify
+from authgres.routes import admin, factors, logout, meta, otp, signup, token, user, verify
 
 PREFIXES = ("", "/auth/v1")
 TABLES = (
@@ -14,6 +14,7 @@ TABLES = (
     otp.routes,
     verify.routes,
     factors.routes,
+    admin.routes,
 )
 
 
