@@ -70,10 +70,15 @@ def object_field(body: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def bearer_token(request: web.Request) -> str:
+    """The access token (or per-user API key) a request authenticates with: the Authorization bearer,
+    else X-Api-Key, else an `apikey` header that holds an API key rather than a project JWT."""
     match = _BEARER.match(request.headers.get("Authorization", ""))
-    if not match:
-        raise AuthError(401, "no_authorization", "This endpoint requires a valid Bearer token")
-    return match.group(1)
+    if match:
+        return match.group(1)
+    key = request.headers.get("X-Api-Key") or request.headers.get("apikey") or ""
+    if key.startswith("ag_"):
+        return key
+    raise AuthError(401, "no_authorization", "This endpoint requires a valid Bearer token")
 
 
 def client_ip(request: web.Request) -> str | None:

@@ -85,6 +85,9 @@ class Settings:
     rate_limit_email_per_address: int = 30
     rate_limit_email_per_ip: int = 100
     secure_password_change: bool = False
+    sessions_timebox: int | None = None
+    sessions_inactivity_timeout: int | None = None
+    sessions_single_per_user: bool = False
     mfa_challenge_expiry: int = 300
     mfa_max_attempts: int = 5
     mfa_max_enrolled_factors: int = 10
@@ -155,6 +158,9 @@ class Settings:
             ),
             rate_limit_email_per_ip=_int(env, "AUTHGRES_RATE_LIMIT_EMAIL_PER_IP", cls.rate_limit_email_per_ip),
             secure_password_change=_bool(env, "AUTHGRES_SECURE_PASSWORD_CHANGE", cls.secure_password_change),
+            sessions_timebox=_int(env, "AUTHGRES_SESSIONS_TIMEBOX", 0) or None,
+            sessions_inactivity_timeout=_int(env, "AUTHGRES_SESSIONS_INACTIVITY_TIMEOUT", 0) or None,
+            sessions_single_per_user=_bool(env, "AUTHGRES_SESSIONS_SINGLE_PER_USER", cls.sessions_single_per_user),
             mfa_challenge_expiry=_int(env, "AUTHGRES_MFA_CHALLENGE_EXPIRY_DURATION", cls.mfa_challenge_expiry, 1),
             mfa_max_attempts=_int(env, "AUTHGRES_MFA_MAX_ATTEMPTS", cls.mfa_max_attempts, minimum=1),
             mfa_max_enrolled_factors=_int(env, "AUTHGRES_MFA_MAX_ENROLLED_FACTORS", cls.mfa_max_enrolled_factors, 1),
@@ -191,6 +197,9 @@ class Settings:
             "rate_limit_email_per_address": self.rate_limit_email_per_address,
             "rate_limit_email_per_ip": self.rate_limit_email_per_ip,
             "secure_password_change": self.secure_password_change,
+            "sessions_timebox": self.sessions_timebox,
+            "sessions_inactivity_timeout": self.sessions_inactivity_timeout,
+            "sessions_single_per_user": self.sessions_single_per_user,
             "mfa_challenge_expiry": self.mfa_challenge_expiry,
             "mfa_max_attempts": self.mfa_max_attempts,
             "mfa_max_enrolled_factors": self.mfa_max_enrolled_factors,

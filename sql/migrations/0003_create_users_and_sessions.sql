@@ -23,6 +23,9 @@ create table auth.settings (
   refresh_token_reuse_interval integer not null default 10 check (refresh_token_reuse_interval >= 0),
   refresh_token_replay_revokes text not null default 'session'
     check (refresh_token_replay_revokes in ('session', 'user')),
+  sessions_timebox integer check (sessions_timebox > 0),
+  sessions_inactivity_timeout integer check (sessions_inactivity_timeout > 0),
+  sessions_single_per_user boolean not null default false,
   updated_at timestamptz not null default now()
 );
 comment on table auth.settings is
@@ -32,6 +35,9 @@ comment on column auth.settings.refresh_token_reuse_interval is
   'Seconds after its rotation during which a refresh token may still be presented (concurrent tabs).';
 comment on column auth.settings.refresh_token_replay_revokes is
   'What a replayed refresh token ends: its own session, or every session of its user.';
+comment on column auth.settings.sessions_timebox is 'Seconds after sign-in when a session can no longer refresh (NULL: never).';
+comment on column auth.settings.sessions_inactivity_timeout is 'Seconds without a refresh after which a session ends (NULL: never).';
+comment on column auth.settings.sessions_single_per_user is 'A new sign-in ends the user''s older sessions at their next refresh.';
 insert into auth.settings default values;
 alter table auth.settings enable row level security;
 

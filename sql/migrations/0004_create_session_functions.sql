@@ -445,6 +445,20 @@ begin
   if v_session.not_after <= pg_catalog.now() then
     raise exception using errcode = 'AUR04', message = 'Invalid Refresh Token: Session Expired';
   end if;
+  if v_session.created_at + pg_catalog.make_interval(secs => v_settings.sessions_timebox) <= pg_catalog.now() then
+    delete from auth.sessions where id = v_session.id;
+    return pg_catalog.jsonb_build_object('error', 'AUR04', 'message', 'Invalid Refresh Token: Session Expired');
+  end if;
+  if coalesce(v_session.refreshed_at, v_session.created_at)
+       + pg_catalog.make_interval(secs => v_settings.sessions_inactivity_timeout) <= pg_catalog.now() then
+    delete from auth.sessions where id = v_session.id;
+    return pg_catalog.jsonb_build_object('error', 'AUR04', 'message', 'Invalid Refresh Token: Session Expired (Inactivity)');
+  end if;
+  if v_settings.sessions_single_per_user and exists (
+       select from auth.sessions s where s.user_id = v_user.id and s.created_at > v_session.created_at) then
+    delete from auth.sessions where id = v_session.id;
+    return pg_catalog.jsonb_build_object('error', 'AUR04', 'message', 'Invalid Refresh Token: Session Expired (Revoked by Newer Login)');
+  end if;
 
   if not v_token.revoked then
     v_next := auth._next_refresh_token(p_refresh_token, v_session.refresh_token_key);

@@ -3,7 +3,7 @@
 import pytest
 
 # Functions anyone may execute: the RLS helpers, and token verification for apps without PostgREST.
-PUBLIC_FUNCTIONS = {"uid", "role", "email", "jwt", "authenticate", "access_token_claims"}
+PUBLIC_FUNCTIONS = {"uid", "role", "email", "jwt", "authenticate", "authenticate_api_key", "access_token_claims"}
 SECRET_COLUMNS = [
     ("users", "encrypted_password"),
     ("refresh_tokens", "token_hash"),
@@ -14,6 +14,7 @@ SECRET_COLUMNS = [
     ("mfa_factors", "secret"),
     ("mfa_recovery_codes", "code_digest"),
     ("mfa_challenges", "login_token_digest"),
+    ("api_keys", "key_digest"),
 ]
 
 

@@ -154,3 +154,26 @@ def test_a_policy_can_require_aal2(service, admin, app_conn):
     with app_conn.transaction():
         app_conn.execute("select auth.authenticate(%s)", (raised["access_token"],))
         assert app_conn.execute("select secret from public.vault").fetchall() == [("gold",)]
+
+
+def test_a_script_with_an_api_key_reads_its_own_rows_only(service, admin, app_conn):
+    alice, bob = sign_up(service, "alice@example.com"), sign_up(service, "bob@example.com")
+    admin.execute(
+        "insert into public.notes (owner, body) values (%s, 'a'), (%s, 'b')", (alice["user"]["id"], bob["user"]["id"])
+    )
+    key = call(service, "create_api_key", access_token=alice["access_token"], name="script")["key"]
+    with app_conn.transaction():
+        claims = app_conn.execute("select auth.authenticate_api_key(%s)", (key,)).fetchone()[0]
+        assert claims["sub"] == alice["user"]["id"] and claims["amr"][0]["method"] == "api_key"
+        assert app_conn.execute("select body from public.notes").fetchall() == [("a",)]
+    call(service, "revoke_api_key", access_token=alice["access_token"], key_id=claims["api_key_id"])
+    with pytest.raises(psycopg.Error) as raised:
+        app_conn.execute("select auth.authenticate_api_key(%s)", (key,))
+    assert raised.value.sqlstate == "AUJ01"
+    app_conn.rollback()
+    assert (
+        admin.execute(
+            "select count(*) from auth.api_keys where key_digest = sha256(%s::bytea)", (key.encode(),)
+        ).fetchone()[0]
+        == 1
+    )

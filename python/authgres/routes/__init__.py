@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from authgres.routes import admin, factors, logout, meta, otp, signup, token, user, verify
+from authgres.routes import admin, factors, logout, meta, otp, sessions, signup, token, user, verify
 
 PREFIXES = ("", "/auth/v1")
 TABLES = (
@@ -15,6 +15,7 @@ TABLES = (
     verify.routes,
     factors.routes,
     admin.routes,
+    sessions.routes,
 )
 
 

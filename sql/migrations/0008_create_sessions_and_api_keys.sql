@@ -1,0 +1,274 @@
+-- 0008: a user's view of their sessions, and per-user API keys for scripts.
+--
+-- An API key is "ag_" followed by 256 random bits (base64url); only its SHA-256 is stored. Wherever an
+-- access token is accepted, a key acts as its user at aal1 with amr "api_key" and no session, so the
+-- same RLS policies apply to scripts (auth.authenticate_api_key for applications without PostgREST).
+-- Revocation takes effect at the next request: every use looks the key up.
+--
+-- Error codes added here: AUK01 api key not found (404), AUK02 session required (403).
+set local role authgres_owner;
+insert into auth.schema_migrations (version) values ('0008');
+
+create table auth.api_keys (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null references auth.users (id) on delete cascade,
+  name text not null check (pg_catalog.length(name) between 1 and 100),
+  key_prefix text not null,
+  key_digest bytea not null unique,
+  created_at timestamptz not null default now(),
+  expires_at timestamptz,
+  last_used_at timestamptz,
+  revoked_at timestamptz
+);
+comment on table auth.api_keys is 'Per-user API keys. The key itself is shown once, at creation.';
+comment on column auth.api_keys.key_prefix is 'The first characters of the key, so that its owner can tell keys apart.';
+comment on column auth.api_keys.key_digest is 'SHA-256 of the key.';
+comment on column auth.api_keys.last_used_at is 'When the key was last used, to the minute (not written on every request).';
+create index api_keys_user_id_idx on auth.api_keys (user_id);
+alter table auth.api_keys enable row level security;
+
+create function auth._api_key_claims(p_key text) returns jsonb
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_key auth.api_keys;
+  v_user auth.users;
+  v_settings auth.settings;
+  v_now bigint := auth._epoch(pg_catalog.now());
+begin
+  select * into v_key from auth.api_keys where key_digest = auth._token_hash(p_key);
+  if not found or v_key.revoked_at is not null or v_key.expires_at <= pg_catalog.now() then
+    raise exception using errcode = 'AUJ01', message = 'invalid API key: unknown, revoked or expired';
+  end if;
+  select * into strict v_user from auth.users where id = v_key.user_id;
+  if v_user.deleted_at is not null then
+    raise exception using errcode = 'AUJ03', message = 'User from sub claim in JWT does not exist';
+  end if;
+  if v_user.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUJ05', message = 'User is banned';
+  end if;
+  -- Coarse bookkeeping: at most one write a minute per key, not one per request.
+  if v_key.last_used_at is null or v_key.last_used_at < pg_catalog.now() - interval '1 minute' then
+    update auth.api_keys set last_used_at = pg_catalog.now() where id = v_key.id;
+  end if;
+  select * into v_settings from auth.settings;
+  return pg_catalog.jsonb_build_object(
+    'sub', v_user.id, 'aud', coalesce(v_user.aud, v_settings.jwt_aud),
+    'exp', coalesce(auth._epoch(v_key.expires_at), v_now + v_settings.jwt_exp), 'iat', v_now,
+    'email', coalesce(v_user.email, ''), 'phone', coalesce(v_user.phone, ''),
+    'app_metadata', v_user.raw_app_meta_data, 'user_metadata', v_user.raw_user_meta_data,
+    'role', coalesce(v_user.role, v_settings.jwt_default_role), 'aal', 'aal1',
+    'amr', pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+             'method', 'api_key', 'timestamp', auth._epoch(v_key.created_at))),
+    'api_key_id', v_key.id, 'is_anonymous', v_user.is_anonymous);
+end
+$$;
+comment on function auth._api_key_claims(text) is
+  'The claims an API key stands for: its user at aal1, amr api_key, no session. AUJ01 when unknown, revoked or expired.';
+
+-- _authorize() now accepts an API key wherever it accepts an access token.
+create or replace function auth._authorize(
+  p_token text, p_require_user boolean,
+  out claims jsonb, out usr auth.users, out sess auth.sessions
+)
+  language plpgsql stable
+  set search_path = ''
+as $$
+declare
+  v_sub text;
+  v_session_id text;
+begin
+  if p_token like 'ag\_%' then
+    claims := auth._api_key_claims(p_token);
+    select * into strict usr from auth.users u where u.id = (claims ->> 'sub')::uuid;
+    return;
+  end if;
+  claims := auth._verified_claims(p_token);
+  v_sub := claims ->> 'sub';
+  if v_sub is null then
+    if p_require_user then
+      raise exception using errcode = 'AUJ01', message = 'invalid claim: missing sub claim';
+    end if;
+    return;
+  end if;
+  if v_sub !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    raise exception using errcode = 'AUJ02', message = 'invalid claim: sub claim must be a UUID';
+  end if;
+  select * into usr from auth.users u where u.id = v_sub::uuid and u.deleted_at is null;
+  if not found then
+    raise exception using errcode = 'AUJ03', message = 'User from sub claim in JWT does not exist';
+  end if;
+  v_session_id := claims ->> 'session_id';
+  if v_session_id is not null and v_session_id <> '00000000-0000-0000-0000-000000000000' then
+    if v_session_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+      select * into sess from auth.sessions s
+       where s.id = v_session_id::uuid and s.user_id = usr.id
+         and (s.not_after is null or s.not_after > pg_catalog.now());
+    end if;
+    if sess.id is null then
+      raise exception using errcode = 'AUJ04', message = 'Session from session_id claim in JWT does not exist';
+    end if;
+  end if;
+  if usr.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUJ05', message = 'User is banned';
+  end if;
+end
+$$;
+
+-- An API key's use is written down (last_used_at), so whatever authorizes a request is VOLATILE now.
+alter function auth._authorize(text, boolean) volatile;
+alter function auth.access_token_claims(text) volatile;
+alter function auth.get_user(text) volatile;
+alter function auth.current_password_hash(text) volatile;
+alter function auth._mfa_user(text) volatile;
+alter function auth._require_admin(text) volatile;
+alter function auth.admin_list_users(text, integer, integer, text) volatile;
+alter function auth.admin_get_user(text, uuid) volatile;
+alter function auth.admin_list_factors(text, uuid) volatile;
+alter function auth.admin_audit(text, integer, integer) volatile;
+
+create function auth.authenticate_api_key(p_key text) returns jsonb
+  language plpgsql volatile security invoker
+  set search_path = ''
+as $$
+begin
+  if p_key not like 'ag\_%' then
+    raise exception using errcode = 'AUJ01', message = 'invalid API key: unknown, revoked or expired';
+  end if;
+  return auth.authenticate(p_key);
+end
+$$;
+comment on function auth.authenticate_api_key(text) is
+  'auth.authenticate() for an API key: sets request.jwt.claims and the role for the transaction, so RLS applies to scripts.';
+grant execute on function auth.authenticate_api_key(text) to public;
+
+create function auth._signed_in(p_access_token text, out usr auth.users, out sess auth.sessions)
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_auth record;
+begin
+  select * into v_auth from auth._authorize(p_access_token, true);
+  if (v_auth.sess).id is null then
+    raise exception using errcode = 'AUK02', message = 'This action needs a signed-in session, not an API key';
+  end if;
+  usr := v_auth.usr;
+  sess := v_auth.sess;
+end
+$$;
+comment on function auth._signed_in(text) is 'The user and session of an access token; AUK02 for an API key or a sessionless token.';
+
+create function auth.list_sessions(p_access_token text) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  return coalesce((
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+             'id', s.id, 'created_at', s.created_at, 'updated_at', s.updated_at, 'refreshed_at', s.refreshed_at,
+             'user_agent', s.user_agent, 'ip', pg_catalog.host(s.ip), 'aal', s.aal, 'not_after', s.not_after,
+             'current', s.id = (v_ctx.sess).id)
+             order by s.created_at desc)
+      from auth.sessions s where s.user_id = (v_ctx.usr).id), '[]'::jsonb);
+end
+$$;
+comment on function auth.list_sessions(text) is 'GET /sessions: the caller''s sessions, newest first, the current one flagged.';
+
+create function auth.end_session(p_access_token text, p_session_id uuid, p_ip inet default null) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  delete from auth.sessions where id = p_session_id and user_id = (v_ctx.usr).id;
+  if not found then
+    raise exception using errcode = 'AUJ04', message = 'Session not found';
+  end if;
+  perform auth._audit(v_ctx.usr, 'logout', 'account', p_ip,
+                      pg_catalog.jsonb_build_object('scope', 'session', 'session_id', p_session_id));
+  return pg_catalog.jsonb_build_object('id', p_session_id);
+end
+$$;
+comment on function auth.end_session(text, uuid, inet) is 'DELETE /sessions/{id}: ends one of the caller''s sessions.';
+
+create function auth.create_api_key(
+  p_access_token text, p_name text, p_expires_in integer default null, p_ip inet default null
+) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+  v_raw text := 'ag_' || auth.url_encode(auth._random_bytes(32));
+  v_key auth.api_keys;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  if p_name is null or pg_catalog.length(pg_catalog.btrim(p_name)) not between 1 and 100 then
+    raise exception using errcode = 'AUV01', message = 'An API key needs a name of 1 to 100 characters';
+  end if;
+  if p_expires_in is not null and p_expires_in <= 0 then
+    raise exception using errcode = 'AUV01', message = 'expires_in must be a positive number of seconds';
+  end if;
+  insert into auth.api_keys (user_id, name, key_prefix, key_digest, expires_at)
+  values ((v_ctx.usr).id, pg_catalog.btrim(p_name), pg_catalog.left(v_raw, 9), auth._token_hash(v_raw),
+          pg_catalog.now() + pg_catalog.make_interval(secs => p_expires_in))
+  returning * into v_key;
+  perform auth._audit(v_ctx.usr, 'api_key_created', 'user', p_ip,
+                      pg_catalog.jsonb_build_object('api_key_id', v_key.id, 'name', v_key.name));
+  return pg_catalog.jsonb_build_object('id', v_key.id, 'name', v_key.name, 'key', v_raw, 'prefix', v_key.key_prefix,
+                                       'created_at', v_key.created_at, 'expires_at', v_key.expires_at);
+end
+$$;
+comment on function auth.create_api_key(text, text, integer, inet) is
+  'POST /api_keys: a new key for the signed-in user; the key is in this response and nowhere else.';
+
+create function auth.list_api_keys(p_access_token text) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  return coalesce((
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+             'id', k.id, 'name', k.name, 'prefix', k.key_prefix, 'created_at', k.created_at,
+             'expires_at', k.expires_at, 'last_used_at', k.last_used_at) order by k.created_at desc)
+      from auth.api_keys k where k.user_id = (v_ctx.usr).id and k.revoked_at is null), '[]'::jsonb);
+end
+$$;
+comment on function auth.list_api_keys(text) is 'GET /api_keys: the caller''s live keys, never the keys themselves.';
+
+create function auth.revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet default null) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  update auth.api_keys set revoked_at = pg_catalog.now()
+   where id = p_key_id and user_id = (v_ctx.usr).id and revoked_at is null;
+  if not found then
+    raise exception using errcode = 'AUK01', message = 'API key not found';
+  end if;
+  perform auth._audit(v_ctx.usr, 'api_key_revoked', 'user', p_ip, pg_catalog.jsonb_build_object('api_key_id', p_key_id));
+  return pg_catalog.jsonb_build_object('id', p_key_id);
+end
+$$;
+comment on function auth.revoke_api_key(text, uuid, inet) is 'DELETE /api_keys/{id}: the key stops working at once.';
+
+grant execute on function
+  auth.list_sessions(text),
+  auth.end_session(text, uuid, inet),
+  auth.create_api_key(text, text, integer, inet),
+  auth.list_api_keys(text),
+  auth.revoke_api_key(text, uuid, inet)
+  to authgres_service;
