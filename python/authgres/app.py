@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -14,6 +17,8 @@ from authgres.mailer import Mailer
 from authgres.passwords import Passwords
 from authgres.routes import add_routes
 from authgres.settings import Settings
+
+log = logging.getLogger("authgres")
 
 _CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
@@ -55,6 +60,27 @@ async def _mailer(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _prune_until(stop: asyncio.Event, database: Database, interval: float) -> None:
+    """Deletes what has outlived its use (old audit entries, sent emails, expired tokens), in batches."""
+    while not stop.is_set():
+        try:
+            while await database.call("prune", batch=1000) and not stop.is_set():
+                pass
+        except Exception:
+            log.exception("pruning failed; trying again later")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+async def _pruner(app: web.Application) -> AsyncIterator[None]:
+    # Stopped, not cancelled: a batch in flight finishes instead of leaving a cancelled query behind.
+    stop = asyncio.Event()
+    task = asyncio.create_task(_prune_until(stop, app[DB], app[SETTINGS].prune_interval_seconds))
+    yield
+    stop.set()
+    await task
+
+
 async def _passwords(app: web.Application) -> AsyncIterator[None]:
     app[PASSWORDS] = Passwords(app[SETTINGS])
     yield
@@ -67,5 +93,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_passwords)
     app.cleanup_ctx.append(_mailer)
+    app.cleanup_ctx.append(_pruner)
     add_routes(app)
     return app

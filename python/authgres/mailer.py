@@ -142,26 +142,31 @@ class Mailer:
         self.transport = transport or transport_for(settings)
         self.templates = Templates(settings)
 
-    async def run(self) -> None:
-        """Drains the outbox until cancelled, reconnecting its listener after any database failure."""
-        while True:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Drains the outbox until stop is set, reconnecting its listener after any database failure.
+
+        Stopping lets an email in flight finish: a cancelled send could leave it delivered but unmarked.
+        """
+        sweep = self.settings.mailer_sweep_seconds
+        while not stop.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(self.settings.database_url, autocommit=True) as conn:
                     await conn.execute("listen authgres_outbox")
-                    while True:
-                        await self.drain()
-                        async for _ in conn.notifies(timeout=self.settings.mailer_sweep_seconds, stop_after=1):
+                    while not stop.is_set():
+                        await self.drain(stop)
+                        async for _ in conn.notifies(timeout=sweep, stop_after=1):
                             pass
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("mailer: lost the database; retrying")
-                await asyncio.sleep(self.settings.mailer_sweep_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), sweep)
 
-    async def drain(self) -> int:
-        """Delivers every email that is due; returns how many were attempted."""
+    async def drain(self, stop: asyncio.Event | None = None) -> int:
+        """Delivers every email that is due (until stop is set); returns how many were attempted."""
         attempted = 0
-        while rows := await self.db.call_rows("claim_outbox", limit=10, lease_seconds=60):
+        while not (stop and stop.is_set()) and (
+            rows := await self.db.call_rows("claim_outbox", limit=10, lease_seconds=60)
+        ):
             for row in rows:
                 await self._deliver(row)
             attempted += len(rows)
@@ -187,10 +192,10 @@ class Mailer:
 
     @contextlib.asynccontextmanager
     async def running(self) -> Any:
-        task = asyncio.create_task(self.run(), name="authgres-mailer")
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run(stop), name="authgres-mailer")
         try:
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stop.set()
+            await task

@@ -85,6 +85,8 @@ class Settings:
     rate_limit_email_per_address: int = 30
     rate_limit_email_per_ip: int = 100
     secure_password_change: bool = False
+    audit_retention_days: int = 90
+    prune_interval_seconds: float = 600.0
     sessions_timebox: int | None = None
     sessions_inactivity_timeout: int | None = None
     sessions_single_per_user: bool = False
@@ -158,6 +160,7 @@ class Settings:
             ),
             rate_limit_email_per_ip=_int(env, "AUTHGRES_RATE_LIMIT_EMAIL_PER_IP", cls.rate_limit_email_per_ip),
             secure_password_change=_bool(env, "AUTHGRES_SECURE_PASSWORD_CHANGE", cls.secure_password_change),
+            audit_retention_days=_int(env, "AUTHGRES_AUDIT_RETENTION_DAYS", cls.audit_retention_days),
             sessions_timebox=_int(env, "AUTHGRES_SESSIONS_TIMEBOX", 0) or None,
             sessions_inactivity_timeout=_int(env, "AUTHGRES_SESSIONS_INACTIVITY_TIMEOUT", 0) or None,
             sessions_single_per_user=_bool(env, "AUTHGRES_SESSIONS_SINGLE_PER_USER", cls.sessions_single_per_user),
@@ -197,6 +200,7 @@ class Settings:
             "rate_limit_email_per_address": self.rate_limit_email_per_address,
             "rate_limit_email_per_ip": self.rate_limit_email_per_ip,
             "secure_password_change": self.secure_password_change,
+            "audit_retention_days": self.audit_retention_days,
             "sessions_timebox": self.sessions_timebox,
             "sessions_inactivity_timeout": self.sessions_inactivity_timeout,
             "sessions_single_per_user": self.sessions_single_per_user,

@@ -584,13 +584,14 @@ begin
   if v_factor.status = 'verified' and (v_ctx.sess).aal = 'aal1' then
     raise exception using errcode = 'AUM03', message = 'AAL2 required to unenroll verified factor';
   end if;
-  perform auth._remove_factor(v_ctx.usr, v_factor, p_ip);
+  perform auth._remove_factor(v_ctx.usr, v_factor);
+  perform auth._audit(v_ctx.usr, 'factor_unenrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
   return pg_catalog.jsonb_build_object('id', v_factor.id);
 end
 $$;
 comment on function auth.unenroll_factor(text, uuid, inet) is 'DELETE /factors/{id}.';
 
-create function auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors, p_ip inet) returns void
+create function auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) returns void
   language plpgsql volatile
   set search_path = ''
 as $$
@@ -601,10 +602,9 @@ begin
   if not exists (select from auth.mfa_factors where user_id = p_user.id and status = 'verified' and factor_type = 'totp') then
     delete from auth.mfa_recovery_codes where user_id = p_user.id;
   end if;
-  perform auth._audit(p_user, 'factor_unenrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', p_factor.id));
 end
 $$;
-comment on function auth._remove_factor(auth.users, auth.mfa_factors, inet) is
+comment on function auth._remove_factor(auth.users, auth.mfa_factors) is
   'Deletes a factor, lowers the sessions it raised, and drops recovery codes once no TOTP factor is left.';
 
 create function auth.recovery_codes(p_access_token text, p_regenerate boolean default false, p_ip inet default null)
@@ -766,7 +766,7 @@ begin
     raise exception using errcode = 'AUA02', message = 'User not found';
   end if;
   v_factor := auth._factor_of(p_user_id, p_factor_id);
-  perform auth._remove_factor(v_user, v_factor, p_ip);
+  perform auth._remove_factor(v_user, v_factor);
   perform auth._audit(v_user, 'factor_deleted_by_admin', 'admin', p_ip,
                       pg_catalog.jsonb_build_object('factor_id', v_factor.id));
   return auth._factor_json(v_factor);

@@ -178,14 +178,20 @@ begin
   returning * into v_user;
   if p_ban_seconds > 0 then
     delete from auth.sessions where user_id = v_user.id;
-    perform auth._audit_admin('user_banned', v_user, p_ip);
+    perform auth._audit_admin('user_banned', v_user, p_ip,
+                              pg_catalog.jsonb_build_object('banned_until', v_user.banned_until));
+  elsif p_ban_seconds = 0 then
+    perform auth._audit_admin('user_unbanned', v_user, p_ip);
   end if;
   if p_password_hash is not null then
     update auth.users set encrypted_password = p_password_hash where id = v_user.id returning * into v_user;
     delete from auth.sessions where user_id = v_user.id;
     perform auth._audit_admin('user_updated_password', v_user, p_ip);
   end if;
-  perform auth._audit_admin('user_modified', v_user, p_ip);
+  if p_attributes <> '{}' then
+    perform auth._audit_admin('user_modified', v_user, p_ip,
+                              pg_catalog.jsonb_build_object('fields', (select pg_catalog.jsonb_agg(k) from pg_catalog.jsonb_object_keys(p_attributes) k)));
+  end if;
   return auth._user_json(v_user);
 end
 $$;

@@ -52,6 +52,7 @@ async def _password_grant(request: web.Request, body: dict[str, object]) -> web.
     # Verified even without a user or password (against a dummy hash): timing does not tell them apart.
     verification = await passwords(request).verify(stored_hash, password)
     if not verification.ok or account is None:
+        await db(request).call("record_failed_login", email=email, ip=client_ip(request))
         raise INVALID_CREDENTIALS
     session = await db(request).call(
         "sign_in_with_password",
