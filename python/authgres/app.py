@@ -46,7 +46,12 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    database = Database(settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    database = Database(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
     await database.open()
     await database.call("configure", settings=Jsonb(settings.sql_settings()), jwt_secret=settings.jwt_secret)
     app[DB] = database

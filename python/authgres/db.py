@@ -30,10 +30,16 @@ class _JsonTextLoader(Loader):
         return JsonText(bytes(data).decode())
 
 
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    conn.adapters.register_loader("jsonb", _JsonTextLoader)
-    # Timestamps in responses read as UTC whatever the server's TimeZone.
-    await conn.execute("set timezone = 'UTC'")
+def _configurer(statement_timeout_ms: int) -> Any:
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        conn.adapters.register_loader("jsonb", _JsonTextLoader)
+        # Timestamps in responses read as UTC whatever the server's TimeZone; no request (a slow hook
+        # included) holds a connection longer than the statement timeout.
+        await conn.execute(
+            sql.SQL("set timezone = 'UTC'; set statement_timeout = {}").format(sql.Literal(statement_timeout_ms))
+        )
+
+    return configure
 
 
 @lru_cache(maxsize=256)
@@ -56,13 +62,15 @@ def _auth_error(error: psycopg.Error) -> AuthError | None:
 
 
 class Database:
-    def __init__(self, conninfo: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self, conninfo: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_ms: int = 10000
+    ) -> None:
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             conninfo,
             min_size=min_size,
             max_size=max_size,
             kwargs={"autocommit": True},
-            configure=_configure,
+            configure=_configurer(statement_timeout_ms),
             open=False,
             name="authgres",
         )

@@ -56,6 +56,9 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUA02": (404, "user_not_found"),
     "AUA03": (422, "email_exists"),
     "AUA04": (400, "validation_failed"),
+    "AUH01": (500, "unexpected_failure"),
+    "AUH02": (504, "hook_timeout"),
+    "AUH03": (400, "validation_failed"),
     "AUK01": (404, "api_key_not_found"),
     "AUK02": (403, "session_required"),
 }

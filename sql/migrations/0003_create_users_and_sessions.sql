@@ -26,6 +26,8 @@ create table auth.settings (
   sessions_timebox integer check (sessions_timebox > 0),
   sessions_inactivity_timeout integer check (sessions_inactivity_timeout > 0),
   sessions_single_per_user boolean not null default false,
+  hook_custom_access_token text,
+  hook_before_user_created text,
   updated_at timestamptz not null default now()
 );
 comment on table auth.settings is
@@ -37,6 +39,10 @@ comment on column auth.settings.refresh_token_replay_revokes is
   'What a replayed refresh token ends: its own session, or every session of its user.';
 comment on column auth.settings.sessions_timebox is 'Seconds after sign-in when a session can no longer refresh (NULL: never).';
 comment on column auth.settings.sessions_inactivity_timeout is 'Seconds without a refresh after which a session ends (NULL: never).';
+comment on column auth.settings.hook_custom_access_token is
+  'A function f(event jsonb) returns jsonb that may change access-token claims (see auth._call_hook).';
+comment on column auth.settings.hook_before_user_created is
+  'A function f(event jsonb) returns jsonb that may reject a new user with {"error": {"message": ...}}.';
 comment on column auth.settings.sessions_single_per_user is 'A new sign-in ends the user''s older sessions at their next refresh.';
 insert into auth.settings default values;
 alter table auth.settings enable row level security;

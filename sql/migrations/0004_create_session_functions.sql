@@ -13,6 +13,8 @@
 --   AUS01 user_already_exists (422)          AUS02 signup_disabled (422)
 --   AUS03 anonymous_provider_disabled (422)  AUS04 email_not_confirmed (400)
 --   AUS05 invalid_credentials (400)          AUS06 user_banned (400)
+--   AUH01 a hook failed (500)                AUH02 a hook timed out (504)
+--   AUH03 a hook rejected the request (400)
 set local role authgres_owner;
 insert into auth.schema_migrations (version) values ('0004');
 
@@ -314,19 +316,50 @@ comment on function auth.authenticate(text) is
 -- DEFINER function. Its checks run in the definer function auth.access_token_claims().
 grant execute on function auth.access_token_claims(text), auth.authenticate(text) to public;
 
+create function auth._call_hook(p_function text, p_event jsonb) returns jsonb
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_result jsonb;
+begin
+  -- The hook runs in a subtransaction of the request's own: whatever it did is undone when it fails,
+  -- and the request's statement_timeout bounds it.
+  begin
+    execute pg_catalog.format('select %s($1)', p_function::regproc) using p_event into v_result;
+  exception
+    when query_canceled then
+      raise exception using errcode = 'AUH02', message = pg_catalog.format('Hook %s timed out', p_function);
+    when others then
+      raise exception using errcode = 'AUH01',
+        message = pg_catalog.format('Error running hook %s: %s', p_function, sqlerrm);
+  end;
+  if v_result ? 'error' then
+    raise exception using errcode = 'AUH03',
+      message = coalesce(v_result -> 'error' ->> 'message', 'Rejected by a hook');
+  end if;
+  return coalesce(v_result, '{}');
+end
+$$;
+comment on function auth._call_hook(text, jsonb) is
+  'Calls a configured hook f(event jsonb) returns jsonb. Raises AUH01 if it fails, AUH02 if it times out, '
+  'AUH03 when it answers {"error": {"message": ...}}.';
+
 create function auth._access_token(
   p_user auth.users, p_session auth.sessions, out token text, out expires_at bigint
 )
-  language plpgsql stable
+  language plpgsql volatile
   set search_path = ''
 as $$
 declare
   v_settings auth.settings;
   v_iat bigint := auth._epoch(pg_catalog.now());
+  v_claims jsonb;
+  v_custom jsonb;
 begin
   select * into v_settings from auth.settings;
   expires_at := v_iat + v_settings.jwt_exp;
-  token := auth._sign_claims(pg_catalog.jsonb_build_object(
+  v_claims := pg_catalog.jsonb_build_object(
     'sub', p_user.id,
     'aud', coalesce(p_user.aud, v_settings.jwt_aud),
     'exp', expires_at,
@@ -346,11 +379,26 @@ begin
       '[]'::jsonb),
     'session_id', p_session.id,
     'is_anonymous', p_user.is_anonymous)
-    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('iss', v_settings.jwt_issuer)));
+    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('iss', v_settings.jwt_issuer));
+  if v_settings.hook_custom_access_token is not null then
+    v_custom := auth._call_hook(v_settings.hook_custom_access_token, pg_catalog.jsonb_build_object(
+      'user_id', p_user.id, 'claims', v_claims,
+      'authentication_method', v_claims -> 'amr' -> 0 ->> 'method'));
+    if pg_catalog.jsonb_typeof(v_custom -> 'claims') <> 'object'
+       or not (v_custom -> 'claims') ?& array['aud', 'email', 'phone', 'role', 'is_anonymous'] then
+      raise exception using errcode = 'AUH01',
+        message = 'Hook custom_access_token must return claims with at least aud, email, phone, role and is_anonymous';
+    end if;
+    -- Who, which session, how strongly and for how long are not the hook's to change.
+    v_claims := (v_custom -> 'claims') || pg_catalog.jsonb_build_object(
+      'sub', v_claims -> 'sub', 'session_id', v_claims -> 'session_id', 'aal', v_claims -> 'aal',
+      'amr', v_claims -> 'amr', 'exp', v_claims -> 'exp', 'iat', v_claims -> 'iat');
+  end if;
+  token := auth._sign_claims(v_claims);
 end
 $$;
 comment on function auth._access_token(auth.users, auth.sessions) is
-  'A signed access token for a session, with GoTrue''s claims.';
+  'A signed access token for a session, with GoTrue''s claims (changed by the custom_access_token hook, if any).';
 
 -------------------------------------------------------------------------------------------------------
 -- Sessions and refresh tokens.
@@ -364,7 +412,7 @@ comment on function auth._next_refresh_token(text, bytea) is
 create function auth._session_response(
   p_user auth.users, p_session auth.sessions, p_refresh_token text
 ) returns jsonb
-  language plpgsql stable
+  language plpgsql volatile
   set search_path = ''
 as $$
 declare
@@ -518,10 +566,17 @@ create function auth.configure(p_settings jsonb, p_jwt_secret text) returns void
 as $$
 declare
   v_settings auth.settings;
+  v_hook text;
 begin
   select * into strict v_settings from auth.settings;
   v_settings := pg_catalog.jsonb_populate_record(v_settings, p_settings - 'singleton');
   v_settings.updated_at := pg_catalog.now();
+  for v_hook in select unnest(array[v_settings.hook_custom_access_token, v_settings.hook_before_user_created]) loop
+    if v_hook is not null and pg_catalog.to_regprocedure(v_hook || '(jsonb)') is null then
+      raise exception using errcode = 'AUV01',
+        message = pg_catalog.format('Hook function %s(jsonb) does not exist', v_hook);
+    end if;
+  end loop;
   delete from auth.settings;
   insert into auth.settings select v_settings.*;
 
@@ -557,6 +612,11 @@ begin
   end if;
   if v_settings.disable_signup then
     raise exception using errcode = 'AUS02', message = 'Signups not allowed for this instance';
+  end if;
+  if v_settings.hook_before_user_created is not null then
+    perform auth._call_hook(v_settings.hook_before_user_created, pg_catalog.jsonb_build_object(
+      'user', pg_catalog.jsonb_build_object('email', '', 'is_anonymous', true, 'user_metadata', coalesce(p_data, '{}')),
+      'metadata', pg_catalog.jsonb_build_object('ip_address', pg_catalog.host(p_ip))));
   end if;
   insert into auth.users (aud, role, raw_user_meta_data, is_anonymous, last_sign_in_at)
   values (v_settings.jwt_aud, v_settings.jwt_default_role, coalesce(p_data, '{}'), true, pg_catalog.now())

@@ -257,6 +257,12 @@ declare
   v_user auth.users;
 begin
   select * into v_settings from auth.settings;
+  if v_settings.hook_before_user_created is not null then
+    perform auth._call_hook(v_settings.hook_before_user_created, pg_catalog.jsonb_build_object(
+      'user', pg_catalog.jsonb_build_object('email', p_email, 'is_anonymous', false,
+                                            'user_metadata', coalesce(p_data, '{}')),
+      'metadata', pg_catalog.jsonb_build_object('ip_address', pg_catalog.host(p_ip))));
+  end if;
   v_identity_data := pg_catalog.jsonb_build_object(
     'sub', v_id, 'email', p_email, 'email_verified', false, 'phone_verified', false);
   insert into auth.users (id, aud, role, email, encrypted_password, raw_app_meta_data, raw_user_meta_data)

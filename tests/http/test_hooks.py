@@ -1,0 +1,80 @@
+"""Hooks as SQL functions: custom claims, vetoing new users, and failing or slow hooks."""
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from tests.http.helpers import API_2024, sign_up
+
+HOOKS = """
+create or replace function public.add_plan(event jsonb) returns jsonb language sql as $$
+  select jsonb_build_object('claims', event->'claims' || jsonb_build_object(
+    'plan', 'gold', 'sub', 'someone-else', 'aal', 'aal2'))
+$$;
+create or replace function public.only_example_org(event jsonb) returns jsonb language sql as $$
+  select case when event->'user'->>'email' like '%@example.org' then '{}'::jsonb
+              else jsonb_build_object('error', jsonb_build_object('message', 'Sign-ups are for example.org only')) end
+$$;
+create or replace function public.broken(event jsonb) returns jsonb language plpgsql as $$
+begin
+  insert into auth.audit_log_entries (payload) values ('{"action": "from a broken hook"}');
+  raise exception 'boom';
+end $$;
+create or replace function public.slow(event jsonb) returns jsonb language sql as $$
+  select pg_sleep(5); select '{}'::jsonb
+$$;
+"""
+
+
+@pytest.fixture
+def hooks(admin):
+    admin.execute(HOOKS)
+
+
+async def test_custom_access_token_hook_adds_claims_but_not_identity(make_client, hooks, admin, dsn):
+    client = await make_client(hook_custom_access_token="public.add_plan")
+    session = await sign_up(client, "gold@example.com")
+    claims = admin.execute("select auth.access_token_claims(%s)", (session["access_token"],)).fetchone()[0]
+    assert claims["plan"] == "gold"
+    assert claims["sub"] == session["user"]["id"] and claims["aal"] == "aal1"
+    with psycopg.connect(dsn()) as conn:  # one transaction: the role and claims end with it
+        conn.execute("select auth.authenticate(%s)", (session["access_token"],))
+        assert conn.execute("select current_user, auth.jwt() ->> 'plan'").fetchone() == ("authenticated", "gold")
+
+
+async def test_before_user_created_hook_can_reject(make_client, hooks, admin):
+    client = await make_client(hook_before_user_created="public.only_example_org")
+    refused = await client.post("/signup", headers=API_2024, json={"email": "x@example.com", "password": "a good one"})
+    assert (refused.status, await refused.json()) == (
+        400,
+        {"code": "validation_failed", "message": "Sign-ups are for example.org only"},
+    )
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
+    allowed = await client.post("/signup", json={"email": "y@example.org", "password": "a good one"})
+    assert allowed.status == 200
+
+
+async def test_a_failing_hook_is_a_clean_error_that_changes_nothing(make_client, hooks, admin):
+    client = await make_client(hook_before_user_created="public.broken")
+    response = await client.post("/signup", headers=API_2024, json={"email": "z@example.org", "password": "a good one"})
+    body = await response.json()
+    assert response.status == 500 and body["code"] == "unexpected_failure"
+    assert "public.broken" in body["message"] and "boom" in body["message"]
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
+    assert admin.execute("select count(*) from auth.audit_log_entries").fetchone()[0] == 0
+
+
+async def test_a_slow_hook_times_out_cleanly(make_client, hooks, admin):
+    client = await make_client(hook_before_user_created="public.slow", db_statement_timeout_ms=300)
+    response = await client.post("/signup", headers=API_2024, json={"email": "s@example.org", "password": "a good one"})
+    assert (response.status, (await response.json())["code"]) == (504, "hook_timeout")
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
+
+
+def test_configuring_a_missing_hook_fails(service, settings):
+    with pytest.raises(psycopg.Error) as raised:
+        service.execute(
+            "select auth.configure(%s, null)",
+            (Jsonb({**settings.sql_settings(), "hook_custom_access_token": "public.nope"}),),
+        )
+    assert raised.value.sqlstate == "AUV01"
