@@ -28,6 +28,7 @@ create table auth.settings (
   sessions_single_per_user boolean not null default false,
   hook_custom_access_token text,
   hook_before_user_created text,
+  hook_password_verification_attempt text,
   updated_at timestamptz not null default now()
 );
 comment on table auth.settings is
@@ -43,6 +44,8 @@ comment on column auth.settings.hook_custom_access_token is
   'A function f(event jsonb) returns jsonb that may change access-token claims (see auth._call_hook).';
 comment on column auth.settings.hook_before_user_created is
   'A function f(event jsonb) returns jsonb that may reject a new user with {"error": {"message": ...}}.';
+comment on column auth.settings.hook_password_verification_attempt is
+  'A function f(event jsonb) returns jsonb told of every password check; it may refuse a correct one.';
 comment on column auth.settings.sessions_single_per_user is 'A new sign-in ends the user''s older sessions at their next refresh.';
 insert into auth.settings default values;
 alter table auth.settings enable row level security;

@@ -632,6 +632,28 @@ comment on function auth.recovery_codes(text, boolean, inet) is
 -------------------------------------------------------------------------------------------------------
 -- Email as the second step after a password.
 -------------------------------------------------------------------------------------------------------
+create function auth._password_attempt_hook(p_user auth.users, p_valid boolean) returns jsonb
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_hook text := (select s.hook_password_verification_attempt from auth.settings s);
+  v_result jsonb;
+begin
+  if v_hook is null then
+    return '{}';
+  end if;
+  v_result := auth._call_hook(v_hook, pg_catalog.jsonb_build_object('user_id', p_user.id, 'valid', p_valid));
+  if (v_result ->> 'should_logout_user')::boolean then
+    delete from auth.sessions where user_id = p_user.id;
+  end if;
+  return v_result;
+end
+$$;
+comment on function auth._password_attempt_hook(auth.users, boolean) is
+  'Tells the password_verification_attempt hook of a password check; ends the user''s sessions when it asks. '
+  'Its answer (decision continue or reject, message) is returned.';
+
 create or replace function auth.sign_in_with_password(
   p_user_id uuid, p_verified_hash text, p_rehash text default null,
   p_user_agent text default null, p_ip inet default null
@@ -645,6 +667,7 @@ declare
   v_factor auth.mfa_factors;
   v_login_token text;
   v_challenge auth.mfa_challenges;
+  v_hook jsonb;
 begin
   select * into v_user from auth.users where id = p_user_id and deleted_at is null for no key update;
   -- The hash must still be the one the service verified: a password changed meanwhile wins.
@@ -656,6 +679,11 @@ begin
   end if;
   if v_user.email_confirmed_at is null and v_user.phone_confirmed_at is null then
     raise exception using errcode = 'AUS04', message = 'Email not confirmed';
+  end if;
+  v_hook := auth._password_attempt_hook(v_user, true);
+  if v_hook ->> 'decision' = 'reject' then
+    return pg_catalog.jsonb_build_object('error', 'AUH03',
+      'message', coalesce(v_hook ->> 'message', 'Sign-in refused'));
   end if;
   update auth.users
      set last_sign_in_at = pg_catalog.now(),

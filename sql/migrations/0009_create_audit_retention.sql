@@ -23,9 +23,13 @@ begin
             'actor_via_sso', false, 'action', 'login_failed', 'log_type', 'account',
             'traits', pg_catalog.json_build_object('provider', 'email', 'known_user', v_user.id is not null))),
           coalesce(pg_catalog.host(p_ip), ''));
+  if v_user.id is not null then
+    perform auth._password_attempt_hook(v_user, false);
+  end if;
 end
 $$;
-comment on function auth.record_failed_login(text, inet) is 'Audits a password sign-in that failed verification.';
+comment on function auth.record_failed_login(text, inet) is
+  'Audits a password sign-in that failed verification, and tells the password_verification_attempt hook.';
 
 create function auth.prune(p_batch integer default 1000) returns integer
   language plpgsql volatile security definer

@@ -78,3 +78,43 @@ def test_configuring_a_missing_hook_fails(service, settings):
             (Jsonb({**settings.sql_settings(), "hook_custom_access_token": "public.nope"}),),
         )
     assert raised.value.sqlstate == "AUV01"
+
+
+LOCKOUT = """
+create table public.failed_logins (user_id uuid primary key, failures int not null);
+grant select, insert, update on public.failed_logins to authgres_owner;  -- hooks run as the owner role
+create or replace function public.lock_out(event jsonb) returns jsonb language plpgsql as $$
+declare
+  v_failures int;
+begin
+  if not (event->>'valid')::boolean then
+    insert into public.failed_logins values ((event->>'user_id')::uuid, 1)
+    on conflict (user_id) do update set failures = public.failed_logins.failures + 1;
+    return '{"decision": "continue"}';
+  end if;
+  select failures into v_failures from public.failed_logins where user_id = (event->>'user_id')::uuid;
+  if coalesce(v_failures, 0) >= 3 then
+    return '{"decision": "reject", "message": "Too many failed attempts", "should_logout_user": true}';
+  end if;
+  return '{"decision": "continue"}';
+end $$;
+"""
+
+
+async def test_password_verification_hook_can_lock_out(make_client, admin):
+    admin.execute(LOCKOUT)
+    client = await make_client(hook_password_verification_attempt="public.lock_out")
+    await sign_up(client, "lock@example.com", "the right one")
+    assert admin.execute("select count(*) from auth.sessions").fetchone()[0] == 1
+    for _ in range(3):
+        wrong = await client.post("/token?grant_type=password", json={"email": "lock@example.com", "password": "wrong"})
+        assert wrong.status == 400
+    assert admin.execute("select failures from public.failed_logins").fetchone()[0] == 3
+    refused = await client.post(
+        "/token?grant_type=password", headers=API_2024, json={"email": "lock@example.com", "password": "the right one"}
+    )
+    assert (refused.status, await refused.json()) == (
+        400,
+        {"code": "validation_failed", "message": "Too many failed attempts"},
+    )
+    assert admin.execute("select count(*) from auth.sessions").fetchone()[0] == 0  # should_logout_user
