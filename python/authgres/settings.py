@@ -88,6 +88,7 @@ class Settings:
     hook_custom_access_token: str | None = None
     hook_before_user_created: str | None = None
     hook_password_verification_attempt: str | None = None
+    hook_send_email: str | None = None
     db_statement_timeout_ms: int = 10000
     audit_retention_days: int = 90
     prune_interval_seconds: float = 600.0
@@ -167,6 +168,7 @@ class Settings:
             hook_custom_access_token=env.get("AUTHGRES_HOOK_CUSTOM_ACCESS_TOKEN") or None,
             hook_before_user_created=env.get("AUTHGRES_HOOK_BEFORE_USER_CREATED") or None,
             hook_password_verification_attempt=env.get("AUTHGRES_HOOK_PASSWORD_VERIFICATION_ATTEMPT") or None,
+            hook_send_email=env.get("AUTHGRES_HOOK_SEND_EMAIL") or None,
             db_statement_timeout_ms=_int(env, "AUTHGRES_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms, 1),
             audit_retention_days=_int(env, "AUTHGRES_AUDIT_RETENTION_DAYS", cls.audit_retention_days),
             sessions_timebox=_int(env, "AUTHGRES_SESSIONS_TIMEBOX", 0) or None,
@@ -211,6 +213,7 @@ class Settings:
             "hook_custom_access_token": self.hook_custom_access_token,
             "hook_before_user_created": self.hook_before_user_created,
             "hook_password_verification_attempt": self.hook_password_verification_attempt,
+            "hook_send_email": self.hook_send_email,
             "audit_retention_days": self.audit_retention_days,
             "sessions_timebox": self.sessions_timebox,
             "sessions_inactivity_timeout": self.sessions_inactivity_timeout,

@@ -29,6 +29,7 @@ create table auth.settings (
   hook_custom_access_token text,
   hook_before_user_created text,
   hook_password_verification_attempt text,
+  hook_send_email text,
   updated_at timestamptz not null default now()
 );
 comment on table auth.settings is
@@ -46,6 +47,8 @@ comment on column auth.settings.hook_before_user_created is
   'A function f(event jsonb) returns jsonb that may reject a new user with {"error": {"message": ...}}.';
 comment on column auth.settings.hook_password_verification_attempt is
   'A function f(event jsonb) returns jsonb told of every password check; it may refuse a correct one.';
+comment on column auth.settings.hook_send_email is
+  'A function f(event jsonb) returns jsonb that delivers emails itself, in place of the outbox.';
 comment on column auth.settings.sessions_single_per_user is 'A new sign-in ends the user''s older sessions at their next refresh.';
 insert into auth.settings default values;
 alter table auth.settings enable row level security;

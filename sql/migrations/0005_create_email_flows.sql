@@ -197,19 +197,28 @@ as $$
 declare
   v_settings auth.settings;
   v_token record;
+  v_payload jsonb;
 begin
   select * into v_settings from auth.settings;
   select * into v_token from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to);
-  insert into auth.email_outbox (kind, to_address, user_id, payload)
-  values (p_token_type, p_address, p_user.id, pg_catalog.jsonb_build_object(
+  v_payload := pg_catalog.jsonb_build_object(
       'token', v_token.code,
       'token_hash', v_token.link_token,
       'email', p_address,
       'redirect_to', coalesce(p_redirect_to, v_settings.site_url),
       'site_url', v_settings.site_url,
       'data', p_user.raw_user_meta_data,
-      'verify_type', auth._verification_type(p_token_type)) || p_extra);
-  perform pg_catalog.pg_notify('authgres_outbox', '');
+      'verify_type', auth._verification_type(p_token_type)) || p_extra;
+  if v_settings.hook_send_email is not null then
+    -- The hook takes over delivery, in this transaction: typically it queues the email its own way.
+    perform auth._call_hook(v_settings.hook_send_email, pg_catalog.jsonb_build_object(
+      'user', auth._user_json(p_user), 'email_data', v_payload || pg_catalog.jsonb_build_object(
+        'email_action_type', p_token_type)));
+  else
+    insert into auth.email_outbox (kind, to_address, user_id, payload)
+    values (p_token_type, p_address, p_user.id, v_payload);
+    perform pg_catalog.pg_notify('authgres_outbox', '');
+  end if;
   update auth.users
      set confirmation_sent_at = case when p_token_type in ('confirmation', 'invite') then pg_catalog.now() else confirmation_sent_at end,
          recovery_sent_at = case when p_token_type in ('magiclink', 'recovery') then pg_catalog.now() else recovery_sent_at end,

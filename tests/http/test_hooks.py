@@ -118,3 +118,26 @@ async def test_password_verification_hook_can_lock_out(make_client, admin):
         {"code": "validation_failed", "message": "Too many failed attempts"},
     )
     assert admin.execute("select count(*) from auth.sessions").fetchone()[0] == 0  # should_logout_user
+
+
+SEND_EMAIL = """
+create table public.my_outbox (event jsonb not null);
+grant insert on public.my_outbox to authgres_owner;
+create or replace function public.deliver_my_way(event jsonb) returns jsonb language sql as $$
+  insert into public.my_outbox values (event) returning '{}'::jsonb
+$$;
+"""
+
+
+async def test_send_email_hook_takes_over_delivery(make_client, admin):
+    admin.execute(SEND_EMAIL)
+    client = await make_client(hook_send_email="public.deliver_my_way")
+    assert (await client.post("/otp", json={"email": "hooked@example.com"})).status == 200
+    event = admin.execute("select event from public.my_outbox").fetchone()[0]
+    assert event["user"]["email"] == "hooked@example.com"
+    assert event["email_data"]["email_action_type"] == "confirmation"
+    assert admin.execute("select count(*) from auth.email_outbox").fetchone()[0] == 0
+    response = await client.post(
+        "/verify", json={"type": "email", "email": "hooked@example.com", "token": event["email_data"]["token"]}
+    )
+    assert response.status == 200
