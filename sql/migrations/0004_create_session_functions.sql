@@ -78,6 +78,14 @@ create function auth._strip_nulls(p_object jsonb) returns jsonb
 comment on function auth._strip_nulls(jsonb) is
   'Drops top-level null members only: jsonb_strip_nulls() would also reach into the values.';
 
+create function auth._merge_metadata(p_current jsonb, p_changes jsonb) returns jsonb
+  language sql immutable parallel safe
+  return case when p_changes is null then p_current
+              else (p_current - array(select e.key from pg_catalog.jsonb_each(p_changes) e
+                                       where pg_catalog.jsonb_typeof(e.value) = 'null'))
+                   || auth._strip_nulls(p_changes) end;
+comment on function auth._merge_metadata(jsonb, jsonb) is 'GoTrue''s metadata merge: null removes a key, other keys are set.';
+
 create function auth._normalize_email(p_email text) returns text
   language plpgsql immutable parallel safe
   set search_path = ''
@@ -210,7 +218,7 @@ end
 $$;
 comment on function auth._sign_claims(jsonb) is 'Signs claims with the current signing key.';
 
-create function auth._verified_claims(p_token text) returns jsonb
+create function auth._verified_jwt_claims(p_token text) returns jsonb
   language plpgsql stable
   set search_path = ''
 as $$
@@ -235,8 +243,15 @@ begin
     message = 'invalid JWT: unable to parse or verify signature, signature is invalid';
 end
 $$;
+comment on function auth._verified_jwt_claims(text) is
+  'Claims of a JWT signed by a current or previous key and not expired; raises AUJ01 otherwise.';
+
+-- What kind of credential a bearer is gets decided here, and only here (0008 adds API keys).
+create function auth._verified_claims(p_token text) returns jsonb
+  language sql stable
+  return auth._verified_jwt_claims(p_token);
 comment on function auth._verified_claims(text) is
-  'Claims of a token signed by a current or previous key and not expired; raises AUJ01 otherwise.';
+  'Claims of a bearer credential that verified; raises AUJ01 otherwise.';
 
 create function auth._authorize(
   p_token text, p_require_user boolean,

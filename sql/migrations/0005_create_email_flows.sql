@@ -634,11 +634,8 @@ begin
     if pg_catalog.jsonb_typeof(p_data) <> 'object' then
       raise exception using errcode = 'AUV01', message = 'data must be a JSON object';
     end if;
-    -- GoTrue's merge: a key set to null is removed, any other key is set; other keys stay.
     update auth.users
-       set raw_user_meta_data = (raw_user_meta_data
-             - array(select e.key from pg_catalog.jsonb_each(p_data) e where pg_catalog.jsonb_typeof(e.value) = 'null'))
-             || auth._strip_nulls(p_data),
+       set raw_user_meta_data = auth._merge_metadata(raw_user_meta_data, p_data),
            updated_at = pg_catalog.now()
      where id = v_user.id
     returning * into v_user;

@@ -764,15 +764,29 @@ end
 $$;
 comment on function auth._require_admin(text) is 'The claims of an admin token (role service_role); AUA01 for any other.';
 
+create function auth._admin_user(p_user_id uuid) returns auth.users
+  language plpgsql stable
+  set search_path = ''
+as $$
+declare
+  v_user auth.users;
+begin
+  select * into v_user from auth.users where id = p_user_id;
+  if not found then
+    raise exception using errcode = 'AUA02', message = 'User not found';
+  end if;
+  return v_user;
+end
+$$;
+comment on function auth._admin_user(uuid) is 'The user, or AUA02.';
+
 create function auth.admin_list_factors(p_admin_token text, p_user_id uuid) returns jsonb
   language plpgsql stable security definer
   set search_path = ''
 as $$
 begin
   perform auth._require_admin(p_admin_token);
-  if not exists (select from auth.users where id = p_user_id) then
-    raise exception using errcode = 'AUA02', message = 'User not found';
-  end if;
+  perform auth._admin_user(p_user_id);
   return coalesce((select pg_catalog.jsonb_agg(auth._factor_json(f) order by f.created_at)
                      from auth.mfa_factors f where f.user_id = p_user_id), '[]'::jsonb);
 end
@@ -789,10 +803,7 @@ declare
   v_factor auth.mfa_factors;
 begin
   perform auth._require_admin(p_admin_token);
-  select * into v_user from auth.users where id = p_user_id;
-  if not found then
-    raise exception using errcode = 'AUA02', message = 'User not found';
-  end if;
+  v_user := auth._admin_user(p_user_id);
   v_factor := auth._factor_of(p_user_id, p_factor_id);
   perform auth._remove_factor(v_user, v_factor);
   perform auth._audit(v_user, 'factor_deleted_by_admin', 'admin', p_ip,

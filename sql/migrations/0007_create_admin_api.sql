@@ -25,30 +25,6 @@ end
 $$;
 comment on function auth._audit_admin(text, auth.users, inet, jsonb) is 'Audits an admin action on a user.';
 
-create function auth._admin_user(p_user_id uuid) returns auth.users
-  language plpgsql stable
-  set search_path = ''
-as $$
-declare
-  v_user auth.users;
-begin
-  select * into v_user from auth.users where id = p_user_id;
-  if not found then
-    raise exception using errcode = 'AUA02', message = 'User not found';
-  end if;
-  return v_user;
-end
-$$;
-comment on function auth._admin_user(uuid) is 'The user, or AUA02.';
-
-create function auth._merge_metadata(p_current jsonb, p_changes jsonb) returns jsonb
-  language sql immutable parallel safe
-  return case when p_changes is null then p_current
-              else (p_current - array(select e.key from pg_catalog.jsonb_each(p_changes) e
-                                       where pg_catalog.jsonb_typeof(e.value) = 'null'))
-                   || auth._strip_nulls(p_changes) end;
-comment on function auth._merge_metadata(jsonb, jsonb) is 'GoTrue''s metadata merge: null removes a key, other keys are set.';
-
 create function auth.admin_list_users(
   p_admin_token text, p_page integer default 1, p_per_page integer default 50, p_filter text default null
 ) returns jsonb

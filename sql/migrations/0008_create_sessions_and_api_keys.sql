@@ -42,12 +42,6 @@ begin
     raise exception using errcode = 'AUJ01', message = 'invalid API key: unknown, revoked or expired';
   end if;
   select * into strict v_user from auth.users where id = v_key.user_id;
-  if v_user.deleted_at is not null then
-    raise exception using errcode = 'AUJ03', message = 'User from sub claim in JWT does not exist';
-  end if;
-  if v_user.banned_until > pg_catalog.now() then
-    raise exception using errcode = 'AUJ05', message = 'User is banned';
-  end if;
   -- Coarse bookkeeping: at most one write a minute per key, not one per request.
   if v_key.last_used_at is null or v_key.last_used_at < pg_catalog.now() - interval '1 minute' then
     update auth.api_keys set last_used_at = pg_catalog.now() where id = v_key.id;
@@ -67,54 +61,12 @@ $$;
 comment on function auth._api_key_claims(text) is
   'The claims an API key stands for: its user at aal1, amr api_key, no session. AUJ01 when unknown, revoked or expired.';
 
--- _authorize() now accepts an API key wherever it accepts an access token.
-create or replace function auth._authorize(
-  p_token text, p_require_user boolean,
-  out claims jsonb, out usr auth.users, out sess auth.sessions
-)
-  language plpgsql stable
-  set search_path = ''
-as $$
-declare
-  v_sub text;
-  v_session_id text;
-begin
-  if p_token like 'ag\_%' then
-    claims := auth._api_key_claims(p_token);
-    select * into strict usr from auth.users u where u.id = (claims ->> 'sub')::uuid;
-    return;
-  end if;
-  claims := auth._verified_claims(p_token);
-  v_sub := claims ->> 'sub';
-  if v_sub is null then
-    if p_require_user then
-      raise exception using errcode = 'AUJ01', message = 'invalid claim: missing sub claim';
-    end if;
-    return;
-  end if;
-  if v_sub !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-    raise exception using errcode = 'AUJ02', message = 'invalid claim: sub claim must be a UUID';
-  end if;
-  select * into usr from auth.users u where u.id = v_sub::uuid and u.deleted_at is null;
-  if not found then
-    raise exception using errcode = 'AUJ03', message = 'User from sub claim in JWT does not exist';
-  end if;
-  v_session_id := claims ->> 'session_id';
-  if v_session_id is not null and v_session_id <> '00000000-0000-0000-0000-000000000000' then
-    if v_session_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-      select * into sess from auth.sessions s
-       where s.id = v_session_id::uuid and s.user_id = usr.id
-         and (s.not_after is null or s.not_after > pg_catalog.now());
-    end if;
-    if sess.id is null then
-      raise exception using errcode = 'AUJ04', message = 'Session from session_id claim in JWT does not exist';
-    end if;
-  end if;
-  if usr.banned_until > pg_catalog.now() then
-    raise exception using errcode = 'AUJ05', message = 'User is banned';
-  end if;
-end
-$$;
+-- An API key is now a bearer credential wherever an access token is: its claims have a sub and no
+-- session_id, so auth._authorize() checks its user (deleted, banned) as it checks a token's.
+create or replace function auth._verified_claims(p_token text) returns jsonb
+  language sql volatile
+  return case when p_token like 'ag\_%' then auth._api_key_claims(p_token)
+              else auth._verified_jwt_claims(p_token) end;
 
 -- An API key's use is written down (last_used_at), so whatever authorizes a request is VOLATILE now.
 alter function auth._authorize(text, boolean) volatile;
