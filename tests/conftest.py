@@ -221,3 +221,33 @@ def inbox(smtp: Any) -> Inbox:
 def superuser(admin: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     """The superuser connection, for tests where `admin` names the admin API client."""
     return admin
+
+
+@pytest.fixture
+def notes(admin: psycopg.Connection[Any]) -> None:
+    """An application table owned by the app, guarded by a Supabase-style policy."""
+    admin.execute("""
+        create table public.notes (
+          id serial primary key,
+          owner uuid not null default auth.uid() references auth.users (id) on delete cascade,
+          body text not null
+        );
+        alter table public.notes enable row level security;
+        create policy own_notes on public.notes
+          using (owner = (select auth.uid())) with check (owner = (select auth.uid()));
+        grant select, insert on public.notes to authenticated;
+        grant usage on sequence public.notes_id_seq to authenticated;
+        do $$ begin
+          if not exists (select from pg_roles where rolname = 'app_login') then
+            create role app_login login;
+          end if;
+        end $$;
+        grant authenticated, anon to app_login;
+    """)
+
+
+@pytest.fixture
+def app_conn(dsn: Any, notes: None) -> Iterator[psycopg.Connection[Any]]:
+    """A connection as an app's own login role, which may take the authenticated and anon roles."""
+    with psycopg.connect(dsn("app_login")) as conn:
+        yield conn

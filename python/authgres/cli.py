@@ -17,10 +17,12 @@ from pathlib import Path
 import psycopg
 import uvloop
 from aiohttp import web
+from psycopg.types.json import Jsonb
 
 from authgres.app import create_app
 from authgres.localpg import LocalCluster
 from authgres.settings import ConfigError, Settings
+from authgres.signing import generate_es256_key
 
 log = logging.getLogger("authgres")
 
@@ -48,6 +50,23 @@ def api_keys(database_url: str, jwt_secret: str) -> dict[str, str]:
             assert row is not None
             keys[role] = row[0]
     return keys
+
+
+def manage_signing_keys(database_url: str, action: str, *, algorithm: str = "ES256", key: str = "") -> str:
+    """`authgres keys add|rotate|revoke|list`: one SQL call each; ES256 key pairs are made here."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if action == "add":
+            private_pem, public_jwk = generate_es256_key() if algorithm == "ES256" else (None, None)
+            public = Jsonb(public_jwk) if public_jwk else None
+            row = conn.execute("select auth.add_signing_key(%s, %s, %s)", (algorithm, private_pem, public)).fetchone()
+        elif action == "rotate":
+            row = conn.execute("select auth.rotate_signing_keys()").fetchone()
+        elif action == "revoke":
+            row = conn.execute("select auth.revoke_signing_key(%s)", (key,)).fetchone()
+        else:
+            row = conn.execute("select auth.list_signing_keys()").fetchone()
+    assert row is not None
+    return json.dumps(row[0], indent=2)
 
 
 def serve(settings: Settings) -> None:
@@ -98,7 +117,16 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the HTTP API (DATABASE_URL, AUTHGRES_JWT_SECRET)")
     commands.add_parser("migrate", help="apply sql/migrations (AUTHGRES_MIGRATE_DATABASE_URL or DATABASE_URL)")
-    commands.add_parser("keys", help="print the anon and service_role API keys for AUTHGRES_JWT_SECRET")
+    keys = commands.add_parser(
+        "keys",
+        help="print the anon and service_role API keys; or manage signing keys",
+        description="Without an action: print the anon and service_role API keys (signed with AUTHGRES_JWT_SECRET). "
+        "add: a next signing key, published in the JWKS but not signing yet; rotate: the next key signs, the "
+        "current one keeps verifying; revoke KID: a next or previous key stops verifying; list: every key.",
+    )
+    keys.add_argument("action", nargs="?", choices=["add", "rotate", "revoke", "list"])
+    keys.add_argument("key", nargs="?", default="", help="for revoke: the key's kid (or id)")
+    keys.add_argument("--algorithm", default="ES256", choices=["ES256", "HS256", "HS384", "HS512"])
     commands.add_parser("dev", help="local PostgreSQL when DATABASE_URL is unset, migrate, then serve")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -114,11 +142,15 @@ def main(argv: list[str] | None = None) -> None:
             dev(os.environ)
         else:
             settings = Settings.from_env()
-            if args.command == "keys":
+            if args.command == "keys" and args.action:
+                print(manage_signing_keys(settings.database_url, args.action, algorithm=args.algorithm, key=args.key))
+            elif args.command == "keys":
                 _print_keys(settings)
             else:
                 serve(settings)
     except ConfigError as error:
         sys.exit(f"authgres: {error}")
+    except psycopg.Error as error:
+        sys.exit(f"authgres: {error.diag.message_primary or error}")
     except subprocess.CalledProcessError as error:
         sys.exit(f"authgres: {error}")

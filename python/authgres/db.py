@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from authgres.errors import SQLSTATE_ERRORS, AuthError
+from authgres.signing import TokenSigner, has_unsigned_tokens
 
 
 class JsonText(str):
@@ -74,6 +75,7 @@ class Database:
             open=False,
             name="authgres",
         )
+        self.signer = TokenSigner(lambda: self.call_rows("signing_keys_for_service"))
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -84,9 +86,10 @@ class Database:
     async def call(self, function: str, **params: Any) -> Any:
         """Returns the value of auth.<function>(p_<name> => value, ...).
 
-        jsonb comes back as JsonText, unparsed. A function that must commit its side effects and still
-        fail (refresh-token replay revokes the session) returns {"error": SQLSTATE, "message": ...}
-        instead of raising; that becomes the same AuthError a raised SQLSTATE would.
+        jsonb comes back as JsonText, unparsed (but for signing the ES256 access tokens in it). A
+        function that must commit its side effects and still fail (refresh-token replay revokes the
+        session) returns {"error": SQLSTATE, "message": ...} instead of raising; that becomes the same
+        AuthError a raised SQLSTATE would.
         """
         query = _call_query(function, tuple(params), rows=False)
         async with self.pool.connection() as conn:
@@ -96,6 +99,8 @@ class Database:
                 raise _auth_error(error) or error from None
             row = await cursor.fetchone()
         value = row[0] if row else None
+        if isinstance(value, JsonText) and has_unsigned_tokens(value):
+            value = JsonText(await self.signer.sign_tokens(value))
         # jsonb orders keys by length, so such an outcome always begins exactly like this.
         if isinstance(value, JsonText) and value.startswith('{"error": "AU'):
             outcome = json.loads(value)

@@ -1,7 +1,11 @@
 """The official Python client (PyPI supabase-auth), unmodified, against the live server."""
 
+import json
+
 import pytest
-from supabase_auth.errors import AuthApiError, AuthWeakPasswordError
+from supabase_auth.errors import AuthApiError, AuthInvalidJwtError, AuthWeakPasswordError
+
+from authgres.cli import manage_signing_keys
 
 
 async def test_sign_up_sign_in_and_read_the_user(gotrue):
@@ -134,3 +138,20 @@ async def test_replayed_refresh_token(gotrue, admin):
     # The replay ended the session the thief and the owner shared.
     with pytest.raises(AuthApiError):
         await gotrue.get_user(first.access_token)
+
+
+async def test_get_claims_verifies_es256_tokens_with_the_jwks(gotrue, dsn):
+    manage_signing_keys(dsn("authgres_service"), "add")
+    kid = json.loads(manage_signing_keys(dsn("authgres_service"), "rotate"))["kid"]
+    signed_up = await gotrue.sign_up({"email": "ecdsa@example.com", "password": "a good password"})
+    # For an ES256 token with a kid the client fetches /.well-known/jwks.json and checks the signature
+    # itself (PyJWT), without asking the server.
+    verified = await gotrue.get_claims()
+    assert verified["headers"]["alg"] == "ES256" and verified["headers"]["kid"] == kid
+    assert verified["claims"]["sub"] == signed_up.user.id
+    token = signed_up.session.access_token
+    head, payload, signature = token.split(".")
+    forged_signature = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    with pytest.raises(AuthInvalidJwtError):
+        await gotrue.get_claims(jwt=f"{head}.{payload}.{forged_signature}")
+    assert (await gotrue.get_user(token)).user.id == signed_up.user.id

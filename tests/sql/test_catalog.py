@@ -9,6 +9,7 @@ SECRET_COLUMNS = [
     ("refresh_tokens", "token_hash"),
     ("sessions", "refresh_token_key"),
     ("signing_keys", "secret"),
+    ("signing_keys", "mac_key"),
     ("one_time_tokens", "token_digest"),
     ("email_outbox", "payload"),
     ("mfa_factors", "secret"),

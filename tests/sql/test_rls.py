@@ -10,35 +10,6 @@ from tests.conftest import JWT_SECRET
 from tests.sql.helpers import call, sign_up
 
 
-@pytest.fixture
-def notes(admin):
-    """An application table owned by the app, guarded by a Supabase-style policy."""
-    admin.execute("""
-        create table public.notes (
-          id serial primary key,
-          owner uuid not null default auth.uid() references auth.users (id) on delete cascade,
-          body text not null
-        );
-        alter table public.notes enable row level security;
-        create policy own_notes on public.notes
-          using (owner = (select auth.uid())) with check (owner = (select auth.uid()));
-        grant select, insert on public.notes to authenticated;
-        grant usage on sequence public.notes_id_seq to authenticated;
-        do $$ begin
-          if not exists (select from pg_roles where rolname = 'app_login') then
-            create role app_login login;
-          end if;
-        end $$;
-        grant authenticated, anon to app_login;
-    """)
-
-
-@pytest.fixture
-def app_conn(dsn, notes):
-    with psycopg.connect(dsn("app_login")) as conn:
-        yield conn
-
-
 def test_authenticate_scopes_rows_to_each_user(service, app_conn):
     alice, bob = sign_up(service, "alice@example.com"), sign_up(service, "bob@example.com")
     for person, text in ((alice, "alice's"), (bob, "bob's")):

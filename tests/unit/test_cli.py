@@ -1,8 +1,11 @@
-"""The command line: API keys and the migration runner."""
+"""The command line: API keys, signing keys and the migration runner."""
 
+import json
 import subprocess
 
-from authgres.cli import api_keys, migrate
+import pytest
+
+from authgres.cli import api_keys, main, migrate
 from tests.conftest import JWT_SECRET
 
 
@@ -36,3 +39,16 @@ def test_a_migration_applied_twice_by_hand_fails_and_changes_nothing(dsn, admin)
     )
     assert result.returncode != 0
     assert "schema_migrations_pkey" in result.stderr
+
+
+def test_keys_add_then_rotate_from_the_command_line(dsn, service, admin, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", dsn("authgres_service"))
+    monkeypatch.setenv("AUTHGRES_JWT_SECRET", JWT_SECRET)
+    with pytest.raises(SystemExit, match="There is no next signing key: add one first"):
+        main(["keys", "rotate"])
+    main(["keys", "add", "--algorithm", "ES256"])
+    added = json.loads(capsys.readouterr().out)
+    main(["keys", "rotate"])
+    assert json.loads(capsys.readouterr().out)["kid"] == added["kid"]
+    statuses = admin.execute("select algorithm, status from auth.signing_keys order by created_at").fetchall()
+    assert statuses == [("HS256", "previous"), ("ES256", "current")]

@@ -5,7 +5,7 @@ from importlib import resources
 from aiohttp import web
 
 from authgres import __version__
-from authgres.http import reply, settings
+from authgres.http import db, reply, settings
 
 routes = web.RouteTableDef()
 
@@ -61,8 +61,8 @@ async def public_settings(request: web.Request) -> web.Response:
 
 @routes.get("/.well-known/jwks.json")
 async def jwks(request: web.Request) -> web.Response:
-    # Only asymmetric public keys are published; an HS256-only server has none.
-    response = reply({"keys": []})
+    # Public halves of the next, current and previous ES256 keys; an HS256-only server has none.
+    response = reply(await db(request).call("jwks"))
     response.headers["Cache-Control"] = "public, max-age=600"
     return response
 
