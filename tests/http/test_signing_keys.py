@@ -195,3 +195,17 @@ async def test_key_management_refuses_what_would_break_signing(dsn, service):
     listed = json.loads(manage_signing_keys(url, "list"))
     assert [(k["algorithm"], k["status"]) for k in listed] == [("HS256", "previous"), ("ES256", "current")]
     assert all("secret" not in k and "private_key" not in k for k in listed)
+
+
+async def test_rotating_to_a_new_hmac_key_keeps_older_tokens_valid(client, dsn):
+    before = await sign_up(client, "hmac-before@example.com")
+    kid = add_and_rotate(dsn, algorithm="HS256")
+    after = await sign_up(client, "hmac-after@example.com")
+    assert header_of(after["access_token"]) == {"alg": "HS256", "kid": kid, "typ": "JWT"}
+    assert await jwks(client) == []  # secret keys are never published
+    assert await status_of(client, after["access_token"]) == (200, None)
+    assert await status_of(client, before["access_token"]) == (200, None)
+    # A kid names exactly one key: the new token's signature does not verify under another kid.
+    _, payload, signature = after["access_token"].split(".")
+    relabelled = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    assert await status_of(client, f"{relabelled}.{payload}.{signature}") == (403, "bad_jwt")
