@@ -6,6 +6,7 @@ of a request commits or rolls back as one, in one round trip.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from functools import lru_cache
 from typing import Any
@@ -43,6 +44,22 @@ def _configurer(statement_timeout_ms: int) -> Any:
     return configure
 
 
+def _raise_failure(value: Any) -> Any:
+    """value, unless it is a committed failure {"error": SQLSTATE, "message": ...}: then its AuthError."""
+    # jsonb orders keys by length, so such an outcome always begins exactly like this.
+    if isinstance(value, JsonText) and value.startswith('{"error": "'):
+        outcome = json.loads(value)
+        if outcome["error"] in SQLSTATE_ERRORS:
+            raise AuthError.from_sqlstate(outcome["error"], outcome["message"])
+        raise RuntimeError(f"auth function failed with SQLSTATE {outcome['error']}: {outcome['message']}")
+    return value
+
+
+@lru_cache(maxsize=16)
+def _batch_query(function: str) -> bytes:
+    return sql.SQL("select auth.{}(%s::text[])").format(sql.Identifier(function)).as_bytes(None)
+
+
 @lru_cache(maxsize=256)
 def _call_query(function: str, names: tuple[str, ...], *, rows: bool) -> bytes:
     arguments = sql.SQL(", ").join(
@@ -75,12 +92,19 @@ class Database:
             open=False,
             name="authgres",
         )
+        # Requests queue here rather than in the pool: a pool waiter costs a timer task and a condition
+        # variable, a semaphore waiter one future, and at 64 concurrent requests most of them wait.
+        self._slots = asyncio.Semaphore(max_size)
+        self._queues: dict[str, list[tuple[str, asyncio.Future[Any]]]] = {}
+        self._batches: set[asyncio.Task[None]] = set()
         self.signer = TokenSigner(lambda: self.call_rows("signing_keys_for_service"))
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
 
     async def close(self) -> None:
+        for batch in self._batches:
+            batch.cancel()
         await self.pool.close()
 
     async def call(self, function: str, **params: Any) -> Any:
@@ -92,7 +116,7 @@ class Database:
         AuthError a raised SQLSTATE would.
         """
         query = _call_query(function, tuple(params), rows=False)
-        async with self.pool.connection() as conn:
+        async with self._slots, self.pool.connection() as conn:
             try:
                 cursor = await conn.execute(query, params)
             except psycopg.Error as error:
@@ -101,16 +125,51 @@ class Database:
         value = row[0] if row else None
         if isinstance(value, JsonText) and has_unsigned_tokens(value):
             value = JsonText(await self.signer.sign_tokens(value))
-        # jsonb orders keys by length, so such an outcome always begins exactly like this.
-        if isinstance(value, JsonText) and value.startswith('{"error": "AU'):
-            outcome = json.loads(value)
-            raise AuthError.from_sqlstate(outcome["error"], outcome["message"])
-        return value
+        return _raise_failure(value)
+
+    async def call_batched(self, function: str, value: str) -> Any:
+        """auth.<function>(array[value, ...]) for this value and any others queued meanwhile.
+
+        The values queue while every connection is busy; whichever batch gets the next connection
+        takes all of them, so under load many requests share one round trip and one transaction, and
+        with idle connections a value goes alone at once. auth.<function> answers per value, in
+        order, with {"error": ...} for those that failed.
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        queue = self._queues.setdefault(function, [])
+        queue.append((value, future))
+        if len(queue) == 1:
+            batch = asyncio.create_task(self._run_batch(function))
+            self._batches.add(batch)
+            batch.add_done_callback(self._batches.discard)
+        return _raise_failure(await future)
+
+    async def _run_batch(self, function: str) -> None:
+        async with self._slots:
+            queued = self._queues.pop(function, [])
+            try:
+                async with self.pool.connection() as conn:
+                    cursor = await conn.execute(_batch_query(function), ([value for value, _ in queued],))
+                    row = await cursor.fetchone()
+                outcomes = list(zip([future for _, future in queued], row[0] if row else [], strict=True))
+            except Exception as error:
+                failure = (_auth_error(error) if isinstance(error, psycopg.Error) else None) or error
+                outcomes = []
+                for _, future in queued:
+                    if not future.done():
+                        future.set_exception(failure)
+            except asyncio.CancelledError:
+                for _, future in queued:
+                    future.cancel()
+                raise
+            for future, outcome in outcomes:
+                if not future.done():
+                    future.set_result(outcome)
 
     async def call_rows(self, function: str, **params: Any) -> list[dict[str, Any]]:
         """The rows of a set- or record-returning auth.<function>, as dicts."""
         query = _call_query(function, tuple(params), rows=True)
-        async with self.pool.connection() as conn:
+        async with self._slots, self.pool.connection() as conn:
             try:
                 cursor = await conn.cursor(row_factory=dict_row).execute(query, params)
             except psycopg.Error as error:

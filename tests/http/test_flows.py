@@ -25,12 +25,6 @@ async def test_settings_reflect_configuration(make_client):
     assert body["external"]["google"] is False
 
 
-async def test_jwks_is_empty_for_hs256(client):
-    response = await client.get("/auth/v1/.well-known/jwks.json")
-    assert await response.json() == {"keys": []}
-    assert response.headers["Cache-Control"] == "public, max-age=600"
-
-
 async def test_cors_preflight_and_exposed_headers(client):
     response = await client.options(
         "/auth/v1/token",

@@ -43,7 +43,9 @@ def add_and_rotate(dsn, algorithm="ES256"):
 
 
 async def test_an_hs256_only_server_publishes_no_keys(client):
-    assert await jwks(client) == []
+    response = await client.get("/auth/v1/.well-known/jwks.json")
+    assert await response.json() == {"keys": []}
+    assert response.headers["Cache-Control"] == "public, max-age=600"
     session = await sign_up(client)
     assert header_of(session["access_token"]) == {"alg": "HS256", "typ": "JWT"}
 

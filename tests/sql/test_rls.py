@@ -148,3 +148,12 @@ def test_a_script_with_an_api_key_reads_its_own_rows_only(service, admin, app_co
         ).fetchone()[0]
         == 1
     )
+
+
+def test_get_users_answers_each_token_in_order(service):
+    alice, bob = sign_up(service, "alice@example.com"), sign_up(service, "bob@example.com")
+    tokens = [bob["access_token"], "garbage", alice["access_token"], bob["access_token"]]
+    answers = service.execute("select auth.get_users(%s::text[])", (tokens,)).fetchone()[0]
+    assert [answer.get("id") for answer in answers] == [bob["user"]["id"], None, alice["user"]["id"], bob["user"]["id"]]
+    assert answers[1]["error"] == "AUJ01" and "signature is invalid" in answers[1]["message"]
+    assert service.execute("select auth.get_users('{}'::text[])").fetchone()[0] == []

@@ -21,7 +21,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/user")
 async def get_user(request: web.Request) -> web.Response:
-    return reply(await db(request).call("get_user", access_token=bearer_token(request)))
+    return reply(await db(request).call_batched("get_users", bearer_token(request)))
 
 
 @routes.put("/user")
