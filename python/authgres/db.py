@@ -20,6 +20,8 @@ from psycopg_pool import AsyncConnectionPool
 from authgres.errors import SQLSTATE_ERRORS, AuthError
 from authgres.signing import TokenSigner, has_unsigned_tokens
 
+BATCH_LIMIT = 32  # items per batched call; see sql/migrations/0011 for why not more
+
 
 class JsonText(str):
     """A jsonb value as PostgreSQL wrote it: most responses go out exactly as SQL built them."""
@@ -51,13 +53,17 @@ def _raise_failure(value: Any) -> Any:
         outcome = json.loads(value)
         if outcome["error"] in SQLSTATE_ERRORS:
             raise AuthError.from_sqlstate(outcome["error"], outcome["message"])
+        if outcome["error"].startswith("40"):
+            # A batched item chosen as a deadlock (or serialization) victim rolled back alone: retryable.
+            raise AuthError(503, "unexpected_failure", "The request conflicted with another, please retry")
         raise RuntimeError(f"auth function failed with SQLSTATE {outcome['error']}: {outcome['message']}")
     return value
 
 
 @lru_cache(maxsize=16)
-def _batch_query(function: str) -> bytes:
-    return sql.SQL("select auth.{}(%s::text[])").format(sql.Identifier(function)).as_bytes(None)
+def _batch_query(function: str, arity: int) -> bytes:
+    arrays = sql.SQL(", ").join([sql.SQL("%s::text[]")] * arity)
+    return sql.SQL("select auth.{}({})").format(sql.Identifier(function), arrays).as_bytes(None)
 
 
 @lru_cache(maxsize=256)
@@ -95,7 +101,7 @@ class Database:
         # Requests queue here rather than in the pool: a pool waiter costs a timer task and a condition
         # variable, a semaphore waiter one future, and at 64 concurrent requests most of them wait.
         self._slots = asyncio.Semaphore(max_size)
-        self._queues: dict[str, list[tuple[str, asyncio.Future[Any]]]] = {}
+        self._queues: dict[str, list[tuple[tuple[str | None, ...], asyncio.Future[Any]]]] = {}
         self._batches: set[asyncio.Task[None]] = set()
         self.signer = TokenSigner(lambda: self.call_rows("signing_keys_for_service"))
 
@@ -127,18 +133,18 @@ class Database:
             value = JsonText(await self.signer.sign_tokens(value))
         return _raise_failure(value)
 
-    async def call_batched(self, function: str, value: str) -> Any:
-        """auth.<function>(array[value, ...]) for this value and any others queued meanwhile.
+    async def call_batched(self, function: str, *values: str | None) -> Any:
+        """auth.<function>(array[value, ...], ...) for these values and any others queued meanwhile.
 
-        The values queue while every connection is busy; whichever batch gets the next connection
-        takes all of them, so under load many requests share one round trip and one transaction, and
-        with idle connections a value goes alone at once. auth.<function> answers per value, in
-        order, with {"error": ...} for those that failed.
+        Values queue while every connection is busy; the batch that gets the next connection takes
+        (up to BATCH_LIMIT of) them, so under load many requests share one round trip and one
+        transaction, while with a connection free a request goes alone at once. auth.<function>
+        takes one array per argument and answers per item, in order, {"error": ...} for failures.
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         queue = self._queues.setdefault(function, [])
-        queue.append((value, future))
-        if len(queue) == 1:
+        queue.append((values, future))
+        if len(queue) % BATCH_LIMIT == 1:
             batch = asyncio.create_task(self._run_batch(function))
             self._batches.add(batch)
             batch.add_done_callback(self._batches.discard)
@@ -146,15 +152,23 @@ class Database:
 
     async def _run_batch(self, function: str) -> None:
         async with self._slots:
-            queued = self._queues.pop(function, [])
+            queue = self._queues.get(function, [])
+            queued, queue[:BATCH_LIMIT] = queue[:BATCH_LIMIT], []
+            if not queued:
+                return
+            columns = [list(column) for column in zip(*(values for values, _ in queued), strict=True)]
             try:
                 async with self.pool.connection() as conn:
-                    cursor = await conn.execute(_batch_query(function), ([value for value, _ in queued],))
+                    cursor = await conn.execute(_batch_query(function, len(columns)), columns)
                     row = await cursor.fetchone()
-                outcomes = list(zip([future for _, future in queued], row[0] if row else [], strict=True))
+                outcomes = [
+                    JsonText(await self.signer.sign_tokens(outcome)) if has_unsigned_tokens(outcome) else outcome
+                    for outcome in (row[0] if row else [])
+                ]
+                results = list(zip([future for _, future in queued], outcomes, strict=True))
             except Exception as error:
                 failure = (_auth_error(error) if isinstance(error, psycopg.Error) else None) or error
-                outcomes = []
+                results = []
                 for _, future in queued:
                     if not future.done():
                         future.set_exception(failure)
@@ -162,7 +176,7 @@ class Database:
                 for _, future in queued:
                     future.cancel()
                 raise
-            for future, outcome in outcomes:
+            for future, outcome in results:
                 if not future.done():
                     future.set_result(outcome)
 

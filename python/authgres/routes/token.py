@@ -19,13 +19,10 @@ async def token(request: web.Request) -> web.Response:
     if grant_type == "password":
         return await _password_grant(request, body)
     if grant_type == "refresh_token":
-        session = await db(request).call(
-            "refresh_session",
-            refresh_token=text_field(body, "refresh_token") or "",
-            user_agent=user_agent(request),
-            ip=client_ip(request),
+        refresh_token = text_field(body, "refresh_token") or ""
+        return reply(
+            await db(request).call_batched("refresh_sessions", refresh_token, user_agent(request), client_ip(request))
         )
-        return reply(session)
     if grant_type == "twofa":
         session = await db(request).call(
             "complete_twofa",
