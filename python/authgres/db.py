@@ -151,34 +151,36 @@ class Database:
         return _raise_failure(await future)
 
     async def _run_batch(self, function: str) -> None:
-        async with self._slots:
-            queue = self._queues.get(function, [])
-            queued, queue[:BATCH_LIMIT] = queue[:BATCH_LIMIT], []
-            if not queued:
-                return
-            columns = [list(column) for column in zip(*(values for values, _ in queued), strict=True)]
-            try:
+        queued: list[tuple[tuple[str | None, ...], asyncio.Future[Any]]] = []
+        try:
+            async with self._slots:
+                queue = self._queues.get(function, [])
+                queued, queue[:BATCH_LIMIT] = queue[:BATCH_LIMIT], []
+                if not queued:
+                    return
+                columns = [list(column) for column in zip(*(values for values, _ in queued), strict=True)]
                 async with self.pool.connection() as conn:
                     cursor = await conn.execute(_batch_query(function, len(columns)), columns)
                     row = await cursor.fetchone()
-                outcomes = [
-                    JsonText(await self.signer.sign_tokens(outcome)) if has_unsigned_tokens(outcome) else outcome
-                    for outcome in (row[0] if row else [])
-                ]
-                results = list(zip([future for _, future in queued], outcomes, strict=True))
-            except Exception as error:
-                failure = (_auth_error(error) if isinstance(error, psycopg.Error) else None) or error
-                results = []
-                for _, future in queued:
-                    if not future.done():
-                        future.set_exception(failure)
-            except asyncio.CancelledError:
-                for _, future in queued:
-                    future.cancel()
-                raise
-            for future, outcome in results:
+            # Signing may fetch keys through the pool, so it waits until this batch has let go of its slot.
+            outcomes = [
+                JsonText(await self.signer.sign_tokens(outcome)) if has_unsigned_tokens(outcome) else outcome
+                for outcome in (row[0] if row else [])
+            ]
+            results = list(zip([future for _, future in queued], outcomes, strict=True))
+        except Exception as error:
+            failure = (_auth_error(error) if isinstance(error, psycopg.Error) else None) or error
+            results = []
+            for _, future in queued:
                 if not future.done():
-                    future.set_result(outcome)
+                    future.set_exception(failure)
+        except asyncio.CancelledError:
+            for _, future in queued:
+                future.cancel()
+            raise
+        for future, outcome in results:
+            if not future.done():
+                future.set_result(outcome)
 
     async def call_rows(self, function: str, **params: Any) -> list[dict[str, Any]]:
         """The rows of a set- or record-returning auth.<function>, as dicts."""

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import json
 
+from authgres.cli import manage_signing_keys
 from tests.http.helpers import API_2024, bearer, sign_up
 
 
@@ -56,3 +57,18 @@ async def test_queued_refreshes_each_rotate_their_own_session(make_client):
     # The same live token twice in one batch: both get the one token it rotated to.
     assert responses[6].status == responses[7].status == 200
     assert bodies[6]["refresh_token"] == bodies[7]["refresh_token"] != live
+
+
+async def test_a_batch_can_fetch_a_new_signing_key_through_a_one_connection_pool(make_client, dsn):
+    client = await make_client(db_pool_min=1, db_pool_max=1)
+    session = await sign_up(client, "rotated@example.com")
+    manage_signing_keys(dsn("authgres_service"), "add")
+    kid = json.loads(manage_signing_keys(dsn("authgres_service"), "rotate"))["kid"]
+    # The server has never seen this key: signing the batch's token fetches it, which needs the only
+    # connection, so the batch must have given it back first.
+    response = await asyncio.wait_for(
+        client.post("/token?grant_type=refresh_token", json={"refresh_token": session["refresh_token"]}), timeout=10
+    )
+    assert response.status == 200
+    header = (await response.json())["access_token"].split(".")[0]
+    assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"] == kid
