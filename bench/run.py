@@ -182,14 +182,13 @@ def main() -> None:
             f"{seconds}s per figure"
         )
         raw_verifies = raw_argon2_verifies(settings, seconds)
-        login_connections = 4 * settings.hash_workers
+        login_connections = 2 * settings.hash_workers
         login_body = json.dumps({"email": "bench@example.com", "password": PASSWORD})
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(
                 f'wrk.method = "POST"\nwrk.body = \'{login_body}\'\nwrk.headers["Content-Type"] = "application/json"\n'
             )
-        # A login spends two database round trips around its hash, so keeping every hashing thread
-        # busy takes more requests in flight than threads: four per thread.
+        # Two logins in flight per hashing thread: one hashing, one in its database round trips.
         results["login"] = wrk(f"{base}/token?grant_type=password", seconds, login_connections, "-s", script.name)
         os.unlink(script.name)
 
