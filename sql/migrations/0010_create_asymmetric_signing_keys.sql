@@ -76,19 +76,6 @@ $$;
 comment on function auth._sign_claims(jsonb) is
   'Signs claims with the current key: HS* here; ES256 up to the signature, which the service adds.';
 
-create function auth._jsonb_segment(p_segment text) returns jsonb
-  language plpgsql immutable parallel safe
-  set search_path = ''
-as $$
-begin
-  return pg_catalog.convert_from(auth.url_decode(p_segment), 'UTF8')::jsonb;
-exception when others then
-  return null;
-end
-$$;
-comment on function auth._jsonb_segment(text) is
-  'JSON from one base64url JWT segment, or NULL when the segment is not valid base64url JSON.';
-
 -- One pass, jsonb throughout, the signature checked before the payload is even decoded: this runs on
 -- every authenticated request.
 create or replace function auth._verified_jwt_claims(p_token text) returns jsonb
@@ -97,7 +84,7 @@ create or replace function auth._verified_jwt_claims(p_token text) returns jsonb
 as $$
 declare
   v_parts text[] := pg_catalog.string_to_array(p_token, '.');
-  v_header jsonb := auth._jsonb_segment(v_parts[1]);
+  v_header jsonb := auth._decode_json_segment(v_parts[1])::jsonb;
   v_payload jsonb;
   v_key record;
   v_now numeric;
@@ -115,7 +102,7 @@ begin
                else auth._equal_secure(
                       auth.algorithm_sign(v_parts[1] || '.' || v_parts[2], v_key.secret, v_key.algorithm), v_parts[3])
           end) then
-        v_payload := auth._jsonb_segment(v_parts[2]);
+        v_payload := auth._decode_json_segment(v_parts[2])::jsonb;
         v_now := extract(epoch from pg_catalog.now());
         if pg_catalog.jsonb_typeof(v_payload -> 'exp') = 'number' and (v_payload ->> 'exp')::numeric > v_now
            and (v_payload -> 'nbf' is null
