@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -67,6 +68,14 @@ def object_field(body: dict[str, Any], key: str) -> dict[str, Any] | None:
     if value is None or isinstance(value, dict):
         return value
     raise bad_json(f"{key} must be a JSON object")
+
+
+def path_uuid(request: web.Request, name: str) -> str:
+    """A UUID path segment, normalised; anything else is a 404, as no such resource can exist."""
+    try:
+        return str(uuid.UUID(request.match_info[name]))
+    except ValueError:
+        raise AuthError(404, "validation_failed", f"{name} must be an UUID") from None
 
 
 def bearer_token(request: web.Request) -> str:

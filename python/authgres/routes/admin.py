@@ -10,8 +10,18 @@ from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import bearer_token, client_ip, db, passwords, read_json, redirect_to, reply, settings, text_field
-from authgres.routes.factors import path_uuid
+from authgres.http import (
+    bearer_token,
+    client_ip,
+    db,
+    passwords,
+    path_uuid,
+    read_json,
+    redirect_to,
+    reply,
+    settings,
+    text_field,
+)
 
 routes = web.RouteTableDef()
 

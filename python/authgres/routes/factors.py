@@ -9,16 +9,19 @@ import segno
 from aiohttp import web
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import bearer_token, client_ip, db, read_json, reply, settings, text_field, user_agent
+from authgres.http import (
+    bearer_token,
+    client_ip,
+    db,
+    path_uuid,
+    read_json,
+    reply,
+    settings,
+    text_field,
+    user_agent,
+)
 
 routes = web.RouteTableDef()
-
-
-def path_uuid(request: web.Request, name: str) -> str:
-    try:
-        return str(uuid.UUID(request.match_info[name]))
-    except ValueError:
-        raise AuthError(404, "validation_failed", f"{name} must be an UUID") from None
 
 
 def _totp(secret_hex: str, issuer: str, account: str) -> dict[str, str]:

@@ -3,8 +3,7 @@
 from aiohttp import web
 
 from authgres.errors import validation_failed
-from authgres.http import bearer_token, client_ip, db, read_json, reply, text_field
-from authgres.routes.factors import path_uuid
+from authgres.http import bearer_token, client_ip, db, path_uuid, read_json, reply, text_field
 
 routes = web.RouteTableDef()
 
