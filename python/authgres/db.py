@@ -128,10 +128,13 @@ class Database:
             except psycopg.Error as error:
                 raise _auth_error(error) or error from None
             row = await cursor.fetchone()
-        value = row[0] if row else None
+        return _raise_failure(await self._signed(row[0] if row else None))
+
+    async def _signed(self, value: Any) -> Any:
+        """value with the ES256 access tokens SQL left unsigned in it signed."""
         if isinstance(value, JsonText) and has_unsigned_tokens(value):
-            value = JsonText(await self.signer.sign_tokens(value))
-        return _raise_failure(value)
+            return JsonText(await self.signer.sign_tokens(value))
+        return value
 
     async def call_batched(self, function: str, *values: str | None) -> Any:
         """auth.<function>(array[value, ...], ...) for these values and any others queued meanwhile.
@@ -163,10 +166,7 @@ class Database:
                     cursor = await conn.execute(_batch_query(function, len(columns)), columns)
                     row = await cursor.fetchone()
             # Signing may fetch keys through the pool, so it waits until this batch has let go of its slot.
-            outcomes = [
-                JsonText(await self.signer.sign_tokens(outcome)) if has_unsigned_tokens(outcome) else outcome
-                for outcome in (row[0] if row else [])
-            ]
+            outcomes = [await self._signed(outcome) for outcome in (row[0] if row else [])]
             results = list(zip([future for _, future in queued], outcomes, strict=True))
         except Exception as error:
             failure = (_auth_error(error) if isinstance(error, psycopg.Error) else None) or error
