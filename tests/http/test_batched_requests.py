@@ -1,11 +1,10 @@
 """GET /user and refresh under load: requests queued behind a busy connection share one database call."""
 
 import asyncio
-import base64
 import json
 
 from authgres.cli import manage_signing_keys
-from tests.http.helpers import API_2024, bearer, sign_up
+from tests.http.helpers import API_2024, bearer, claims_of, header_of, sign_up
 
 
 async def test_queued_requests_each_get_their_own_answer(make_client):
@@ -30,11 +29,6 @@ async def test_queued_requests_each_get_their_own_answer(make_client):
         body = await response.json()
         assert response.status == status
         assert (body["id"] if status == 200 else body["code"]) == expected
-
-
-def claims_of(token):
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 async def test_queued_refreshes_each_rotate_their_own_session(make_client):
@@ -70,5 +64,4 @@ async def test_a_batch_can_fetch_a_new_signing_key_through_a_one_connection_pool
         client.post("/token?grant_type=refresh_token", json={"refresh_token": session["refresh_token"]}), timeout=10
     )
     assert response.status == 200
-    header = (await response.json())["access_token"].split(".")[0]
-    assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"] == kid
+    assert header_of((await response.json())["access_token"])["kid"] == kid

@@ -10,12 +10,7 @@ import pytest
 from authgres.cli import api_keys, manage_signing_keys
 from authgres.signing import TokenSigner
 from tests.conftest import JWT_SECRET
-from tests.http.helpers import API_2024, bearer, sign_up
-
-
-def header_of(token):
-    segment = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+from tests.http.helpers import API_2024, bearer, header_of, sign_up
 
 
 async def jwks(client):
