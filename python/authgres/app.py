@@ -12,11 +12,11 @@ from psycopg.types.json import Jsonb
 
 from authgres.db import Database
 from authgres.errors import Handler, error_middleware
-from authgres.http import DB, MAILER, PASSWORDS, SETTINGS
 from authgres.mailer import Mailer
 from authgres.passwords import Passwords
 from authgres.routes import add_routes
 from authgres.settings import Settings
+from authgres.state import DB, MAILER, PASSWORDS, SETTINGS
 
 log = logging.getLogger("authgres")
 

@@ -1,4 +1,4 @@
-"""What every route needs: the app's shared state, request parsing and GoTrue-style JSON replies."""
+"""What every route needs: the app's shared state (keys in state.py), request parsing and GoTrue-style JSON replies."""
 
 from __future__ import annotations
 
@@ -12,15 +12,10 @@ from aiohttp import web
 
 from authgres.db import Database, JsonText
 from authgres.errors import AuthError
-from authgres.mailer import Mailer
 from authgres.passwords import Passwords
 from authgres.redirects import safe_redirect
 from authgres.settings import Settings
-
-SETTINGS = web.AppKey("settings", Settings)
-MAILER = web.AppKey("mailer", Mailer)
-DB = web.AppKey("db", Database)
-PASSWORDS = web.AppKey("passwords", Passwords)
+from authgres.state import DB, PASSWORDS, SETTINGS
 
 _BEARER = re.compile(r"^bearer (\S+)$", re.IGNORECASE)
 

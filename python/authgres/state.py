@@ -1,0 +1,22 @@
+"""The application's shared state: one typed key per object that start-up puts in the app.
+
+The types are for the type checker only, so importing this module loads none of them: route modules
+reach the state through http.py without loading the mailer, which only app.py starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from authgres.db import Database
+    from authgres.mailer import Mailer
+    from authgres.passwords import Passwords
+    from authgres.settings import Settings
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+MAILER: web.AppKey[Mailer] = web.AppKey("mailer")
+DB: web.AppKey[Database] = web.AppKey("db")
+PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
