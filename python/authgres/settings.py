@@ -1,239 +1,23 @@
-"""Configuration, read once from the environment (every variable is documented in the README)."""
+"""Configuration, read once from the environment.
+
+Each setting is declared once, as a field of Settings: its type and default, and through `setting` the
+environment variable that sets it, how that is read and bounded, and the auth.settings column when the
+SQL functions read it. from_env and sql_settings are derived from the declarations; tests check the
+README's Configuration table and the auth.settings columns against them.
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Self, TypeVar, overload
+
+T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-
-class ConfigError(ValueError):
-    """An environment variable is missing or malformed."""
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, not {raw!r}")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}")
-    return value
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = env.get(name, default).strip().lower() or default
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}")
-    return value
-
-
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    jwt_secret: str
-    host: str = "127.0.0.1"
-    port: int = 9999
-    site_url: str = "http://localhost:3000"
-    jwt_exp: int = 3600
-    jwt_aud: str = "authenticated"
-    jwt_issuer: str | None = None
-    jwt_default_group: str = "authenticated"
-    mailer_autoconfirm: bool = False
-    disable_signup: bool = False
-    anonymous_users_enabled: bool = False
-    refresh_token_reuse_interval: int = 10
-    refresh_token_replay_revokes: str = "session"
-    password_min_length: int = 6
-    password_required_characters: tuple[str, ...] = ()
-    argon2_memory_kib: int = 19456
-    argon2_time_cost: int = 2
-    argon2_parallelism: int = 1
-    hash_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    api_external_url: str = ""
-    uri_allow_list: tuple[str, ...] = ()
-    mailer_otp_exp: int = 3600
-    mailer_otp_length: int = 6
-    mailer_otp_max_attempts: int = 5
-    mailer_secure_email_change: bool = True
-    mailer_link_confirm_page: bool = False
-    mailer_templates: str | None = None
-    mailer_delivery: tuple[tuple[str, str], ...] = ()
-    mailer_max_attempts: int = 8
-    mailer_retry_base_seconds: float = 5.0
-    mailer_sweep_seconds: float = 5.0
-    smtp_max_frequency: int = 60
-    rate_limit_email_per_address: int = 30
-    rate_limit_email_per_ip: int = 100
-    secure_password_change: bool = False
-    hook_custom_access_token: str | None = None
-    hook_before_user_created: str | None = None
-    hook_password_verification_attempt: str | None = None
-    hook_send_email: str | None = None
-    db_statement_timeout_ms: int = 10000
-    audit_retention_days: int = 90
-    prune_interval_seconds: float = 600.0
-    sessions_timebox: int | None = None
-    sessions_inactivity_timeout: int | None = None
-    sessions_single_per_user: bool = False
-    mfa_challenge_expiry: int = 300
-    mfa_max_attempts: int = 5
-    mfa_max_enrolled_factors: int = 10
-    mfa_email: str = "off"
-    mfa_email_strict: bool = False
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_user: str | None = None
-    smtp_pass: str | None = None
-    smtp_sender: str = "authgres@localhost"
-    smtp_tls: str = "starttls"
-    db_pool_min: int = 2
-    # Connections beyond a couple per core only queue inside PostgreSQL: measured, 4 beat 8 and 16 here.
-    db_pool_max: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        database_url = env.get("DATABASE_URL", "")
-        if not database_url:
-            raise ConfigError("DATABASE_URL is required")
-        jwt_secret = env.get("AUTHGRES_JWT_SECRET", "")
-        if len(jwt_secret) < 32:
-            raise ConfigError("AUTHGRES_JWT_SECRET is required and must be at least 32 characters")
-        return cls(
-            database_url=database_url,
-            jwt_secret=jwt_secret,
-            host=env.get("AUTHGRES_HOST", cls.host),
-            port=_int(env, "AUTHGRES_PORT", cls.port),
-            site_url=env.get("AUTHGRES_SITE_URL", cls.site_url),
-            jwt_exp=_int(env, "AUTHGRES_JWT_EXP", cls.jwt_exp, minimum=1),
-            jwt_aud=env.get("AUTHGRES_JWT_AUD", cls.jwt_aud),
-            jwt_issuer=env.get("AUTHGRES_JWT_ISSUER") or None,
-            jwt_default_group=env.get("AUTHGRES_JWT_DEFAULT_GROUP_NAME", cls.jwt_default_group),
-            mailer_autoconfirm=_bool(env, "AUTHGRES_MAILER_AUTOCONFIRM", cls.mailer_autoconfirm),
-            disable_signup=_bool(env, "AUTHGRES_DISABLE_SIGNUP", cls.disable_signup),
-            anonymous_users_enabled=_bool(
-                env, "AUTHGRES_EXTERNAL_ANONYMOUS_USERS_ENABLED", cls.anonymous_users_enabled
-            ),
-            refresh_token_reuse_interval=_int(
-                env, "AUTHGRES_REFRESH_TOKEN_REUSE_INTERVAL", cls.refresh_token_reuse_interval
-            ),
-            refresh_token_replay_revokes=_choice(
-                env, "AUTHGRES_REFRESH_TOKEN_REPLAY_REVOKES", cls.refresh_token_replay_revokes, ("session", "user")
-            ),
-            # GoTrue raises anything below 6 to 6.
-            password_min_length=max(6, _int(env, "AUTHGRES_PASSWORD_MIN_LENGTH", cls.password_min_length)),
-            password_required_characters=_character_sets(env.get("AUTHGRES_PASSWORD_REQUIRED_CHARACTERS", "")),
-            argon2_memory_kib=_int(env, "AUTHGRES_ARGON2_MEMORY_KIB", cls.argon2_memory_kib, minimum=8),
-            argon2_time_cost=_int(env, "AUTHGRES_ARGON2_TIME_COST", cls.argon2_time_cost, minimum=1),
-            argon2_parallelism=_int(env, "AUTHGRES_ARGON2_PARALLELISM", cls.argon2_parallelism, minimum=1),
-            hash_workers=_int(env, "AUTHGRES_HASH_WORKERS", os.cpu_count() or 1, minimum=1),
-            api_external_url=env.get("AUTHGRES_API_EXTERNAL_URL", "").rstrip("/"),
-            uri_allow_list=tuple(u.strip() for u in env.get("AUTHGRES_URI_ALLOW_LIST", "").split(",") if u.strip()),
-            mailer_otp_exp=_int(env, "AUTHGRES_MAILER_OTP_EXP", cls.mailer_otp_exp, minimum=1),
-            mailer_otp_length=_otp_length(env),
-            mailer_otp_max_attempts=_int(env, "AUTHGRES_MAILER_OTP_MAX_ATTEMPTS", cls.mailer_otp_max_attempts, 1),
-            mailer_secure_email_change=_bool(
-                env, "AUTHGRES_MAILER_SECURE_EMAIL_CHANGE_ENABLED", cls.mailer_secure_email_change
-            ),
-            mailer_link_confirm_page=_bool(env, "AUTHGRES_MAILER_LINK_CONFIRM_PAGE", cls.mailer_link_confirm_page),
-            mailer_templates=env.get("AUTHGRES_MAILER_TEMPLATES") or None,
-            mailer_delivery=_delivery_modes(env),
-            mailer_max_attempts=_int(env, "AUTHGRES_MAILER_MAX_ATTEMPTS", cls.mailer_max_attempts, minimum=1),
-            smtp_max_frequency=_int(env, "AUTHGRES_SMTP_MAX_FREQUENCY", cls.smtp_max_frequency),
-            rate_limit_email_per_address=_int(
-                env, "AUTHGRES_RATE_LIMIT_EMAIL_PER_ADDRESS", cls.rate_limit_email_per_address
-            ),
-            rate_limit_email_per_ip=_int(env, "AUTHGRES_RATE_LIMIT_EMAIL_PER_IP", cls.rate_limit_email_per_ip),
-            secure_password_change=_bool(env, "AUTHGRES_SECURE_PASSWORD_CHANGE", cls.secure_password_change),
-            hook_custom_access_token=env.get("AUTHGRES_HOOK_CUSTOM_ACCESS_TOKEN") or None,
-            hook_before_user_created=env.get("AUTHGRES_HOOK_BEFORE_USER_CREATED") or None,
-            hook_password_verification_attempt=env.get("AUTHGRES_HOOK_PASSWORD_VERIFICATION_ATTEMPT") or None,
-            hook_send_email=env.get("AUTHGRES_HOOK_SEND_EMAIL") or None,
-            db_statement_timeout_ms=_int(env, "AUTHGRES_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms, 1),
-            audit_retention_days=_int(env, "AUTHGRES_AUDIT_RETENTION_DAYS", cls.audit_retention_days),
-            sessions_timebox=_int(env, "AUTHGRES_SESSIONS_TIMEBOX", 0) or None,
-            sessions_inactivity_timeout=_int(env, "AUTHGRES_SESSIONS_INACTIVITY_TIMEOUT", 0) or None,
-            sessions_single_per_user=_bool(env, "AUTHGRES_SESSIONS_SINGLE_PER_USER", cls.sessions_single_per_user),
-            mfa_challenge_expiry=_int(env, "AUTHGRES_MFA_CHALLENGE_EXPIRY_DURATION", cls.mfa_challenge_expiry, 1),
-            mfa_max_attempts=_int(env, "AUTHGRES_MFA_MAX_ATTEMPTS", cls.mfa_max_attempts, minimum=1),
-            mfa_max_enrolled_factors=_int(env, "AUTHGRES_MFA_MAX_ENROLLED_FACTORS", cls.mfa_max_enrolled_factors, 1),
-            mfa_email=_choice(env, "AUTHGRES_MFA_EMAIL", cls.mfa_email, ("off", "optional", "required")),
-            mfa_email_strict=_bool(env, "AUTHGRES_MFA_EMAIL_STRICT", cls.mfa_email_strict),
-            smtp_host=env.get("AUTHGRES_SMTP_HOST") or None,
-            smtp_port=_int(env, "AUTHGRES_SMTP_PORT", cls.smtp_port, minimum=1),
-            smtp_user=env.get("AUTHGRES_SMTP_USER") or None,
-            smtp_pass=env.get("AUTHGRES_SMTP_PASS") or None,
-            smtp_sender=env.get("AUTHGRES_SMTP_SENDER", cls.smtp_sender),
-            smtp_tls=_choice(env, "AUTHGRES_SMTP_TLS", cls.smtp_tls, ("none", "starttls", "tls")),
-            db_pool_min=_int(env, "AUTHGRES_DB_POOL_MIN", cls.db_pool_min, minimum=1),
-            db_pool_max=_int(env, "AUTHGRES_DB_POOL_MAX", max(4, 2 * (os.cpu_count() or 1)), minimum=1),
-        )
-
-    def sql_settings(self) -> dict[str, Any]:
-        """The part of the configuration that the SQL functions read (auth.settings)."""
-        return {
-            "site_url": self.site_url,
-            "jwt_exp": self.jwt_exp,
-            "jwt_aud": self.jwt_aud,
-            "jwt_issuer": self.jwt_issuer,
-            "jwt_default_role": self.jwt_default_group,
-            "mailer_autoconfirm": self.mailer_autoconfirm,
-            "disable_signup": self.disable_signup,
-            "anonymous_users_enabled": self.anonymous_users_enabled,
-            "refresh_token_reuse_interval": self.refresh_token_reuse_interval,
-            "refresh_token_replay_revokes": self.refresh_token_replay_revokes,
-            "mailer_otp_exp": self.mailer_otp_exp,
-            "mailer_otp_length": self.mailer_otp_length,
-            "mailer_otp_max_attempts": self.mailer_otp_max_attempts,
-            "mailer_secure_email_change": self.mailer_secure_email_change,
-            "smtp_max_frequency": self.smtp_max_frequency,
-            "rate_limit_email_per_address": self.rate_limit_email_per_address,
-            "rate_limit_email_per_ip": self.rate_limit_email_per_ip,
-            "secure_password_change": self.secure_password_change,
-            "hook_custom_access_token": self.hook_custom_access_token,
-            "hook_before_user_created": self.hook_before_user_created,
-            "hook_password_verification_attempt": self.hook_password_verification_attempt,
-            "hook_send_email": self.hook_send_email,
-            "audit_retention_days": self.audit_retention_days,
-            "sessions_timebox": self.sessions_timebox,
-            "sessions_inactivity_timeout": self.sessions_inactivity_timeout,
-            "sessions_single_per_user": self.sessions_single_per_user,
-            "mfa_challenge_expiry": self.mfa_challenge_expiry,
-            "mfa_max_attempts": self.mfa_max_attempts,
-            "mfa_max_enrolled_factors": self.mfa_max_enrolled_factors,
-            "mfa_email": self.mfa_email,
-            "mfa_email_strict": self.mfa_email_strict,
-        }
-
-    @property
-    def external_url(self) -> str:
-        """Where email links point: AUTHGRES_API_EXTERNAL_URL, else this server's own address."""
-        return self.api_external_url or f"http://{self.host}:{self.port}"
-
-    def delivery(self, kind: str) -> str:
-        """link, code or both: what the email of this kind offers."""
-        return dict(self.mailer_delivery).get(kind, dict(self.mailer_delivery).get("*", "both"))
-
 
 EMAIL_KINDS = (
     "confirmation",
@@ -246,26 +30,365 @@ EMAIL_KINDS = (
 )
 
 
-def _otp_length(env: Mapping[str, str]) -> int:
-    length = _int(env, "AUTHGRES_MAILER_OTP_LENGTH", 6)
-    if not 6 <= length <= 10:
-        raise ConfigError("AUTHGRES_MAILER_OTP_LENGTH must be between 6 and 10")
-    return length
+class ConfigError(ValueError):
+    """An environment variable is missing or malformed."""
 
 
-def _delivery_modes(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """AUTHGRES_MAILER_DELIVERY for every kind, AUTHGRES_MAILER_DELIVERY_<KIND> for one."""
-    modes = [("*", _choice(env, "AUTHGRES_MAILER_DELIVERY", "both", ("both", "link", "code")))]
-    for kind in EMAIL_KINDS:
-        name = f"AUTHGRES_MAILER_DELIVERY_{kind.upper()}"
-        if name in env:
-            modes.append((kind, _choice(env, name, "both", ("both", "link", "code"))))
-    return tuple(modes)
+class Reader:
+    """Reads one setting from the environment. An unset variable gives the default; a set one goes to
+    `parse`, which raises ConfigError naming the variable when its text is malformed or out of bounds."""
+
+    def __call__(self, env: Mapping[str, str], name: str, default: Any) -> Any:
+        raw = env.get(name)
+        return default if raw is None else self.parse(raw, name, default)
+
+    def parse(self, raw: str, name: str, default: Any) -> Any:
+        return raw
+
+    def variables(self, name: str) -> tuple[str, ...]:
+        """The variables it reads, as the README names them."""
+        return (name,)
+
+    def show(self, default: Any) -> str:
+        """The default as the README shows it."""
+        if default is None or default in ("", ()):
+            return "unset"
+        if isinstance(default, bool):
+            return "true" if default else "false"
+        if isinstance(default, float):
+            return f"{default:g}"
+        return str(default)
 
 
-def _character_sets(raw: str) -> tuple[str, ...]:
+class Text(Reader):
+    """A string as it is (set but empty stays empty)."""
+
+
+class OptionalText(Reader):
+    """A string; empty is unset (None)."""
+
+    def parse(self, raw: str, name: str, default: Any) -> str | None:
+        return raw or None
+
+
+@dataclass(frozen=True)
+class Required(Reader):
+    """A string that must be set, at least min_length characters long."""
+
+    min_length: int = 1
+
+    def __call__(self, env: Mapping[str, str], name: str, default: Any) -> str:
+        value = env.get(name, "")
+        if len(value) < self.min_length:
+            needs = f" and must be at least {self.min_length} characters" if self.min_length > 1 else ""
+            raise ConfigError(f"{name} is required{needs}")
+        return value
+
+    def show(self, default: Any) -> str:
+        return "—"
+
+
+class Url(Reader):
+    """A base URL, kept without its trailing slash."""
+
+    def parse(self, raw: str, name: str, default: Any) -> str:
+        return raw.rstrip("/")
+
+
+class Flag(Reader):
+    """true or false (also 1/0, yes/no, on/off); set but empty is false."""
+
+    def parse(self, raw: str, name: str, default: Any) -> bool:
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+@dataclass(frozen=True)
+class Integer(Reader):
+    """A whole number from minimum up to maximum; blank is unset. Values below raised_to count as it."""
+
+    minimum: int = 0
+    maximum: int | None = None
+    raised_to: int | None = None
+
+    def parse(self, raw: str, name: str, default: Any) -> Any:
+        if not raw.strip():
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+        if self.maximum is not None and not self.minimum <= value <= self.maximum:
+            raise ConfigError(f"{name} must be between {self.minimum} and {self.maximum}")
+        if value < self.minimum:
+            raise ConfigError(f"{name} must be at least {self.minimum}")
+        return value if self.raised_to is None else max(self.raised_to, value)
+
+
+@dataclass(frozen=True)
+class OptionalInteger(Integer):
+    """A whole number where 0, like unset, means none (None)."""
+
+    def parse(self, raw: str, name: str, default: Any) -> int | None:
+        return super().parse(raw, name, default) or None
+
+
+@dataclass(frozen=True)
+class Number(Reader):
+    """A finite number greater than `above`; blank is unset."""
+
+    above: float = 0.0
+
+    def parse(self, raw: str, name: str, default: Any) -> Any:
+        if not raw.strip():
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        if not (math.isfinite(value) and value > self.above):
+            raise ConfigError(f"{name} must be a number greater than {self.above:g}")
+        return value
+
+
+class Choice(Reader):
+    """One of a few words, in any case; blank is unset."""
+
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+
+    def parse(self, raw: str, name: str, default: Any) -> str:
+        value = raw.strip().lower() or default
+        if value not in self.choices:
+            raise ConfigError(f"{name} must be one of {', '.join(self.choices)}")
+        return str(value)
+
+
+class CommaList(Reader):
+    """Comma-separated items, blank ones dropped."""
+
+    def parse(self, raw: str, name: str, default: Any) -> tuple[str, ...]:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+class CharacterSets(Reader):
     """GoTrue's format: sets separated by ':', with '\\:' standing for a literal colon."""
-    if not raw:
-        return ()
-    placeholder = "\x00"
-    return tuple(part.replace(placeholder, ":") for part in raw.replace("\\:", placeholder).split(":") if part)
+
+    def parse(self, raw: str, name: str, default: Any) -> tuple[str, ...]:
+        placeholder = "\x00"
+        return tuple(part.replace(placeholder, ":") for part in raw.replace("\\:", placeholder).split(":") if part)
+
+
+class DeliveryModes(Reader):
+    """NAME for every kind of email, NAME_<KIND> for one: (kind, mode) pairs, '*' standing for every kind."""
+
+    fallback = "both"
+    mode = Choice("both", "link", "code")
+
+    def __call__(self, env: Mapping[str, str], name: str, default: Any) -> tuple[tuple[str, str], ...]:
+        modes = [("*", self.mode(env, name, self.fallback))]
+        for kind in EMAIL_KINDS:
+            variable = f"{name}_{kind.upper()}"
+            if variable in env:
+                modes.append((kind, self.mode(env, variable, self.fallback)))
+        return tuple(modes)
+
+    def variables(self, name: str) -> tuple[str, ...]:
+        return (name, f"{name}_<KIND>")
+
+    def show(self, default: Any) -> str:
+        return self.fallback
+
+
+@overload
+def setting(default: T, *, env: str, read: Reader, sql: bool | str = ..., shown: str | None = ...) -> T: ...
+@overload
+def setting(
+    *, default_factory: Callable[[], T], env: str, read: Reader, sql: bool | str = ..., shown: str | None = ...
+) -> T: ...
+@overload
+def setting(*, env: str, read: Reader) -> Any: ...
+def setting(
+    default: Any = MISSING,
+    *,
+    default_factory: Callable[[], Any] | None = None,
+    env: str,
+    read: Reader,
+    sql: bool | str = False,
+    shown: str | None = None,
+) -> Any:
+    """A dataclass field declaring one setting: its default, the environment variable read by `read`,
+    and sql, when the SQL functions read it: True for the auth.settings column of the field's name, or
+    that column's name. shown: the default as the README shows it, when the reader cannot tell (a
+    default computed at start-up)."""
+    metadata = {"env": env, "read": read, "sql": sql, "shown": shown}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    if default is MISSING:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One setting as declared: field, environment variable, reader, default and auth.settings column."""
+
+    name: str  # the dataclass field
+    env: str
+    read: Reader
+    default: Any  # None when the setting is required
+    column: str | None
+    shown: str  # the default as the README shows it
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Every variable the setting is read from, as the README names them."""
+        return self.read.variables(self.env)
+
+    def from_env(self, env: Mapping[str, str]) -> Any:
+        return self.read(env, self.env, self.default)
+
+
+def declarations(cls: type[Any]) -> Iterator[Declaration]:
+    """The settings a dataclass declares with `setting`, in field order."""
+    for each in fields(cls):
+        meta = each.metadata
+        if each.default_factory is not MISSING:
+            default = each.default_factory()
+        else:
+            default = None if each.default is MISSING else each.default
+        column = each.name if meta["sql"] is True else meta["sql"] or None
+        shown = meta["read"].show(default) if meta["shown"] is None else meta["shown"]
+        yield Declaration(each.name, meta["env"], meta["read"], default, column, shown)
+
+
+class _FromEnvironment:
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Every declared setting from the environment (os.environ by default)."""
+        env = os.environ if env is None else env
+        return cls(**{each.name: each.from_env(env) for each in declarations(cls)})
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+def _pool_max() -> int:
+    # Connections beyond a couple per core only queue inside PostgreSQL: measured, 4 beat 8 and 16 here.
+    return max(4, 2 * _cpu_count())
+
+
+@dataclass(frozen=True)
+class Settings(_FromEnvironment):
+    """What the service reads from the environment; sql= marks what auth.configure writes to auth.settings."""
+
+    database_url: str = setting(env="DATABASE_URL", read=Required())
+    jwt_secret: str = setting(env="AUTHGRES_JWT_SECRET", read=Required(min_length=32))
+    host: str = setting("127.0.0.1", env="AUTHGRES_HOST", read=Text())
+    port: int = setting(9999, env="AUTHGRES_PORT", read=Integer())
+    site_url: str = setting("http://localhost:3000", env="AUTHGRES_SITE_URL", read=Text(), sql=True)
+    jwt_exp: int = setting(3600, env="AUTHGRES_JWT_EXP", read=Integer(minimum=1), sql=True)
+    jwt_aud: str = setting("authenticated", env="AUTHGRES_JWT_AUD", read=Text(), sql=True)
+    jwt_issuer: str | None = setting(None, env="AUTHGRES_JWT_ISSUER", read=OptionalText(), sql=True)
+    jwt_default_group: str = setting(
+        "authenticated", env="AUTHGRES_JWT_DEFAULT_GROUP_NAME", read=Text(), sql="jwt_default_role"
+    )
+    mailer_autoconfirm: bool = setting(False, env="AUTHGRES_MAILER_AUTOCONFIRM", read=Flag(), sql=True)
+    disable_signup: bool = setting(False, env="AUTHGRES_DISABLE_SIGNUP", read=Flag(), sql=True)
+    anonymous_users_enabled: bool = setting(
+        False, env="AUTHGRES_EXTERNAL_ANONYMOUS_USERS_ENABLED", read=Flag(), sql=True
+    )
+    refresh_token_reuse_interval: int = setting(
+        10, env="AUTHGRES_REFRESH_TOKEN_REUSE_INTERVAL", read=Integer(), sql=True
+    )
+    refresh_token_replay_revokes: str = setting(
+        "session", env="AUTHGRES_REFRESH_TOKEN_REPLAY_REVOKES", read=Choice("session", "user"), sql=True
+    )
+    # GoTrue raises anything below 6 to 6.
+    password_min_length: int = setting(6, env="AUTHGRES_PASSWORD_MIN_LENGTH", read=Integer(raised_to=6))
+    password_required_characters: tuple[str, ...] = setting(
+        (), env="AUTHGRES_PASSWORD_REQUIRED_CHARACTERS", read=CharacterSets()
+    )
+    argon2_memory_kib: int = setting(19456, env="AUTHGRES_ARGON2_MEMORY_KIB", read=Integer(minimum=8))
+    argon2_time_cost: int = setting(2, env="AUTHGRES_ARGON2_TIME_COST", read=Integer(minimum=1))
+    argon2_parallelism: int = setting(1, env="AUTHGRES_ARGON2_PARALLELISM", read=Integer(minimum=1))
+    hash_workers: int = setting(
+        default_factory=_cpu_count, env="AUTHGRES_HASH_WORKERS", read=Integer(minimum=1), shown="CPU count"
+    )
+    # Unset: this server's own address (external_url).
+    api_external_url: str = setting("", env="AUTHGRES_API_EXTERNAL_URL", read=Url(), shown="http://HOST:PORT")
+    uri_allow_list: tuple[str, ...] = setting((), env="AUTHGRES_URI_ALLOW_LIST", read=CommaList())
+    mailer_otp_exp: int = setting(3600, env="AUTHGRES_MAILER_OTP_EXP", read=Integer(minimum=1), sql=True)
+    mailer_otp_length: int = setting(6, env="AUTHGRES_MAILER_OTP_LENGTH", read=Integer(minimum=6, maximum=10), sql=True)
+    mailer_otp_max_attempts: int = setting(5, env="AUTHGRES_MAILER_OTP_MAX_ATTEMPTS", read=Integer(minimum=1), sql=True)
+    mailer_secure_email_change: bool = setting(
+        True, env="AUTHGRES_MAILER_SECURE_EMAIL_CHANGE_ENABLED", read=Flag(), sql=True
+    )
+    mailer_link_confirm_page: bool = setting(False, env="AUTHGRES_MAILER_LINK_CONFIRM_PAGE", read=Flag())
+    mailer_templates: str | None = setting(None, env="AUTHGRES_MAILER_TEMPLATES", read=OptionalText())
+    mailer_delivery: tuple[tuple[str, str], ...] = setting((), env="AUTHGRES_MAILER_DELIVERY", read=DeliveryModes())
+    mailer_max_attempts: int = setting(8, env="AUTHGRES_MAILER_MAX_ATTEMPTS", read=Integer(minimum=1))
+    mailer_retry_base_seconds: float = setting(5.0, env="AUTHGRES_MAILER_RETRY_BASE_SECONDS", read=Number())
+    mailer_sweep_seconds: float = setting(5.0, env="AUTHGRES_MAILER_SWEEP_SECONDS", read=Number())
+    smtp_max_frequency: int = setting(60, env="AUTHGRES_SMTP_MAX_FREQUENCY", read=Integer(), sql=True)
+    rate_limit_email_per_address: int = setting(
+        30, env="AUTHGRES_RATE_LIMIT_EMAIL_PER_ADDRESS", read=Integer(), sql=True
+    )
+    rate_limit_email_per_ip: int = setting(100, env="AUTHGRES_RATE_LIMIT_EMAIL_PER_IP", read=Integer(), sql=True)
+    secure_password_change: bool = setting(False, env="AUTHGRES_SECURE_PASSWORD_CHANGE", read=Flag(), sql=True)
+    hook_custom_access_token: str | None = setting(
+        None, env="AUTHGRES_HOOK_CUSTOM_ACCESS_TOKEN", read=OptionalText(), sql=True
+    )
+    hook_before_user_created: str | None = setting(
+        None, env="AUTHGRES_HOOK_BEFORE_USER_CREATED", read=OptionalText(), sql=True
+    )
+    hook_password_verification_attempt: str | None = setting(
+        None, env="AUTHGRES_HOOK_PASSWORD_VERIFICATION_ATTEMPT", read=OptionalText(), sql=True
+    )
+    hook_send_email: str | None = setting(None, env="AUTHGRES_HOOK_SEND_EMAIL", read=OptionalText(), sql=True)
+    db_statement_timeout_ms: int = setting(10000, env="AUTHGRES_DB_STATEMENT_TIMEOUT_MS", read=Integer(minimum=1))
+    audit_retention_days: int = setting(90, env="AUTHGRES_AUDIT_RETENTION_DAYS", read=Integer(), sql=True)
+    prune_interval_seconds: float = setting(600.0, env="AUTHGRES_PRUNE_INTERVAL_SECONDS", read=Number())
+    sessions_timebox: int | None = setting(None, env="AUTHGRES_SESSIONS_TIMEBOX", read=OptionalInteger(), sql=True)
+    sessions_inactivity_timeout: int | None = setting(
+        None, env="AUTHGRES_SESSIONS_INACTIVITY_TIMEOUT", read=OptionalInteger(), sql=True
+    )
+    sessions_single_per_user: bool = setting(False, env="AUTHGRES_SESSIONS_SINGLE_PER_USER", read=Flag(), sql=True)
+    mfa_challenge_expiry: int = setting(
+        300, env="AUTHGRES_MFA_CHALLENGE_EXPIRY_DURATION", read=Integer(minimum=1), sql=True
+    )
+    mfa_max_attempts: int = setting(5, env="AUTHGRES_MFA_MAX_ATTEMPTS", read=Integer(minimum=1), sql=True)
+    mfa_max_enrolled_factors: int = setting(
+        10, env="AUTHGRES_MFA_MAX_ENROLLED_FACTORS", read=Integer(minimum=1), sql=True
+    )
+    mfa_email: str = setting("off", env="AUTHGRES_MFA_EMAIL", read=Choice("off", "optional", "required"), sql=True)
+    mfa_email_strict: bool = setting(False, env="AUTHGRES_MFA_EMAIL_STRICT", read=Flag(), sql=True)
+    smtp_host: str | None = setting(None, env="AUTHGRES_SMTP_HOST", read=OptionalText())
+    smtp_port: int = setting(587, env="AUTHGRES_SMTP_PORT", read=Integer(minimum=1))
+    smtp_user: str | None = setting(None, env="AUTHGRES_SMTP_USER", read=OptionalText())
+    smtp_pass: str | None = setting(None, env="AUTHGRES_SMTP_PASS", read=OptionalText())
+    smtp_sender: str = setting("authgres@localhost", env="AUTHGRES_SMTP_SENDER", read=Text())
+    smtp_tls: str = setting("starttls", env="AUTHGRES_SMTP_TLS", read=Choice("none", "starttls", "tls"))
+    db_pool_min: int = setting(2, env="AUTHGRES_DB_POOL_MIN", read=Integer(minimum=1))
+    db_pool_max: int = setting(
+        default_factory=_pool_max, env="AUTHGRES_DB_POOL_MAX", read=Integer(minimum=1), shown="max(4, 2 * CPUs)"
+    )
+
+    def sql_settings(self) -> dict[str, Any]:
+        """The part of the configuration that the SQL functions read (auth.settings), by column."""
+        return {each.column: getattr(self, each.name) for each in declarations(Settings) if each.column}
+
+    @property
+    def external_url(self) -> str:
+        """Where email links point: AUTHGRES_API_EXTERNAL_URL, else this server's own address."""
+        return self.api_external_url or f"http://{self.host}:{self.port}"
+
+    def delivery(self, kind: str) -> str:
+        """link, code or both: what the email of this kind offers."""
+        modes = dict(self.mailer_delivery)
+        return modes.get(kind, modes.get("*", DeliveryModes.fallback))
