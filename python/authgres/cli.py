@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from authgres.app import create_app
 from authgres.localpg import LocalCluster
-from authgres.settings import ConfigError, Settings
+from authgres.settings import CommandSettings, ConfigError, Settings
 from authgres.signing import generate_es256_key
 
 log = logging.getLogger("authgres")
@@ -30,8 +30,7 @@ TEN_YEARS = 10 * 365 * 24 * 3600
 
 
 def sql_dir() -> Path:
-    configured = os.environ.get("AUTHGRES_SQL_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "sql"
+    return Path(CommandSettings.from_env().sql_dir)
 
 
 def migrate(database_url: str) -> None:
@@ -80,14 +79,15 @@ def _print_keys(settings: Settings) -> None:
 
 
 def dev(env: Mapping[str, str]) -> None:
-    """Local PostgreSQL in .authgres/ unless DATABASE_URL is set; migrate; serve."""
+    """Local PostgreSQL (in AUTHGRES_DEV_DIR) unless DATABASE_URL is set; migrate; serve."""
     env = dict(env)
-    state = Path(env.get("AUTHGRES_DEV_DIR", ".authgres")).resolve()
+    command_settings = CommandSettings.from_env(env)
+    state = Path(command_settings.dev_dir).resolve()
     cluster = None
     if env.get("DATABASE_URL"):
-        migrate(env.get("AUTHGRES_MIGRATE_DATABASE_URL") or env["DATABASE_URL"])
+        migrate(command_settings.migrate_database_url)
     else:
-        cluster = LocalCluster(state / "pg", port=int(env.get("AUTHGRES_DEV_PG_PORT", "54329")), listen_tcp=True)
+        cluster = LocalCluster(state / "pg", port=command_settings.dev_pg_port, listen_tcp=True)
         cluster.start()
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
             if not conn.execute("select from pg_database where datname = 'authgres'").fetchone():
@@ -129,15 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     keys.add_argument("--algorithm", default="ES256", choices=["ES256", "HS256", "HS384", "HS512"])
     commands.add_parser("dev", help="local PostgreSQL when DATABASE_URL is unset, migrate, then serve")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("AUTHGRES_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s"
-    )
     try:
+        command_settings = CommandSettings.from_env()
+        logging.basicConfig(level=command_settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
         if args.command == "migrate":
-            url = os.environ.get("AUTHGRES_MIGRATE_DATABASE_URL") or os.environ.get("DATABASE_URL")
-            if not url:
+            if not command_settings.migrate_database_url:
                 raise ConfigError("DATABASE_URL (or AUTHGRES_MIGRATE_DATABASE_URL) is required")
-            migrate(url)
+            migrate(command_settings.migrate_database_url)
         elif args.command == "dev":
             dev(os.environ)
         else:

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Self, TypeVar, overload
 
 T = TypeVar("T")
@@ -65,10 +66,23 @@ class Text(Reader):
 
 
 class OptionalText(Reader):
-    """A string; empty is unset (None)."""
+    """A string; empty is unset (the default)."""
 
-    def parse(self, raw: str, name: str, default: Any) -> str | None:
-        return raw or None
+    def parse(self, raw: str, name: str, default: Any) -> Any:
+        return raw or default
+
+
+@dataclass(frozen=True)
+class OrElse(Reader):
+    """A string; unset or empty, another variable's value (the default when that is unset too)."""
+
+    other: str
+
+    def __call__(self, env: Mapping[str, str], name: str, default: Any) -> Any:
+        return env.get(name) or env.get(self.other) or default
+
+    def show(self, default: Any) -> str:
+        return self.other
 
 
 @dataclass(frozen=True)
@@ -283,6 +297,10 @@ def _pool_max() -> int:
     return max(4, 2 * _cpu_count())
 
 
+def _checkout_sql() -> str:
+    return str(Path(__file__).resolve().parents[2] / "sql")
+
+
 @dataclass(frozen=True)
 class Settings(_FromEnvironment):
     """What the service reads from the environment; sql= marks what auth.configure writes to auth.settings."""
@@ -392,3 +410,16 @@ class Settings(_FromEnvironment):
         """link, code or both: what the email of this kind offers."""
         modes = dict(self.mailer_delivery)
         return modes.get(kind, modes.get("*", DeliveryModes.fallback))
+
+
+@dataclass(frozen=True)
+class CommandSettings(_FromEnvironment):
+    """What the commands read besides Settings (`migrate` and `dev` run without a JWT secret)."""
+
+    migrate_database_url: str = setting("", env="AUTHGRES_MIGRATE_DATABASE_URL", read=OrElse("DATABASE_URL"))
+    log_level: str = setting("INFO", env="AUTHGRES_LOG_LEVEL", read=Text())
+    sql_dir: str = setting(
+        default_factory=_checkout_sql, env="AUTHGRES_SQL_DIR", read=OptionalText(), shown="sql/ of the checkout"
+    )
+    dev_dir: str = setting(".authgres", env="AUTHGRES_DEV_DIR", read=Text())
+    dev_pg_port: int = setting(54329, env="AUTHGRES_DEV_PG_PORT", read=Integer(minimum=1))

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from authgres.settings import Choice, ConfigError, Integer, OptionalInteger, Settings, declarations
+from authgres.settings import Choice, CommandSettings, ConfigError, Integer, OptionalInteger, Settings, declarations
 
 BASE = {"DATABASE_URL": "postgresql:///x", "AUTHGRES_JWT_SECRET": "s" * 32}
 
@@ -110,17 +110,21 @@ def test_sql_settings_follow_the_declarations():
     assert "jwt_secret" not in sql and "smtp_pass" not in sql
 
 
+def test_command_settings():
+    commands = CommandSettings.from_env({"AUTHGRES_SQL_DIR": ""})
+    assert (Path(commands.sql_dir) / "migrate.sh").exists()
+    assert (commands.log_level, commands.dev_pg_port, commands.migrate_database_url) == ("INFO", 54329, "")
+    assert CommandSettings.from_env(BASE).migrate_database_url == BASE["DATABASE_URL"]
+    assert CommandSettings.from_env(
+        {**BASE, "AUTHGRES_MIGRATE_DATABASE_URL": "postgresql:///y"}
+    ).migrate_database_url == ("postgresql:///y")
+    with pytest.raises(ConfigError, match="AUTHGRES_DEV_PG_PORT"):
+        CommandSettings.from_env({"AUTHGRES_DEV_PG_PORT": "pg"})
+
+
 # The README's Configuration table, one row per setting (or a few, separated by " / ").
 README = Path(__file__).resolve().parents[2] / "README.md"
 ROW = re.compile(r"\| (?P<variables>[^|]+) \| (?P<default>[^|]+) \| [^|]+ \|")
-# Read by the commands in cli.py rather than by Settings.
-READ_BY_THE_COMMANDS = {
-    "AUTHGRES_MIGRATE_DATABASE_URL",
-    "AUTHGRES_LOG_LEVEL",
-    "AUTHGRES_SQL_DIR",
-    "AUTHGRES_DEV_DIR",
-    "AUTHGRES_DEV_PG_PORT",
-}
 
 
 def documented_defaults(readme: str) -> dict[str, str]:
@@ -144,10 +148,12 @@ def documented_defaults(readme: str) -> dict[str, str]:
 
 def readme_disagreements(readme: str) -> list[str]:
     """Where the README's Configuration table and the declarations differ."""
-    shown = {variable: each.shown for each in declarations(Settings) for variable in each.variables}
+    every = [*declarations(Settings), *declarations(CommandSettings)]
+    shown = {variable: each.shown for each in every for variable in each.variables}
+    assert len(shown) == sum(len(each.variables) for each in every), "a variable is declared twice"
     documented = documented_defaults(readme)
     problems = [f"{name} is not documented" for name in shown.keys() - documented.keys()]
-    problems += [f"{name} is not declared" for name in documented.keys() - shown.keys() - READ_BY_THE_COMMANDS]
+    problems += [f"{name} is not declared" for name in documented.keys() - shown.keys()]
     for name in shown.keys() & documented.keys():
         # Backticks aside, the README shows the declared default, perhaps followed by a remark in brackets.
         written = documented[name].replace("`", "")
@@ -173,6 +179,8 @@ def test_the_readme_documents_every_variable_with_its_default():
         ("`AUTHGRES_SMTP_PORT` / `AUTHGRES_SMTP_TLS`", "`AUTHGRES_SMTP_PORT` / `AUTHGRES_SMTP_TLZ`"),
         ("`587` / `starttls`", "`587` / `tls`"),
         ("| `AUTHGRES_PRUNE_INTERVAL_SECONDS` |", "| `AUTHGRES_PRUNE_INTERVALS` |"),
+        ("`.authgres` / `54329`", "`.authgres` / `5432`"),
+        ("| `AUTHGRES_MIGRATE_DATABASE_URL` | `DATABASE_URL` |", "| `AUTHGRES_MIGRATE_DATABASE_URL` | unset |"),
     ],
 )
 def test_the_readme_check_can_fail(correct, wrong):
