@@ -3,7 +3,8 @@
 Each setting is declared once, as a field of Settings: its type and default, and through `setting` the
 environment variable that sets it, how that is read and bounded, and the auth.settings column when the
 SQL functions read it. from_env and sql_settings are derived from the declarations; tests check the
-README's Configuration table and the auth.settings columns against them.
+README's Configuration table and the auth.settings columns against them. CommandSettings declares the
+few variables that only the commands read, the same way.
 """
 
 from __future__ import annotations
