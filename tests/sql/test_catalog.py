@@ -130,13 +130,3 @@ def test_everything_in_auth_belongs_to_the_owner_role(admin):
     owner = admin.execute("select rolcanlogin, rolsuper from pg_roles where rolname = 'authgres_owner'").fetchone()
     assert owner == (False, False)
 
-
-def test_migrations_are_recorded_in_order(admin):
-    import pathlib
-
-    files = sorted(
-        p.name.split("_")[0] for p in (pathlib.Path(__file__).parents[2] / "sql" / "migrations").glob("*.sql")
-    )
-    recorded = [v for (v,) in admin.execute("select version from auth.schema_migrations order by version")]
-    assert recorded == files
-    assert files == [f"{n:04d}" for n in range(1, len(files) + 1)]

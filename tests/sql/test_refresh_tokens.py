@@ -7,11 +7,7 @@ from threading import Barrier
 import psycopg
 import pytest
 
-from tests.sql.helpers import call, sign_up
-
-
-def refresh(conn, token):
-    return call(conn, "refresh_session", refresh_token=token)
+from tests.sql.helpers import call, get_user, refresh, sign_up
 
 
 def live_tokens(admin, session_id):
@@ -88,12 +84,8 @@ def test_replay_after_the_interval_ends_the_session(service, admin):
 
     assert outcome == {"error": "AUR02", "message": "Invalid Refresh Token: Already Used"}
     assert admin.execute("select count(*) from auth.sessions where id = %s", (session_id,)).fetchone()[0] == 0
-    with pytest.raises(psycopg.Error) as raised:
-        refresh(service, third["refresh_token"])
-    assert raised.value.sqlstate == "AUR01"
-    with pytest.raises(psycopg.Error) as raised:
-        call(service, "get_user", access_token=third["access_token"])
-    assert raised.value.sqlstate == "AUJ04"
+    assert refresh(service, third["refresh_token"])["error"] == "AUR01"
+    assert get_user(service, third["access_token"])["error"] == "AUJ04"
     actions = admin.execute("select payload->>'action' from auth.audit_log_entries").fetchall()
     assert ("token_revoked",) in actions
 
@@ -110,31 +102,24 @@ def test_replay_can_end_every_session_of_the_user(service, admin):
     assert refresh(service, laptop["refresh_token"])["error"] == "AUR02"
 
     assert admin.execute("select count(*) from auth.sessions where user_id = %s", (user_id,)).fetchone()[0] == 0
-    with pytest.raises(psycopg.Error):
-        refresh(service, phone["refresh_token"])
+    assert refresh(service, phone["refresh_token"])["error"] == "AUR01"
 
 
 @pytest.mark.parametrize(("token", "sqlstate"), [("", "AUR06"), ("short", "AUR06"), ("x" * 43, "AUR01")])
 def test_unknown_or_malformed_tokens(service, token, sqlstate):
-    with pytest.raises(psycopg.Error) as raised:
-        refresh(service, token)
-    assert raised.value.sqlstate == sqlstate
+    assert refresh(service, token)["error"] == sqlstate
 
 
 def test_banned_user_cannot_refresh(service, admin):
     session = sign_up(service)
     admin.execute("update auth.users set banned_until = now() + interval '1 day'")
-    with pytest.raises(psycopg.Error) as raised:
-        refresh(service, session["refresh_token"])
-    assert raised.value.sqlstate == "AUR05"
+    assert refresh(service, session["refresh_token"])["error"] == "AUR05"
 
 
 def test_session_past_not_after_cannot_refresh(service, admin):
     session = sign_up(service)
     admin.execute("update auth.sessions set not_after = now() - interval '1 second'")
-    with pytest.raises(psycopg.Error) as raised:
-        refresh(service, session["refresh_token"])
-    assert raised.value.sqlstate == "AUR04"
+    assert refresh(service, session["refresh_token"])["error"] == "AUR04"
 
 
 def test_refresh_keeps_session_claims(service, admin):

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from tests.conftest import JWT_SECRET
-from tests.sql.helpers import call, sign_up
+from tests.sql.helpers import call, refresh, sign_up
 
 
 def test_authenticate_scopes_rows_to_each_user(service, app_conn):
@@ -121,7 +121,7 @@ def test_a_policy_can_require_aal2(service, admin, app_conn):
         assert app_conn.execute("select count(*) from public.vault").fetchone()[0] == 0
     session_id = call(service, "access_token_claims", token=alice["access_token"])["session_id"]
     admin.execute("update auth.sessions set aal = 'aal2' where id = %s", (session_id,))
-    raised = call(service, "refresh_session", refresh_token=alice["refresh_token"])
+    raised = refresh(service, alice["refresh_token"])
     with app_conn.transaction():
         app_conn.execute("select auth.authenticate(%s)", (raised["access_token"],))
         assert app_conn.execute("select secret from public.vault").fetchall() == [("gold",)]

@@ -1,0 +1,534 @@
+-- mfa.sql: Multi-factor authentication: TOTP (RFC 6238), email as a second step, recovery codes, aal2 sessions.
+set local role authgres_owner;
+
+-- TOTP.
+create or replace function auth.hotp(p_secret bytea, p_counter bigint, p_digits integer default 6, p_algorithm text default 'sha1')
+  returns text
+  language plpgsql immutable strict parallel safe
+  set search_path = ''
+as $$
+declare
+  v_hash bytea := auth._hmac(pg_catalog.int8send(p_counter), p_secret, p_algorithm);
+  v_offset integer := pg_catalog.get_byte(v_hash, pg_catalog.length(v_hash) - 1) & 15;
+  v_binary bigint;
+begin
+  v_binary := ((pg_catalog.get_byte(v_hash, v_offset) & 127)::bigint << 24)
+            | (pg_catalog.get_byte(v_hash, v_offset + 1)::bigint << 16)
+            | (pg_catalog.get_byte(v_hash, v_offset + 2)::bigint << 8)
+            | pg_catalog.get_byte(v_hash, v_offset + 3)::bigint;
+  return pg_catalog.lpad((v_binary % (10::bigint ^ p_digits)::bigint)::text, p_digits, '0');
+end
+$$;
+comment on function auth.hotp(bytea, bigint, integer, text) is 'RFC 4226 HOTP code for a counter (sha1, sha256 or sha512).';
+grant execute on function auth.hotp(bytea, bigint, integer, text) to authgres_service;
+
+create or replace function auth.totp(
+  p_secret bytea, p_at timestamptz default now(), p_digits integer default 6, p_period integer default 30,
+  p_algorithm text default 'sha1'
+) returns text
+  language sql stable parallel safe
+  return auth.hotp(p_secret, pg_catalog.floor(extract(epoch from p_at) / p_period)::bigint, p_digits, p_algorithm);
+comment on function auth.totp(bytea, timestamptz, integer, integer, text) is 'RFC 6238 TOTP code at a time.';
+grant execute on function auth.totp(bytea, timestamptz, integer, integer, text) to authgres_service;
+
+-- Helpers.
+create or replace function auth._factor_json(p_factor auth.mfa_factors) returns jsonb
+  language plpgsql stable
+  set search_path = ''
+as $$
+begin
+  return pg_catalog.jsonb_build_object(
+    'id', p_factor.id, 'friendly_name', p_factor.friendly_name, 'factor_type', p_factor.factor_type,
+    'status', p_factor.status, 'created_at', p_factor.created_at, 'updated_at', p_factor.updated_at,
+    'last_challenged_at', p_factor.last_challenged_at, 'phone', '');
+end
+$$;
+comment on function auth._factor_json(auth.mfa_factors) is 'A factor as GoTrue serialises it (never its secret).';
+
+create or replace function auth._mfa_user(p_access_token text, out usr auth.users, out sess auth.sessions)
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_auth record;
+begin
+  select * into v_auth from auth._authorize(p_access_token, true);
+  usr := v_auth.usr;
+  sess := v_auth.sess;
+  if usr.is_anonymous then
+    raise exception using errcode = 'AUM09', message = 'Anonymous user not allowed to perform these actions';
+  end if;
+  if sess.id is null then
+    raise exception using errcode = 'AUJ04', message = 'Session from session_id claim in JWT does not exist';
+  end if;
+end
+$$;
+comment on function auth._mfa_user(text) is 'The signed-in, non-anonymous user and session behind an MFA request.';
+
+create or replace function auth._factor_of(p_user_id uuid, p_factor_id uuid) returns auth.mfa_factors
+  language plpgsql stable
+  set search_path = ''
+as $$
+declare
+  v_factor auth.mfa_factors;
+begin
+  select * into v_factor from auth.mfa_factors where id = p_factor_id and user_id = p_user_id;
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'Factor not found';
+  end if;
+  return v_factor;
+end
+$$;
+comment on function auth._factor_of(uuid, uuid) is 'The user''s factor, or AUM01.';
+
+create or replace function auth._new_recovery_codes(p_user auth.users) returns jsonb
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  -- 32 symbols without look-alikes (no l, o, 0, 1): each random byte picks one without bias.
+  v_alphabet constant text := 'abcdefghijkmnpqrstuvwxyz23456789';
+  v_codes text[] := '{}';
+  v_code text;
+  v_bytes bytea;
+begin
+  delete from auth.mfa_recovery_codes where user_id = p_user.id;
+  for n in 1 .. 10 loop
+    v_bytes := auth._random_bytes(16);
+    v_code := '';
+    for i in 0 .. 15 loop
+      v_code := v_code || pg_catalog.substr(v_alphabet, (pg_catalog.get_byte(v_bytes, i) & 31) + 1, 1)
+                || case when i in (3, 7, 11) then '-' else '' end;
+    end loop;
+    v_codes := v_codes || v_code;
+    insert into auth.mfa_recovery_codes (user_id, code_digest) values (p_user.id, auth._token_hash(v_code));
+  end loop;
+  perform auth._audit(p_user, 'recovery_codes_generated', 'user', null);
+  return pg_catalog.to_jsonb(v_codes);
+end
+$$;
+comment on function auth._new_recovery_codes(auth.users) is
+  'Replaces the user''s recovery codes with 10 new ones (16 symbols, 80 bits) and returns them, the only time they are seen.';
+
+create or replace function auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) returns boolean
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_digest bytea := auth._token_hash(pg_catalog.lower(pg_catalog.replace(pg_catalog.btrim(p_code), ' ', '')));
+  v_row auth.mfa_recovery_codes;
+begin
+  for v_row in
+    select * from auth.mfa_recovery_codes where user_id = p_user.id and used_at is null for update
+  loop
+    if auth._equal_keyed(v_row.code_digest, v_digest) then
+      update auth.mfa_recovery_codes set used_at = pg_catalog.now() where id = v_row.id;
+      perform auth._audit(p_user, 'recovery_code_used', 'user', p_ip, pg_catalog.jsonb_build_object(
+        'remaining', (select pg_catalog.count(*) from auth.mfa_recovery_codes
+                       where user_id = p_user.id and used_at is null)));
+      return true;
+    end if;
+  end loop;
+  return false;
+end
+$$;
+comment on function auth._use_recovery_code(auth.users, text, inet) is 'Spends one unused recovery code matching p_code.';
+
+create or replace function auth._totp_step_accepted(p_factor auth.mfa_factors, p_code text) returns bigint
+  language plpgsql stable
+  set search_path = ''
+as $$
+declare
+  v_now bigint := pg_catalog.floor(extract(epoch from pg_catalog.now()) / 30)::bigint;
+begin
+  -- One step of clock drift either way; a step already used (or older) is refused.
+  for v_step in v_now - 1 .. v_now + 1 loop
+    if v_step > coalesce(p_factor.last_used_step, -1)
+       and auth._equal_keyed(pg_catalog.convert_to(auth.hotp(p_factor.secret, v_step), 'UTF8'),
+                             pg_catalog.convert_to(pg_catalog.btrim(p_code), 'UTF8')) then
+      return v_step;
+    end if;
+  end loop;
+  return null;
+end
+$$;
+comment on function auth._totp_step_accepted(auth.mfa_factors, text) is
+  'The time step whose TOTP code p_code is, within one step of now and after the last used one; else NULL.';
+
+create or replace function auth._session_of(p_response jsonb) returns uuid
+  language sql stable
+  return (select r.session_id from auth.refresh_tokens r
+           where r.token_hash = auth._token_hash(p_response ->> 'refresh_token'));
+comment on function auth._session_of(jsonb) is 'The session a token response was issued for.';
+
+create or replace function auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet)
+  returns auth.mfa_challenges
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_settings auth.settings;
+  v_challenge auth.mfa_challenges;
+begin
+  select * into v_settings from auth.settings;
+  -- Only the hourly budget: the password was right, and a second sign-in within a minute is normal.
+  perform auth._throttle('email-hour:' || p_user.email, v_settings.rate_limit_email_per_address, interval '1 hour');
+  perform auth._queue_email(p_user, 'mfa_email', p_user.email, null);
+  insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address, code_digest)
+  values (p_factor.id, p_session_id, pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry),
+          p_ip, (select t.token_digest from auth.one_time_tokens t
+                  where t.user_id = p_user.id and t.token_type = 'mfa_email'))
+  returning * into v_challenge;
+  update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = p_factor.id;
+  return v_challenge;
+end
+$$;
+comment on function auth._issue_mfa_email(auth.users, auth.mfa_factors, uuid, inet) is
+  'Emails a second-step code and records the challenge it answers.';
+
+create or replace function auth._email_factor(p_user auth.users) returns auth.mfa_factors
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_factor auth.mfa_factors;
+begin
+  select * into v_factor from auth.mfa_factors where user_id = p_user.id and factor_type = 'email';
+  if not found then
+    insert into auth.mfa_factors (user_id, factor_type, status, friendly_name)
+    values (p_user.id, 'email', 'verified', 'email')
+    returning * into v_factor;
+  end if;
+  return v_factor;
+end
+$$;
+comment on function auth._email_factor(auth.users) is 'The user''s email factor, created (verified: the address is) when missing.';
+
+create or replace function auth._needs_email_step(p_user auth.users) returns boolean
+  language plpgsql stable
+  set search_path = ''
+as $$
+declare
+  v_mode text := (select s.mfa_email from auth.settings s);
+begin
+  return p_user.email is not null and p_user.email_confirmed_at is not null and (
+    v_mode = 'required'
+    or (v_mode = 'optional' and exists (
+          select from auth.mfa_factors where user_id = p_user.id and factor_type = 'email' and status = 'verified')));
+end
+$$;
+comment on function auth._needs_email_step(auth.users) is 'Whether a password sign-in of this user continues with an emailed code.';
+
+create or replace function auth._raise_session_aal(
+  p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text
+) returns jsonb
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_session auth.sessions;
+  v_refresh_token text := auth.url_encode(auth._random_bytes(32));
+begin
+  update auth.sessions set aal = 'aal2', factor_id = p_factor.id, updated_at = pg_catalog.now()
+   where id = p_session.id
+  returning * into v_session;
+  insert into auth.mfa_amr_claims (session_id, authentication_method) values (v_session.id, p_method)
+  on conflict (session_id, authentication_method) do update set updated_at = pg_catalog.now();
+  -- New tokens for the raised session; refresh tokens from before the second step are void.
+  delete from auth.refresh_tokens where session_id = v_session.id;
+  insert into auth.refresh_tokens (token_hash, user_id, session_id)
+  values (auth._token_hash(v_refresh_token), p_user.id, v_session.id);
+  return auth._session_response(p_user, v_session, v_refresh_token);
+end
+$$;
+comment on function auth._raise_session_aal(auth.users, auth.sessions, auth.mfa_factors, text) is
+  'Makes a session aal2 with p_method in its amr, and answers with fresh tokens for it.';
+
+-- Service functions.
+create or replace function auth.enroll_factor(
+  p_access_token text, p_factor_type text, p_friendly_name text default null, p_ip inet default null
+) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_settings auth.settings;
+  v_ctx record;
+  v_factor auth.mfa_factors;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  if p_factor_type not in ('totp', 'email') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
+    raise exception using errcode = 'AUV01', message = 'factor_type needs to be totp'
+      || case when v_settings.mfa_email = 'off' then '' else ' or email' end;
+  end if;
+  if exists (select from auth.mfa_factors where user_id = (v_ctx.usr).id and status = 'verified')
+     and (v_ctx.sess).aal = 'aal1' then
+    raise exception using errcode = 'AUM02', message = 'AAL2 required to enroll a new factor';
+  end if;
+  -- Unverified factors older than a challenge's lifetime were abandoned half-way.
+  delete from auth.mfa_factors
+   where user_id = (v_ctx.usr).id and status = 'unverified'
+     and created_at < pg_catalog.now() - pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry);
+  if (select pg_catalog.count(*) from auth.mfa_factors where user_id = (v_ctx.usr).id)
+     >= v_settings.mfa_max_enrolled_factors then
+    raise exception using errcode = 'AUM05', message = 'Maximum number of verified factors reached, unenroll to continue';
+  end if;
+  if p_factor_type = 'email' then
+    if (v_ctx.usr).email_confirmed_at is null then
+      raise exception using errcode = 'AUE04', message = 'Please verify your email first.';
+    end if;
+    v_factor := auth._email_factor(v_ctx.usr);
+    return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'email', 'friendly_name', v_factor.friendly_name);
+  end if;
+  begin
+    insert into auth.mfa_factors (user_id, friendly_name, factor_type, secret)
+    values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'totp', auth._random_bytes(20))
+    returning * into v_factor;
+  exception when unique_violation then
+    raise exception using errcode = 'AUM04',
+      message = pg_catalog.format('A factor with the friendly name "%s" for this user already exists', p_friendly_name);
+  end;
+  perform auth._audit(v_ctx.usr, 'factor_enrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  -- The secret leaves the database this once, for the QR code; the service formats it.
+  return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'totp', 'friendly_name', v_factor.friendly_name,
+                                       'secret', pg_catalog.encode(v_factor.secret, 'hex'), 'account', (v_ctx.usr).email);
+end
+$$;
+comment on function auth.enroll_factor(text, text, text, inet) is
+  'POST /factors: a new unverified TOTP factor (its secret returned once, hex), or the email factor.';
+grant execute on function auth.enroll_factor(text, text, text, inet) to authgres_service;
+
+create or replace function auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet default null) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_settings auth.settings;
+  v_ctx record;
+  v_factor auth.mfa_factors;
+  v_challenge auth.mfa_challenges;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.factor_type = 'email' then
+    v_challenge := auth._issue_mfa_email(v_ctx.usr, v_factor, (v_ctx.sess).id, p_ip);
+  else
+    insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address)
+    values (v_factor.id, (v_ctx.sess).id,
+            pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry), p_ip)
+    returning * into v_challenge;
+    update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = v_factor.id;
+  end if;
+  return pg_catalog.jsonb_build_object('id', v_challenge.id, 'type', v_factor.factor_type,
+                                       'expires_at', auth._epoch(v_challenge.expires_at));
+end
+$$;
+comment on function auth.challenge_factor(text, uuid, inet) is
+  'POST /factors/{id}/challenge: {id, type, expires_at}; an email factor also gets its code emailed.';
+grant execute on function auth.challenge_factor(text, uuid, inet) to authgres_service;
+
+create or replace function auth._verify_challenge(
+  p_user auth.users, p_factor auth.mfa_factors, p_challenge_id uuid, p_code text, p_ip inet,
+  out ok boolean, out method text, out failure jsonb
+)
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_settings auth.settings;
+  v_challenge auth.mfa_challenges;
+  v_step bigint;
+begin
+  select * into v_settings from auth.settings;
+  ok := false;
+  if p_challenge_id is null then  -- an email factor may be answered without naming the challenge
+    select * into v_challenge from auth.mfa_challenges
+     where factor_id = p_factor.id and verified_at is null order by created_at desc limit 1 for update;
+  else
+    select * into v_challenge from auth.mfa_challenges
+     where id = p_challenge_id and factor_id = p_factor.id for update;
+  end if;
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'MFA factor with the provided challenge ID not found';
+  end if;
+  if v_challenge.verified_at is not null or v_challenge.expires_at <= pg_catalog.now()
+     or v_challenge.attempts >= v_settings.mfa_max_attempts then
+    raise exception using errcode = 'AUM07',
+      message = pg_catalog.format('MFA challenge %s has expired, verify against another challenge or create a new challenge.', v_challenge.id);
+  end if;
+  if v_challenge.ip_address is distinct from p_ip and v_challenge.ip_address is not null and p_ip is not null then
+    raise exception using errcode = 'AUM08', message = 'Challenge and verify IP addresses mismatch.';
+  end if;
+
+  if p_factor.factor_type = 'totp' then
+    v_step := auth._totp_step_accepted(p_factor, p_code);
+    if v_step is not null then
+      update auth.mfa_factors set last_used_step = v_step where id = p_factor.id;
+      method := 'totp';
+    end if;
+  elsif v_challenge.code_digest is not null and auth._equal_keyed(
+          v_challenge.code_digest, auth._token_hash(auth._link_token(p_user.email, pg_catalog.btrim(p_code)))) then
+    delete from auth.one_time_tokens where user_id = p_user.id and token_type = 'mfa_email';
+    method := 'email';
+  end if;
+  if method is null and auth._use_recovery_code(p_user, p_code, p_ip) then
+    method := 'recovery_code';
+  end if;
+
+  if method is null then
+    update auth.mfa_challenges set attempts = attempts + 1 where id = v_challenge.id;
+    failure := pg_catalog.jsonb_build_object('error', 'AUM06', 'message',
+      case p_factor.factor_type when 'totp' then 'Invalid TOTP code entered' else 'Invalid MFA email code entered' end);
+    return;
+  end if;
+  update auth.mfa_challenges set verified_at = pg_catalog.now() where id = v_challenge.id;
+  ok := true;
+end
+$$;
+comment on function auth._verify_challenge(auth.users, auth.mfa_factors, uuid, text, inet) is
+  'Checks a code (TOTP, emailed, or a recovery code) against a live challenge; wrong codes count '
+  'against the challenge and come back as a failure to return, so the count commits.';
+
+create or replace function auth.verify_factor(
+  p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text,
+  p_user_agent text default null, p_ip inet default null
+) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+  v_factor auth.mfa_factors;
+  v_check record;
+  v_first boolean;
+  v_session auth.sessions;
+  v_response jsonb;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  -- Serialise with refreshes of this session, which read its aal.
+  select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
+  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if pg_catalog.btrim(coalesce(p_code, '')) = '' then
+    raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';
+  end if;
+  select * into v_check from auth._verify_challenge(v_ctx.usr, v_factor, p_challenge_id, p_code, p_ip);
+  if not v_check.ok then
+    return v_check.failure;
+  end if;
+
+  v_first := not exists (select from auth.mfa_factors
+                          where user_id = (v_ctx.usr).id and status = 'verified' and factor_type = 'totp');
+  if v_factor.status = 'unverified' then
+    update auth.mfa_factors set status = 'verified', updated_at = pg_catalog.now() where id = v_factor.id
+    returning * into v_factor;
+    perform auth._audit(v_ctx.usr, 'factor_verified', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  end if;
+  -- As GoTrue: once a factor protects the account, sign-ins that stopped at aal1 end.
+  delete from auth.sessions where user_id = (v_ctx.usr).id and id <> v_session.id and aal = 'aal1';
+  v_response := auth._raise_session_aal(v_ctx.usr, v_session, v_factor, v_check.method);
+  if v_first and v_factor.factor_type = 'totp' then
+    v_response := v_response || pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
+  end if;
+  return v_response;
+end
+$$;
+comment on function auth.verify_factor(text, uuid, uuid, text, text, inet) is
+  'POST /factors/{id}/verify: proves a factor (or spends a recovery code) and raises the session to '
+  'aal2. Verifying the first TOTP factor also returns the 10 recovery codes, once.';
+grant execute on function auth.verify_factor(text, uuid, uuid, text, text, inet) to authgres_service;
+
+create or replace function auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet default null) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+  v_factor auth.mfa_factors;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.status = 'verified' and (v_ctx.sess).aal = 'aal1' then
+    raise exception using errcode = 'AUM03', message = 'AAL2 required to unenroll verified factor';
+  end if;
+  perform auth._remove_factor(v_ctx.usr, v_factor);
+  perform auth._audit(v_ctx.usr, 'factor_unenrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  return pg_catalog.jsonb_build_object('id', v_factor.id);
+end
+$$;
+comment on function auth.unenroll_factor(text, uuid, inet) is 'DELETE /factors/{id}.';
+grant execute on function auth.unenroll_factor(text, uuid, inet) to authgres_service;
+
+create or replace function auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) returns void
+  language plpgsql volatile
+  set search_path = ''
+as $$
+begin
+  delete from auth.mfa_factors where id = p_factor.id;
+  -- Sessions that reached aal2 with this factor fall back to aal1.
+  update auth.sessions set aal = 'aal1', factor_id = null where factor_id = p_factor.id;
+  if not exists (select from auth.mfa_factors where user_id = p_user.id and status = 'verified' and factor_type = 'totp') then
+    delete from auth.mfa_recovery_codes where user_id = p_user.id;
+  end if;
+end
+$$;
+comment on function auth._remove_factor(auth.users, auth.mfa_factors) is
+  'Deletes a factor, lowers the sessions it raised, and drops recovery codes once no TOTP factor is left.';
+
+create or replace function auth.recovery_codes(p_access_token text, p_regenerate boolean default false, p_ip inet default null)
+  returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  if not p_regenerate then
+    return pg_catalog.jsonb_build_object('remaining', (select pg_catalog.count(*) from auth.mfa_recovery_codes
+                                                        where user_id = (v_ctx.usr).id and used_at is null));
+  end if;
+  if (v_ctx.sess).aal <> 'aal2' then
+    raise exception using errcode = 'AUM02', message = 'AAL2 required to regenerate recovery codes';
+  end if;
+  return pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
+end
+$$;
+comment on function auth.recovery_codes(text, boolean, inet) is
+  'GET /factors/recovery_codes: how many remain. POST: a new set of 10 (needs aal2); the old set dies.';
+grant execute on function auth.recovery_codes(text, boolean, inet) to authgres_service;
+
+create or replace function auth.complete_twofa(
+  p_challenge_token text, p_code text, p_user_agent text default null, p_ip inet default null
+) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_challenge auth.mfa_challenges;
+  v_factor auth.mfa_factors;
+  v_user auth.users;
+  v_check record;
+  v_session jsonb;
+begin
+  select * into v_challenge from auth.mfa_challenges
+   where login_token_digest = auth._token_hash(coalesce(p_challenge_token, ''));
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'MFA factor with the provided challenge ID not found';
+  end if;
+  select * into strict v_factor from auth.mfa_factors where id = v_challenge.factor_id;
+  select * into strict v_user from auth.users where id = v_factor.user_id;
+  select * into v_check from auth._verify_challenge(v_user, v_factor, v_challenge.id, p_code, p_ip);
+  if not v_check.ok then
+    return v_check.failure;
+  end if;
+  delete from auth.mfa_challenges where id = v_challenge.id;  -- the challenge token is single-use too
+  v_session := auth._start_session(v_user, 'password', p_user_agent, p_ip);
+  return auth._raise_session_aal(
+    v_user, (select s from auth.sessions s where s.id = auth._session_of(v_session)), v_factor, v_check.method);
+end
+$$;
+comment on function auth.complete_twofa(text, text, text, inet) is
+  'POST /token?grant_type=twofa (strict email 2-step): the challenge_token and the emailed code give an aal2 session.';
+grant execute on function auth.complete_twofa(text, text, text, inet) to authgres_service;

@@ -1,0 +1,49 @@
+-- one_time_tokens.sql: One-time tokens: every emailed secret, issued hashed, attempt-limited, expiring and single-use.
+set local role authgres_owner;
+
+create or replace function auth._link_token(p_address text, p_code text) returns text
+  language sql stable parallel safe
+  return pg_catalog.encode(pg_catalog.sha224(pg_catalog.convert_to(p_address || p_code, 'UTF8')), 'hex');
+comment on function auth._link_token(text, text) is 'GoTrue''s token_hash: hex SHA-224 of address || code.';
+
+create or replace function auth._issue_token(
+  p_user auth.users, p_token_type text, p_address text, p_redirect_to text,
+  out code text, out link_token text
+)
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_settings auth.settings;
+begin
+  select * into v_settings from auth.settings;
+  code := pg_catalog.lpad(
+    ((('x' || pg_catalog.encode(auth._random_bytes(7), 'hex'))::bit(56)::bigint
+      % (10::bigint ^ v_settings.mailer_otp_length)::bigint))::text,
+    v_settings.mailer_otp_length, '0');
+  link_token := auth._link_token(p_address, code);
+  insert into auth.one_time_tokens as t (user_id, token_type, token_digest, relates_to, redirect_to, expires_at)
+  values (p_user.id, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
+          pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
+  on conflict (user_id, token_type) do update
+     set token_digest = excluded.token_digest, relates_to = excluded.relates_to,
+         redirect_to = excluded.redirect_to, attempts = 0, created_at = excluded.created_at,
+         expires_at = excluded.expires_at;
+end
+$$;
+comment on function auth._issue_token(auth.users, text, text, text) is
+  'Issues a fresh token of p_token_type (replacing any live one); the code and link token are returned, never stored.';
+
+create or replace function auth._verification_type(p_token_type text) returns text
+  language sql immutable parallel safe
+  return case p_token_type when 'confirmation' then 'signup'
+                           when 'email_change_current' then 'email_change'
+                           when 'email_change_new' then 'email_change'
+                           else p_token_type end;
+comment on function auth._verification_type(text) is 'The verify type a token of this kind is presented with.';
+
+create or replace function auth._verify_error(p_message text) returns jsonb
+  language sql immutable parallel safe
+  return pg_catalog.jsonb_build_object('error', 'AUO01', 'message', p_message);
+comment on function auth._verify_error(text) is
+  'A failed verification, returned rather than raised so that the attempt it counted commits.';

@@ -1,0 +1,41 @@
+-- prune.sql: Housekeeping: what has outlived its use is deleted in batches.
+set local role authgres_owner;
+
+create or replace function auth.prune(p_batch integer default 1000) returns integer
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_days integer := (select s.audit_retention_days from auth.settings s);
+  v_deleted integer := 0;
+  v_count integer;
+begin
+  if v_days > 0 then
+    delete from auth.audit_log_entries where id in (
+      select id from auth.audit_log_entries
+       where created_at < pg_catalog.now() - pg_catalog.make_interval(days => v_days) limit p_batch);
+    get diagnostics v_count = row_count;
+    v_deleted := v_deleted + v_count;
+  end if;
+  delete from auth.email_outbox where id in (
+    select id from auth.email_outbox
+     where status in ('sent', 'dead') and created_at < pg_catalog.now() - interval '7 days' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.one_time_tokens where id in (
+    select id from auth.one_time_tokens where expires_at < pg_catalog.now() limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.mfa_challenges where id in (
+    select id from auth.mfa_challenges where expires_at < pg_catalog.now() - interval '1 day' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.rate_limits where key in (
+    select key from auth.rate_limits where window_started_at < pg_catalog.now() - interval '1 day' limit p_batch);
+  get diagnostics v_count = row_count;
+  return v_deleted + v_count;
+end
+$$;
+comment on function auth.prune(integer) is
+  'Deletes at most p_batch rows of each kind that has outlived its use; returns how many. Call until it returns 0.';
+grant execute on function auth.prune(integer) to authgres_service;
