@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install postgres dev test lint bench clean
+.PHONY: install postgres dev test lint bench schema clean
 
 install: $(VENV)/.installed postgres
 
@@ -30,6 +30,10 @@ lint: install
 	$(BIN)/ruff check python tests bench
 	$(BIN)/ruff format --check python tests bench
 	$(BIN)/mypy
+
+# sql/schema.sql: the DDL of a fresh install (a test fails when it is stale).
+schema: install
+	$(BIN)/python -m authgres.schema
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -15,7 +15,9 @@ log = logging.getLogger("authgres")
 API_VERSION_HEADER = "X-Supabase-Api-Version"
 API_VERSION_2024 = "2024-01-01"
 
-# The SQL functions raise these (see the header of sql/migrations/0004_create_session_functions.sql).
+# The SQLSTATEs sql/functions raise (class AU), and what the client is told. AUXnn are server faults
+# (a missing signing key): deliberately absent, so they are logged and answered 500 unexpected_failure.
+# tests/sql/test_seam.py checks that this table and the SQL agree.
 SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUV01": (400, "validation_failed"),
     "AUV02": (422, "validation_failed"),

@@ -14,7 +14,9 @@ def call(conn: psycopg.Connection[Any], function: str, **params: Any) -> Any:
 
 def refresh(conn: psycopg.Connection[Any], token: str) -> Any:
     """One refresh as the service makes it (a batch of one): the session, or {"error": SQLSTATE, "message"}."""
-    return conn.execute("select (auth.refresh_sessions(array[%s], array[null], array[null]))[1]", (token,)).fetchone()[0]
+    return conn.execute("select (auth.refresh_sessions(array[%s], array[null], array[null]))[1]", (token,)).fetchone()[
+        0
+    ]
 
 
 def get_user(conn: psycopg.Connection[Any], access_token: str) -> Any:

@@ -129,4 +129,3 @@ def test_everything_in_auth_belongs_to_the_owner_role(admin):
     assert foreign == []
     owner = admin.execute("select rolcanlogin, rolsuper from pg_roles where rolname = 'authgres_owner'").fetchone()
     assert owner == (False, False)
-

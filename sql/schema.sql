@@ -1,0 +1,5934 @@
+--
+-- PostgreSQL database dump
+--
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+--
+-- Name: auth; Type: SCHEMA; Schema: -; Owner: authgres_owner
+--
+
+CREATE SCHEMA auth;
+
+ALTER SCHEMA auth OWNER TO authgres_owner;
+
+--
+-- Name: SCHEMA auth; Type: COMMENT; Schema: -; Owner: authgres_owner
+--
+
+COMMENT ON SCHEMA auth IS 'authgres: users, sessions, tokens and the functions that manage them.';
+
+--
+-- Name: extensions; Type: SCHEMA; Schema: -; Owner: postgres
+--
+
+CREATE SCHEMA extensions;
+
+ALTER SCHEMA extensions OWNER TO postgres;
+
+--
+-- Name: pgcrypto; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA extensions;
+
+--
+-- Name: EXTENSION pgcrypto; Type: COMMENT; Schema: -; Owner: 
+--
+
+COMMENT ON EXTENSION pgcrypto IS 'cryptographic functions';
+
+--
+-- Name: aal_level; Type: TYPE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TYPE auth.aal_level AS ENUM (
+    'aal1',
+    'aal2',
+    'aal3'
+);
+
+ALTER TYPE auth.aal_level OWNER TO authgres_owner;
+
+--
+-- Name: TYPE aal_level; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TYPE auth.aal_level IS 'Authenticator assurance level of a session (NIST SP 800-63B).';
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: sessions; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.sessions (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    factor_id uuid,
+    aal auth.aal_level DEFAULT 'aal1'::auth.aal_level NOT NULL,
+    not_after timestamp with time zone,
+    refreshed_at timestamp with time zone,
+    user_agent text,
+    ip inet,
+    tag text,
+    refresh_token_key bytea NOT NULL
+);
+
+ALTER TABLE auth.sessions OWNER TO authgres_owner;
+
+--
+-- Name: TABLE sessions; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.sessions IS 'A signed-in device. Access tokens name it in their session_id claim; deleting the row signs the device out.';
+
+--
+-- Name: COLUMN sessions.not_after; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.sessions.not_after IS 'The session ends at this time whatever its refresh tokens say.';
+
+--
+-- Name: COLUMN sessions.refresh_token_key; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.sessions.refresh_token_key IS 'Secret of the session''s refresh-token chain: each token is the HMAC of its parent under this key, so a lost response can be replayed without keeping any token in the clear. Readable only by the owner.';
+
+--
+-- Name: users; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.users (
+    instance_id uuid DEFAULT '00000000-0000-0000-0000-000000000000'::uuid NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    aud character varying(255),
+    role character varying(255),
+    email character varying(255),
+    encrypted_password character varying(255),
+    email_confirmed_at timestamp with time zone,
+    invited_at timestamp with time zone,
+    confirmation_sent_at timestamp with time zone,
+    recovery_sent_at timestamp with time zone,
+    email_change character varying(255) DEFAULT ''::character varying NOT NULL,
+    email_change_sent_at timestamp with time zone,
+    last_sign_in_at timestamp with time zone,
+    raw_app_meta_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    raw_user_meta_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    is_super_admin boolean,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    phone text,
+    phone_confirmed_at timestamp with time zone,
+    phone_change text DEFAULT ''::text NOT NULL,
+    phone_change_sent_at timestamp with time zone,
+    confirmed_at timestamp with time zone GENERATED ALWAYS AS (LEAST(email_confirmed_at, phone_confirmed_at)) STORED,
+    reauthentication_sent_at timestamp with time zone,
+    banned_until timestamp with time zone,
+    is_sso_user boolean DEFAULT false NOT NULL,
+    deleted_at timestamp with time zone,
+    is_anonymous boolean DEFAULT false NOT NULL,
+    email_change_confirm_status smallint DEFAULT 0 NOT NULL,
+    CONSTRAINT users_email_change_confirm_status_check CHECK (((email_change_confirm_status >= 0) AND (email_change_confirm_status <= 2))),
+    CONSTRAINT users_email_lowercase CHECK (((email)::text = lower((email)::text)))
+);
+
+ALTER TABLE auth.users OWNER TO authgres_owner;
+
+--
+-- Name: TABLE users; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.users IS 'One row per user account. Applications reference auth.users(id).';
+
+--
+-- Name: COLUMN users.email; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.users.email IS 'Lower-cased; unique among non-SSO users.';
+
+--
+-- Name: COLUMN users.encrypted_password; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.users.encrypted_password IS 'argon2id (or imported bcrypt) hash; NULL when the user has no password.';
+
+--
+-- Name: COLUMN users.is_anonymous; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.users.is_anonymous IS 'Created by an anonymous sign-in; has no email, phone or identity.';
+
+--
+-- Name: COLUMN users.email_change_confirm_status; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.users.email_change_confirm_status IS 'How many of the two email-change confirmations arrived.';
+
+--
+-- Name: _access_token(auth.users, auth.sessions); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._access_token(p_user auth.users, p_session auth.sessions, OUT token text, OUT expires_at bigint) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_iat bigint := auth._epoch(pg_catalog.now());
+  v_claims jsonb;
+  v_custom jsonb;
+begin
+  select * into v_settings from auth.settings;
+  expires_at := v_iat + v_settings.jwt_exp;
+  v_claims := pg_catalog.jsonb_build_object(
+    'sub', p_user.id,
+    'aud', coalesce(p_user.aud, v_settings.jwt_aud),
+    'exp', expires_at,
+    'iat', v_iat,
+    'email', coalesce(p_user.email, ''),
+    'phone', coalesce(p_user.phone, ''),
+    'app_metadata', p_user.raw_app_meta_data,
+    'user_metadata', p_user.raw_user_meta_data,
+    'role', coalesce(p_user.role, v_settings.jwt_default_role),
+    'aal', p_session.aal,
+    'amr', coalesce(
+      (select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'method', c.authentication_method, 'timestamp', auth._epoch(c.updated_at))
+              order by c.updated_at desc)
+         from auth.mfa_amr_claims c
+        where c.session_id = p_session.id),
+      '[]'::jsonb),
+    'session_id', p_session.id,
+    'is_anonymous', p_user.is_anonymous)
+    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('iss', v_settings.jwt_issuer));
+  if v_settings.hook_custom_access_token is not null then
+    v_custom := auth._call_hook(v_settings.hook_custom_access_token, pg_catalog.jsonb_build_object(
+      'user_id', p_user.id, 'claims', v_claims,
+      'authentication_method', v_claims -> 'amr' -> 0 ->> 'method'));
+    if pg_catalog.jsonb_typeof(v_custom -> 'claims') <> 'object'
+       or not (v_custom -> 'claims') ?& array['aud', 'email', 'phone', 'role', 'is_anonymous'] then
+      raise exception using errcode = 'AUH01',
+        message = 'Hook custom_access_token must return claims with at least aud, email, phone, role and is_anonymous';
+    end if;
+    -- Who, which session, how strongly and for how long are not the hook's to change.
+    v_claims := (v_custom -> 'claims') || pg_catalog.jsonb_build_object(
+      'sub', v_claims -> 'sub', 'session_id', v_claims -> 'session_id', 'aal', v_claims -> 'aal',
+      'amr', v_claims -> 'amr', 'exp', v_claims -> 'exp', 'iat', v_claims -> 'iat');
+  end if;
+  token := auth._sign_claims(v_claims);
+end
+$$;
+
+ALTER FUNCTION auth._access_token(p_user auth.users, p_session auth.sessions, OUT token text, OUT expires_at bigint) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _access_token(p_user auth.users, p_session auth.sessions, OUT token text, OUT expires_at bigint); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._access_token(p_user auth.users, p_session auth.sessions, OUT token text, OUT expires_at bigint) IS 'A signed access token for a session, with GoTrue''s claims (changed by the custom_access_token hook, if any).';
+
+--
+-- Name: _admin_user(uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._admin_user(p_user_id uuid) RETURNS auth.users
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+begin
+  select * into v_user from auth.users where id = p_user_id;
+  if not found then
+    raise exception using errcode = 'AUA02', message = 'User not found';
+  end if;
+  return v_user;
+end
+$$;
+
+ALTER FUNCTION auth._admin_user(p_user_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _admin_user(p_user_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._admin_user(p_user_id uuid) IS 'The user, or AUA02.';
+
+--
+-- Name: _api_key_claims(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._api_key_claims(p_key text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_key auth.api_keys;
+  v_user auth.users;
+  v_settings auth.settings;
+  v_now bigint := auth._epoch(pg_catalog.now());
+begin
+  select * into v_key from auth.api_keys where key_digest = auth._token_hash(p_key);
+  if not found or v_key.revoked_at is not null or v_key.expires_at <= pg_catalog.now() then
+    raise exception using errcode = 'AUJ01', message = 'invalid API key: unknown, revoked or expired';
+  end if;
+  select * into strict v_user from auth.users where id = v_key.user_id;
+  -- Coarse bookkeeping: at most one write a minute per key, not one per request.
+  if v_key.last_used_at is null or v_key.last_used_at < pg_catalog.now() - interval '1 minute' then
+    update auth.api_keys set last_used_at = pg_catalog.now() where id = v_key.id;
+  end if;
+  select * into v_settings from auth.settings;
+  return pg_catalog.jsonb_build_object(
+    'sub', v_user.id, 'aud', coalesce(v_user.aud, v_settings.jwt_aud),
+    'exp', coalesce(auth._epoch(v_key.expires_at), v_now + v_settings.jwt_exp), 'iat', v_now,
+    'email', coalesce(v_user.email, ''), 'phone', coalesce(v_user.phone, ''),
+    'app_metadata', v_user.raw_app_meta_data, 'user_metadata', v_user.raw_user_meta_data,
+    'role', coalesce(v_user.role, v_settings.jwt_default_role), 'aal', 'aal1',
+    'amr', pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+             'method', 'api_key', 'timestamp', auth._epoch(v_key.created_at))),
+    'api_key_id', v_key.id, 'is_anonymous', v_user.is_anonymous);
+end
+$$;
+
+ALTER FUNCTION auth._api_key_claims(p_key text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _api_key_claims(p_key text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._api_key_claims(p_key text) IS 'The claims an API key stands for: its user at aal1, amr api_key, no session. AUJ01 when unknown, revoked or expired.';
+
+--
+-- Name: _audit(auth.users, text, text, inet, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._audit(p_user auth.users, p_action text, p_log_type text, p_ip inet, p_traits jsonb DEFAULT NULL::jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  insert into auth.audit_log_entries (payload, ip_address)
+  values (
+    pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
+      'actor_id', p_user.id,
+      'actor_username', p_user.email,
+      'actor_via_sso', false,
+      'action', p_action,
+      'log_type', p_log_type,
+      'traits', p_traits)),
+    coalesce(pg_catalog.host(p_ip), ''));
+end
+$$;
+
+ALTER FUNCTION auth._audit(p_user auth.users, p_action text, p_log_type text, p_ip inet, p_traits jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _audit(p_user auth.users, p_action text, p_log_type text, p_ip inet, p_traits jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._audit(p_user auth.users, p_action text, p_log_type text, p_ip inet, p_traits jsonb) IS 'Appends one audit_log_entries row, in the caller''s transaction.';
+
+--
+-- Name: _audit_admin(text, auth.users, inet, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._audit_admin(p_action text, p_user auth.users, p_ip inet, p_traits jsonb DEFAULT '{}'::jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  insert into auth.audit_log_entries (payload, ip_address)
+  values (pg_catalog.json_build_object(
+            'actor_id', '00000000-0000-0000-0000-000000000000',
+            'actor_username', 'service_role',
+            'actor_via_sso', false,
+            'action', p_action,
+            'log_type', 'admin',
+            'traits', pg_catalog.jsonb_build_object('user_id', p_user.id, 'user_email', p_user.email) || p_traits),
+          coalesce(pg_catalog.host(p_ip), ''));
+end
+$$;
+
+ALTER FUNCTION auth._audit_admin(p_action text, p_user auth.users, p_ip inet, p_traits jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _audit_admin(p_action text, p_user auth.users, p_ip inet, p_traits jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._audit_admin(p_action text, p_user auth.users, p_ip inet, p_traits jsonb) IS 'Audits an admin action on a user.';
+
+--
+-- Name: _authorize(text, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._authorize(p_token text, p_require_user boolean, OUT claims jsonb, OUT usr auth.users, OUT sess auth.sessions) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_sub text;
+  v_session_id text;
+begin
+  claims := auth._verified_claims(p_token);
+  v_sub := claims ->> 'sub';
+  if v_sub is null then
+    if p_require_user then
+      raise exception using errcode = 'AUJ01', message = 'invalid claim: missing sub claim';
+    end if;
+    return;
+  end if;
+  if v_sub !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    raise exception using errcode = 'AUJ02', message = 'invalid claim: sub claim must be a UUID';
+  end if;
+  select * into usr from auth.users u where u.id = v_sub::uuid and u.deleted_at is null;
+  if not found then
+    raise exception using errcode = 'AUJ03', message = 'User from sub claim in JWT does not exist';
+  end if;
+  v_session_id := claims ->> 'session_id';
+  if v_session_id is not null and v_session_id <> '00000000-0000-0000-0000-000000000000' then
+    if v_session_id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+      select * into sess from auth.sessions s
+       where s.id = v_session_id::uuid and s.user_id = usr.id
+         and (s.not_after is null or s.not_after > pg_catalog.now());
+    end if;
+    if sess.id is null then
+      raise exception using errcode = 'AUJ04', message = 'Session from session_id claim in JWT does not exist';
+    end if;
+  end if;
+  if usr.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUJ05', message = 'User is banned';
+  end if;
+end
+$_$;
+
+ALTER FUNCTION auth._authorize(p_token text, p_require_user boolean, OUT claims jsonb, OUT usr auth.users, OUT sess auth.sessions) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _authorize(p_token text, p_require_user boolean, OUT claims jsonb, OUT usr auth.users, OUT sess auth.sessions); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._authorize(p_token text, p_require_user boolean, OUT claims jsonb, OUT usr auth.users, OUT sess auth.sessions) IS 'Who a bearer token speaks for: its claims, and its user and session, which must still exist.';
+
+--
+-- Name: _call_hook(text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._call_hook(p_function text, p_event jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_result jsonb;
+begin
+  -- The hook runs in a subtransaction of the request's own: whatever it did is undone when it fails,
+  -- and the request's statement_timeout bounds it.
+  begin
+    execute pg_catalog.format('select %s($1)', p_function::regproc) using p_event into v_result;
+  exception
+    when query_canceled then
+      raise exception using errcode = 'AUH02', message = pg_catalog.format('Hook %s timed out', p_function);
+    when others then
+      raise exception using errcode = 'AUH01',
+        message = pg_catalog.format('Error running hook %s: %s', p_function, sqlerrm);
+  end;
+  if v_result ? 'error' then
+    raise exception using errcode = 'AUH03',
+      message = coalesce(v_result -> 'error' ->> 'message', 'Rejected by a hook');
+  end if;
+  return coalesce(v_result, '{}');
+end
+$_$;
+
+ALTER FUNCTION auth._call_hook(p_function text, p_event jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _call_hook(p_function text, p_event jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._call_hook(p_function text, p_event jsonb) IS 'Calls a configured hook f(event jsonb) returns jsonb. Raises AUH01 if it fails, AUH02 if it times out, AUH03 when it answers {"error": {"message": ...}}.';
+
+--
+-- Name: _check_jwt(text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._check_jwt(p_token text, p_secret text, p_algorithm text, OUT header json, OUT payload json, OUT signed boolean, OUT unexpired boolean) RETURNS record
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+declare
+  v_parts text[] := pg_catalog.string_to_array(p_token, '.');
+  v_now numeric := extract(epoch from pg_catalog.now());
+begin
+  signed := false;
+  unexpired := false;
+  if pg_catalog.array_length(v_parts, 1) is distinct from 3
+     or p_algorithm not in ('HS256', 'HS384', 'HS512') or p_secret is null then
+    return;
+  end if;
+  header := auth._decode_json_segment(v_parts[1]);
+  payload := auth._decode_json_segment(v_parts[2]);
+  signed := coalesce(auth._equal_secure(
+      auth.algorithm_sign(v_parts[1] || '.' || v_parts[2], p_secret, p_algorithm), v_parts[3])
+    and pg_catalog.json_typeof(header) = 'object' and pg_catalog.json_typeof(payload) = 'object'
+    and header ->> 'alg' = p_algorithm, false);
+  unexpired := coalesce(signed
+    and pg_catalog.json_typeof(payload -> 'exp') = 'number'
+    and (payload ->> 'exp')::numeric > v_now
+    and (payload -> 'nbf' is null
+         or (pg_catalog.json_typeof(payload -> 'nbf') = 'number' and (payload ->> 'nbf')::numeric <= v_now)), false);
+end
+$$;
+
+ALTER FUNCTION auth._check_jwt(p_token text, p_secret text, p_algorithm text, OUT header json, OUT payload json, OUT signed boolean, OUT unexpired boolean) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _check_jwt(p_token text, p_secret text, p_algorithm text, OUT header json, OUT payload json, OUT signed boolean, OUT unexpired boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._check_jwt(p_token text, p_secret text, p_algorithm text, OUT header json, OUT payload json, OUT signed boolean, OUT unexpired boolean) IS 'Shared core of auth.verify() and the access-token checks: signed says the signature and header alg hold; unexpired says exp (required) and nbf hold as well.';
+
+--
+-- Name: _confirm_email(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._confirm_email(p_user auth.users) RETURNS auth.users
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+begin
+  if p_user.email_confirmed_at is not null then
+    return p_user;
+  end if;
+  update auth.users
+     set email_confirmed_at = pg_catalog.now(), updated_at = pg_catalog.now(),
+         raw_user_meta_data = raw_user_meta_data || '{"email_verified": true}'
+   where id = p_user.id
+  returning * into v_user;
+  update auth.identities
+     set identity_data = identity_data || '{"email_verified": true}', updated_at = pg_catalog.now()
+   where user_id = p_user.id and provider = 'email';
+  perform auth._audit(v_user, 'user_confirmation_completed', 'user', null);
+  return v_user;
+end
+$$;
+
+ALTER FUNCTION auth._confirm_email(p_user auth.users) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _confirm_email(p_user auth.users); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._confirm_email(p_user auth.users) IS 'Marks the user''s email verified (user, metadata and email identity).';
+
+--
+-- Name: _decode_json_segment(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._decode_json_segment(p_segment text) RETURNS json
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+begin
+  return pg_catalog.convert_from(auth.url_decode(p_segment), 'UTF8')::json;
+exception when others then
+  return null;
+end
+$$;
+
+ALTER FUNCTION auth._decode_json_segment(p_segment text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _decode_json_segment(p_segment text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._decode_json_segment(p_segment text) IS 'JSON from one base64url JWT segment, or NULL when the segment is not valid base64url JSON.';
+
+--
+-- Name: mfa_factors; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.mfa_factors (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    friendly_name text DEFAULT ''::text NOT NULL,
+    factor_type text NOT NULL,
+    status text DEFAULT 'unverified'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    secret bytea,
+    last_challenged_at timestamp with time zone,
+    last_used_step bigint,
+    CONSTRAINT mfa_factors_factor_type_check CHECK ((factor_type = ANY (ARRAY['totp'::text, 'email'::text]))),
+    CONSTRAINT mfa_factors_status_check CHECK ((status = ANY (ARRAY['unverified'::text, 'verified'::text])))
+);
+
+ALTER TABLE auth.mfa_factors OWNER TO authgres_owner;
+
+--
+-- Name: TABLE mfa_factors; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.mfa_factors IS 'Second factors of a user: TOTP authenticator apps, and email.';
+
+--
+-- Name: COLUMN mfa_factors.secret; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.mfa_factors.secret IS 'The TOTP key (20 random bytes). Readable only by the owner role.';
+
+--
+-- Name: COLUMN mfa_factors.last_used_step; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.mfa_factors.last_used_step IS 'TOTP time step of the last accepted code: a code works once.';
+
+--
+-- Name: _email_factor(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._email_factor(p_user auth.users) RETURNS auth.mfa_factors
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_factor auth.mfa_factors;
+begin
+  select * into v_factor from auth.mfa_factors where user_id = p_user.id and factor_type = 'email';
+  if not found then
+    insert into auth.mfa_factors (user_id, factor_type, status, friendly_name)
+    values (p_user.id, 'email', 'verified', 'email')
+    returning * into v_factor;
+  end if;
+  return v_factor;
+end
+$$;
+
+ALTER FUNCTION auth._email_factor(p_user auth.users) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _email_factor(p_user auth.users); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._email_factor(p_user auth.users) IS 'The user''s email factor, created (verified: the address is) when missing.';
+
+--
+-- Name: _epoch(timestamp with time zone); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._epoch(p_at timestamp with time zone) RETURNS bigint
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    RETURN (floor(EXTRACT(epoch FROM p_at)))::bigint;
+
+ALTER FUNCTION auth._epoch(p_at timestamp with time zone) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _epoch(p_at timestamp with time zone); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._epoch(p_at timestamp with time zone) IS 'Whole seconds since 1970, as JWT NumericDate.';
+
+--
+-- Name: _equal_keyed(bytea, bytea); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._equal_keyed(p_left bytea, p_right bytea) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  -- A fresh key: the compared digests cannot be computed by a caller probing short codes.
+  v_key bytea := auth._random_bytes(32);
+begin
+  return coalesce(auth._hmac(p_left, v_key, 'sha256') = auth._hmac(p_right, v_key, 'sha256'), false);
+end
+$$;
+
+ALTER FUNCTION auth._equal_keyed(p_left bytea, p_right bytea) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _equal_keyed(p_left bytea, p_right bytea); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._equal_keyed(p_left bytea, p_right bytea) IS 'Equality of a secret with a guess that leaks nothing through timing, even for a small guess space.';
+
+--
+-- Name: _equal_secure(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._equal_secure(p_left text, p_right text) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN COALESCE((sha256(convert_to(p_left, 'UTF8'::name)) = sha256(convert_to(p_right, 'UTF8'::name))), false);
+
+ALTER FUNCTION auth._equal_secure(p_left text, p_right text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _equal_secure(p_left text, p_right text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._equal_secure(p_left text, p_right text) IS 'Equality of two secrets whose timing does not reveal them; false when either side is NULL.';
+
+--
+-- Name: _factor_json(auth.mfa_factors); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._factor_json(p_factor auth.mfa_factors) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  return pg_catalog.jsonb_build_object(
+    'id', p_factor.id, 'friendly_name', p_factor.friendly_name, 'factor_type', p_factor.factor_type,
+    'status', p_factor.status, 'created_at', p_factor.created_at, 'updated_at', p_factor.updated_at,
+    'last_challenged_at', p_factor.last_challenged_at, 'phone', '');
+end
+$$;
+
+ALTER FUNCTION auth._factor_json(p_factor auth.mfa_factors) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _factor_json(p_factor auth.mfa_factors); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._factor_json(p_factor auth.mfa_factors) IS 'A factor as GoTrue serialises it (never its secret).';
+
+--
+-- Name: _factor_of(uuid, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._factor_of(p_user_id uuid, p_factor_id uuid) RETURNS auth.mfa_factors
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_factor auth.mfa_factors;
+begin
+  select * into v_factor from auth.mfa_factors where id = p_factor_id and user_id = p_user_id;
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'Factor not found';
+  end if;
+  return v_factor;
+end
+$$;
+
+ALTER FUNCTION auth._factor_of(p_user_id uuid, p_factor_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _factor_of(p_user_id uuid, p_factor_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._factor_of(p_user_id uuid, p_factor_id uuid) IS 'The user''s factor, or AUM01.';
+
+--
+-- Name: _get_user(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._get_user(p_access_token text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  return auth._user_json((auth._authorize(p_access_token, true)).usr);
+end
+$$;
+
+ALTER FUNCTION auth._get_user(p_access_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _get_user(p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._get_user(p_access_token text) IS 'The user an access token speaks for; GET /user calls it through auth.get_users().';
+
+--
+-- Name: _hmac(bytea, bytea, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._hmac(p_data bytea, p_key bytea, p_algorithm text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN extensions.hmac(p_data, p_key, p_algorithm);
+
+ALTER FUNCTION auth._hmac(p_data bytea, p_key bytea, p_algorithm text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _hmac(p_data bytea, p_key bytea, p_algorithm text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._hmac(p_data bytea, p_key bytea, p_algorithm text) IS 'pgcrypto hmac(), wherever pgcrypto is installed.';
+
+--
+-- Name: identities; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.identities (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    provider_id text NOT NULL,
+    user_id uuid NOT NULL,
+    identity_data jsonb NOT NULL,
+    provider text NOT NULL,
+    last_sign_in_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    email text GENERATED ALWAYS AS (lower((identity_data ->> 'email'::text))) STORED
+);
+
+ALTER TABLE auth.identities OWNER TO authgres_owner;
+
+--
+-- Name: TABLE identities; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.identities IS 'How a user signs in: one row per provider (email, phone, OAuth ...).';
+
+--
+-- Name: COLUMN identities.provider_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.identities.provider_id IS 'The user id at the provider; the auth.users id for email and phone.';
+
+--
+-- Name: _identity_json(auth.identities); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._identity_json(p_identity auth.identities) RETURNS jsonb
+    LANGUAGE sql STABLE
+    RETURN (jsonb_build_object('identity_id', (p_identity).id, 'id', (p_identity).provider_id, 'user_id', (p_identity).user_id, 'identity_data', (p_identity).identity_data, 'provider', (p_identity).provider, 'created_at', (p_identity).created_at, 'updated_at', (p_identity).updated_at) || jsonb_strip_nulls(jsonb_build_object('last_sign_in_at', (p_identity).last_sign_in_at, 'email', (p_identity).email)));
+
+ALTER FUNCTION auth._identity_json(p_identity auth.identities) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _identity_json(p_identity auth.identities); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._identity_json(p_identity auth.identities) IS 'An identity as GoTrue serialises it.';
+
+--
+-- Name: mfa_challenges; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.mfa_challenges (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    factor_id uuid NOT NULL,
+    session_id uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    verified_at timestamp with time zone,
+    ip_address inet,
+    attempts integer DEFAULT 0 NOT NULL,
+    login_token_digest bytea,
+    code_digest bytea
+);
+
+ALTER TABLE auth.mfa_challenges OWNER TO authgres_owner;
+
+--
+-- Name: TABLE mfa_challenges; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.mfa_challenges IS 'A request to prove a factor, for a session (or, in strict email 2-step, for a pending password login).';
+
+--
+-- Name: COLUMN mfa_challenges.login_token_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.mfa_challenges.login_token_digest IS 'SHA-256 of the challenge_token that strict email 2-step hands out instead of a session.';
+
+--
+-- Name: COLUMN mfa_challenges.code_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.mfa_challenges.code_digest IS 'For email factors: SHA-256 of the emailed link token.';
+
+--
+-- Name: _issue_mfa_email(auth.users, auth.mfa_factors, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) RETURNS auth.mfa_challenges
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_challenge auth.mfa_challenges;
+begin
+  select * into v_settings from auth.settings;
+  -- Only the hourly budget: the password was right, and a second sign-in within a minute is normal.
+  perform auth._throttle('email-hour:' || p_user.email, v_settings.rate_limit_email_per_address, interval '1 hour');
+  perform auth._queue_email(p_user, 'mfa_email', p_user.email, null);
+  insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address, code_digest)
+  values (p_factor.id, p_session_id, pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry),
+          p_ip, (select t.token_digest from auth.one_time_tokens t
+                  where t.user_id = p_user.id and t.token_type = 'mfa_email'))
+  returning * into v_challenge;
+  update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = p_factor.id;
+  return v_challenge;
+end
+$$;
+
+ALTER FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) IS 'Emails a second-step code and records the challenge it answers.';
+
+--
+-- Name: _issue_token(auth.users, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+begin
+  select * into v_settings from auth.settings;
+  code := pg_catalog.lpad(
+    ((('x' || pg_catalog.encode(auth._random_bytes(7), 'hex'))::bit(56)::bigint
+      % (10::bigint ^ v_settings.mailer_otp_length)::bigint))::text,
+    v_settings.mailer_otp_length, '0');
+  link_token := auth._link_token(p_address, code);
+  insert into auth.one_time_tokens as t (user_id, token_type, token_digest, relates_to, redirect_to, expires_at)
+  values (p_user.id, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
+          pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
+  on conflict (user_id, token_type) do update
+     set token_digest = excluded.token_digest, relates_to = excluded.relates_to,
+         redirect_to = excluded.redirect_to, attempts = 0, created_at = excluded.created_at,
+         expires_at = excluded.expires_at;
+end
+$$;
+
+ALTER FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text) IS 'Issues a fresh token of p_token_type (replacing any live one); the code and link token are returned, never stored.';
+
+--
+-- Name: _link_token(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._link_token(p_address text, p_code text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN encode(sha224(convert_to((p_address || p_code), 'UTF8'::name)), 'hex'::text);
+
+ALTER FUNCTION auth._link_token(p_address text, p_code text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _link_token(p_address text, p_code text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._link_token(p_address text, p_code text) IS 'GoTrue''s token_hash: hex SHA-224 of address || code.';
+
+--
+-- Name: _strip_nulls(jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._strip_nulls(p_object jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN (SELECT COALESCE(jsonb_object_agg(e.key, e.value), '{}'::jsonb) AS "coalesce" FROM jsonb_each(_strip_nulls.p_object) e(key, value) WHERE (jsonb_typeof(e.value) <> 'null'::text));
+
+ALTER FUNCTION auth._strip_nulls(p_object jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _strip_nulls(p_object jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._strip_nulls(p_object jsonb) IS 'Drops top-level null members only: jsonb_strip_nulls() would also reach into the values.';
+
+--
+-- Name: _merge_metadata(jsonb, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._merge_metadata(p_current jsonb, p_changes jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN (p_changes IS NULL) THEN p_current ELSE ((p_current - ARRAY(SELECT e.key FROM jsonb_each(_merge_metadata.p_changes) e(key, value) WHERE (jsonb_typeof(e.value) = 'null'::text))) || auth._strip_nulls(p_changes)) END;
+
+ALTER FUNCTION auth._merge_metadata(p_current jsonb, p_changes jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _merge_metadata(p_current jsonb, p_changes jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._merge_metadata(p_current jsonb, p_changes jsonb) IS 'GoTrue''s metadata merge: null removes a key, other keys are set.';
+
+--
+-- Name: _mfa_user(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._mfa_user(p_access_token text, OUT usr auth.users, OUT sess auth.sessions) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_auth record;
+begin
+  select * into v_auth from auth._authorize(p_access_token, true);
+  usr := v_auth.usr;
+  sess := v_auth.sess;
+  if usr.is_anonymous then
+    raise exception using errcode = 'AUM09', message = 'Anonymous user not allowed to perform these actions';
+  end if;
+  if sess.id is null then
+    raise exception using errcode = 'AUJ04', message = 'Session from session_id claim in JWT does not exist';
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth._mfa_user(p_access_token text, OUT usr auth.users, OUT sess auth.sessions) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _mfa_user(p_access_token text, OUT usr auth.users, OUT sess auth.sessions); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._mfa_user(p_access_token text, OUT usr auth.users, OUT sess auth.sessions) IS 'The signed-in, non-anonymous user and session behind an MFA request.';
+
+--
+-- Name: _needs_email_step(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._needs_email_step(p_user auth.users) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_mode text := (select s.mfa_email from auth.settings s);
+begin
+  return p_user.email is not null and p_user.email_confirmed_at is not null and (
+    v_mode = 'required'
+    or (v_mode = 'optional' and exists (
+          select from auth.mfa_factors where user_id = p_user.id and factor_type = 'email' and status = 'verified')));
+end
+$$;
+
+ALTER FUNCTION auth._needs_email_step(p_user auth.users) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _needs_email_step(p_user auth.users); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._needs_email_step(p_user auth.users) IS 'Whether a password sign-in of this user continues with an emailed code.';
+
+--
+-- Name: _new_email_user(text, text, jsonb, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._new_email_user(p_email text, p_password_hash text, p_data jsonb, p_ip inet) RETURNS auth.users
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_id uuid := pg_catalog.gen_random_uuid();
+  v_identity_data jsonb;
+  v_user auth.users;
+begin
+  select * into v_settings from auth.settings;
+  if v_settings.hook_before_user_created is not null then
+    perform auth._call_hook(v_settings.hook_before_user_created, pg_catalog.jsonb_build_object(
+      'user', pg_catalog.jsonb_build_object('email', p_email, 'is_anonymous', false,
+                                            'user_metadata', coalesce(p_data, '{}')),
+      'metadata', pg_catalog.jsonb_build_object('ip_address', pg_catalog.host(p_ip))));
+  end if;
+  v_identity_data := pg_catalog.jsonb_build_object(
+    'sub', v_id, 'email', p_email, 'email_verified', false, 'phone_verified', false);
+  insert into auth.users (id, aud, role, email, encrypted_password, raw_app_meta_data, raw_user_meta_data)
+  values (v_id, v_settings.jwt_aud, v_settings.jwt_default_role, p_email, p_password_hash,
+          '{"provider": "email", "providers": ["email"]}', coalesce(p_data, '{}') || v_identity_data)
+  on conflict (email) where is_sso_user = false do nothing
+  returning * into v_user;
+  if not found then
+    return null;
+  end if;
+  insert into auth.identities (provider_id, user_id, identity_data, provider)
+  values (v_id::text, v_id, v_identity_data, 'email');
+  perform auth._audit(v_user, 'user_signedup', 'team', p_ip, '{"provider": "email"}');
+  return v_user;
+end
+$$;
+
+ALTER FUNCTION auth._new_email_user(p_email text, p_password_hash text, p_data jsonb, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _new_email_user(p_email text, p_password_hash text, p_data jsonb, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._new_email_user(p_email text, p_password_hash text, p_data jsonb, p_ip inet) IS 'Inserts an unconfirmed email user with its identity; NULL when the address is taken (concurrently too).';
+
+--
+-- Name: _new_recovery_codes(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._new_recovery_codes(p_user auth.users) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  -- 32 symbols without look-alikes (no l, o, 0, 1): each random byte picks one without bias.
+  v_alphabet constant text := 'abcdefghijkmnpqrstuvwxyz23456789';
+  v_codes text[] := '{}';
+  v_code text;
+  v_bytes bytea;
+begin
+  delete from auth.mfa_recovery_codes where user_id = p_user.id;
+  for n in 1 .. 10 loop
+    v_bytes := auth._random_bytes(16);
+    v_code := '';
+    for i in 0 .. 15 loop
+      v_code := v_code || pg_catalog.substr(v_alphabet, (pg_catalog.get_byte(v_bytes, i) & 31) + 1, 1)
+                || case when i in (3, 7, 11) then '-' else '' end;
+    end loop;
+    v_codes := v_codes || v_code;
+    insert into auth.mfa_recovery_codes (user_id, code_digest) values (p_user.id, auth._token_hash(v_code));
+  end loop;
+  perform auth._audit(p_user, 'recovery_codes_generated', 'user', null);
+  return pg_catalog.to_jsonb(v_codes);
+end
+$$;
+
+ALTER FUNCTION auth._new_recovery_codes(p_user auth.users) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _new_recovery_codes(p_user auth.users); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._new_recovery_codes(p_user auth.users) IS 'Replaces the user''s recovery codes with 10 new ones (16 symbols, 80 bits) and returns them, the only time they are seen.';
+
+--
+-- Name: url_encode(bytea); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.url_encode(data bytea) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN rtrim(replace(replace(replace(encode(data, 'base64'::text), '
+'::text, ''::text), '+'::text, '-'::text), '/'::text, '_'::text), '='::text);
+
+ALTER FUNCTION auth.url_encode(data bytea) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION url_encode(data bytea); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.url_encode(data bytea) IS 'base64url without padding (RFC 7515 section 2).';
+
+--
+-- Name: _next_refresh_token(text, bytea); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._next_refresh_token(p_token text, p_chain_key bytea) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    RETURN auth.url_encode(auth._hmac(convert_to(p_token, 'UTF8'::name), p_chain_key, 'sha256'::text));
+
+ALTER FUNCTION auth._next_refresh_token(p_token text, p_chain_key bytea) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _next_refresh_token(p_token text, p_chain_key bytea); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._next_refresh_token(p_token text, p_chain_key bytea) IS 'The token that replaces p_token: derivable only by whoever holds both p_token and the session key.';
+
+--
+-- Name: _normalize_email(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._normalize_email(p_email text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_email text := pg_catalog.lower(pg_catalog.btrim(p_email));
+begin
+  if v_email is null or v_email = '' then
+    raise exception using errcode = 'AUV01', message = 'An email address is required';
+  end if;
+  if pg_catalog.length(v_email) > 255 then
+    raise exception using errcode = 'AUV01', message = 'An email address is too long';
+  end if;
+  if v_email !~ '^[^@[:space:]]+@[^@[:space:].]+(\.[^@[:space:].]+)+$' then
+    raise exception using errcode = 'AUV01', message = 'Unable to validate email address: invalid format';
+  end if;
+  return v_email;
+end
+$_$;
+
+ALTER FUNCTION auth._normalize_email(p_email text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _normalize_email(p_email text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._normalize_email(p_email text) IS 'Lower-cased, trimmed email; raises AUV01 when it is not one.';
+
+--
+-- Name: _password_attempt_hook(auth.users, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._password_attempt_hook(p_user auth.users, p_valid boolean) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_hook text := (select s.hook_password_verification_attempt from auth.settings s);
+  v_result jsonb;
+begin
+  if v_hook is null then
+    return '{}';
+  end if;
+  v_result := auth._call_hook(v_hook, pg_catalog.jsonb_build_object('user_id', p_user.id, 'valid', p_valid));
+  if (v_result ->> 'should_logout_user')::boolean then
+    delete from auth.sessions where user_id = p_user.id;
+  end if;
+  return v_result;
+end
+$$;
+
+ALTER FUNCTION auth._password_attempt_hook(p_user auth.users, p_valid boolean) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _password_attempt_hook(p_user auth.users, p_valid boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._password_attempt_hook(p_user auth.users, p_valid boolean) IS 'Tells the password_verification_attempt hook of a password check; ends the user''s sessions when it asks. Its answer (decision continue or reject, message) is returned.';
+
+--
+-- Name: _payload_mac(text, bytea); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) RETURNS text
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    RETURN auth.url_encode(auth._hmac(convert_to(p_payload_segment, 'UTF8'::name), p_mac_key, 'sha256'::text));
+
+ALTER FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _payload_mac(p_payload_segment text, p_mac_key bytea); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) IS 'The "mac" header member of an ES256 token minted with this mac_key.';
+
+--
+-- Name: _queue_email(auth.users, text, text, text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb DEFAULT '{}'::jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_token record;
+  v_payload jsonb;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_token from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to);
+  v_payload := pg_catalog.jsonb_build_object(
+      'token', v_token.code,
+      'token_hash', v_token.link_token,
+      'email', p_address,
+      'redirect_to', coalesce(p_redirect_to, v_settings.site_url),
+      'site_url', v_settings.site_url,
+      'data', p_user.raw_user_meta_data,
+      'verify_type', auth._verification_type(p_token_type)) || p_extra;
+  if v_settings.hook_send_email is not null then
+    -- The hook takes over delivery, in this transaction: typically it queues the email its own way.
+    perform auth._call_hook(v_settings.hook_send_email, pg_catalog.jsonb_build_object(
+      'user', auth._user_json(p_user), 'email_data', v_payload || pg_catalog.jsonb_build_object(
+        'email_action_type', p_token_type)));
+  else
+    insert into auth.email_outbox (kind, to_address, user_id, payload)
+    values (p_token_type, p_address, p_user.id, v_payload);
+    perform pg_catalog.pg_notify('authgres_outbox', '');
+  end if;
+  update auth.users
+     set confirmation_sent_at = case when p_token_type in ('confirmation', 'invite') then pg_catalog.now() else confirmation_sent_at end,
+         recovery_sent_at = case when p_token_type in ('magiclink', 'recovery') then pg_catalog.now() else recovery_sent_at end,
+         email_change_sent_at = case when p_token_type like 'email_change%' then pg_catalog.now() else email_change_sent_at end,
+         reauthentication_sent_at = case when p_token_type = 'reauthentication' then pg_catalog.now() else reauthentication_sent_at end
+   where id = p_user.id;
+end
+$$;
+
+ALTER FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb) IS 'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction.';
+
+--
+-- Name: _raise_session_aal(auth.users, auth.sessions, auth.mfa_factors, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_session auth.sessions;
+  v_refresh_token text := auth.url_encode(auth._random_bytes(32));
+begin
+  update auth.sessions set aal = 'aal2', factor_id = p_factor.id, updated_at = pg_catalog.now()
+   where id = p_session.id
+  returning * into v_session;
+  insert into auth.mfa_amr_claims (session_id, authentication_method) values (v_session.id, p_method)
+  on conflict (session_id, authentication_method) do update set updated_at = pg_catalog.now();
+  -- New tokens for the raised session; refresh tokens from before the second step are void.
+  delete from auth.refresh_tokens where session_id = v_session.id;
+  insert into auth.refresh_tokens (token_hash, user_id, session_id)
+  values (auth._token_hash(v_refresh_token), p_user.id, v_session.id);
+  return auth._session_response(p_user, v_session, v_refresh_token);
+end
+$$;
+
+ALTER FUNCTION auth._raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text) IS 'Makes a session aal2 with p_method in its amr, and answers with fresh tokens for it.';
+
+--
+-- Name: _random_bytes(integer); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._random_bytes(p_count integer) RETURNS bytea
+    LANGUAGE sql STRICT PARALLEL SAFE
+    RETURN extensions.gen_random_bytes(p_count);
+
+ALTER FUNCTION auth._random_bytes(p_count integer) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _random_bytes(p_count integer); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._random_bytes(p_count integer) IS 'pgcrypto gen_random_bytes(), wherever pgcrypto is installed.';
+
+--
+-- Name: _refresh_session(text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._refresh_session(p_refresh_token text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_settings auth.settings;
+  v_token auth.refresh_tokens;
+  v_live auth.refresh_tokens;
+  v_session auth.sessions;
+  v_user auth.users;
+  v_next text;
+begin
+  if p_refresh_token is null or p_refresh_token !~ '^[A-Za-z0-9_-]{12,}$' then
+    raise exception using errcode = 'AUR06', message = 'Refresh token is not valid';
+  end if;
+  select * into v_token from auth.refresh_tokens where token_hash = auth._token_hash(p_refresh_token);
+  if not found then
+    raise exception using errcode = 'AUR01', message = 'Invalid Refresh Token: Refresh Token Not Found';
+  end if;
+
+  -- Refreshes of one session queue here, so each sees the chain as the previous one left it.
+  select * into v_session from auth.sessions where id = v_token.session_id for no key update;
+  if not found then
+    raise exception using errcode = 'AUR03', message = 'Invalid Refresh Token: No Valid Session Found';
+  end if;
+  select * into strict v_token from auth.refresh_tokens where id = v_token.id;
+  select * into strict v_user from auth.users where id = v_session.user_id;
+  select * into v_settings from auth.settings;
+
+  if v_user.deleted_at is not null then
+    raise exception using errcode = 'AUR03', message = 'Invalid Refresh Token: No Valid Session Found';
+  end if;
+  if v_user.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUR05', message = 'Invalid Refresh Token: User Banned';
+  end if;
+  if v_session.not_after <= pg_catalog.now() then
+    raise exception using errcode = 'AUR04', message = 'Invalid Refresh Token: Session Expired';
+  end if;
+  if v_session.created_at + pg_catalog.make_interval(secs => v_settings.sessions_timebox) <= pg_catalog.now() then
+    delete from auth.sessions where id = v_session.id;
+    return pg_catalog.jsonb_build_object('error', 'AUR04', 'message', 'Invalid Refresh Token: Session Expired');
+  end if;
+  if coalesce(v_session.refreshed_at, v_session.created_at)
+       + pg_catalog.make_interval(secs => v_settings.sessions_inactivity_timeout) <= pg_catalog.now() then
+    delete from auth.sessions where id = v_session.id;
+    return pg_catalog.jsonb_build_object('error', 'AUR04', 'message', 'Invalid Refresh Token: Session Expired (Inactivity)');
+  end if;
+  if v_settings.sessions_single_per_user and exists (
+       select from auth.sessions s where s.user_id = v_user.id and s.created_at > v_session.created_at) then
+    delete from auth.sessions where id = v_session.id;
+    return pg_catalog.jsonb_build_object('error', 'AUR04', 'message', 'Invalid Refresh Token: Session Expired (Revoked by Newer Login)');
+  end if;
+
+  if not v_token.revoked then
+    v_next := auth._next_refresh_token(p_refresh_token, v_session.refresh_token_key);
+    update auth.refresh_tokens set revoked = true, updated_at = pg_catalog.now() where id = v_token.id;
+    insert into auth.refresh_tokens (token_hash, user_id, parent, session_id, generation)
+    values (auth._token_hash(v_next), v_user.id, v_token.token_hash, v_session.id, v_token.generation + 1);
+  else
+    select * into v_live from auth.refresh_tokens where session_id = v_session.id and not revoked;
+    -- The live token's parent was presented (its response was lost), or an older token came back
+    -- within the reuse interval (another tab refreshed first): both get the live token, derived
+    -- along the chain, and nothing new is issued.
+    if v_live.id is not null
+       and (v_live.parent = v_token.token_hash
+            or v_token.updated_at + pg_catalog.make_interval(secs => v_settings.refresh_token_reuse_interval)
+               > pg_catalog.now()) then
+      v_next := p_refresh_token;
+      for i in 1 .. v_live.generation - v_token.generation loop
+        v_next := auth._next_refresh_token(v_next, v_session.refresh_token_key);
+      end loop;
+    end if;
+    if v_next is null or auth._token_hash(v_next) <> v_live.token_hash then
+      -- Anything else is a replay of a spent token: the chain may be in a thief's hands.
+      if v_settings.refresh_token_replay_revokes = 'user' then
+        delete from auth.sessions where user_id = v_user.id;
+      else
+        delete from auth.sessions where id = v_session.id;
+      end if;
+      perform auth._audit(v_user, 'token_revoked', 'token', p_ip,
+        pg_catalog.jsonb_build_object('reason', 'refresh_token_reused', 'session_id', v_session.id,
+                                      'scope', v_settings.refresh_token_replay_revokes));
+      -- Returned, not raised, so that the revocation commits; the service answers
+      -- 400 refresh_token_already_used.
+      return pg_catalog.jsonb_build_object(
+        'error', 'AUR02', 'message', 'Invalid Refresh Token: Already Used');
+    end if;
+  end if;
+
+  update auth.sessions
+     set refreshed_at = pg_catalog.now(), updated_at = pg_catalog.now(),
+         user_agent = coalesce(p_user_agent, user_agent), ip = coalesce(p_ip, ip)
+   where id = v_session.id
+  returning * into v_session;
+  return auth._session_response(v_user, v_session, v_next);
+end
+$_$;
+
+ALTER FUNCTION auth._refresh_session(p_refresh_token text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _refresh_session(p_refresh_token text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._refresh_session(p_refresh_token text, p_user_agent text, p_ip inet) IS 'Rotates a refresh token. A spent token gets the live one back when it is the live token''s parent or was rotated within settings.refresh_token_reuse_interval; any other spent token ends the session (or all the user''s sessions) and returns {"error": "AUR02"} so that the revocation commits.';
+
+--
+-- Name: _remove_factor(auth.users, auth.mfa_factors); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  delete from auth.mfa_factors where id = p_factor.id;
+  -- Sessions that reached aal2 with this factor fall back to aal1.
+  update auth.sessions set aal = 'aal1', factor_id = null where factor_id = p_factor.id;
+  if not exists (select from auth.mfa_factors where user_id = p_user.id and status = 'verified' and factor_type = 'totp') then
+    delete from auth.mfa_recovery_codes where user_id = p_user.id;
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _remove_factor(p_user auth.users, p_factor auth.mfa_factors); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) IS 'Deletes a factor, lowers the sessions it raised, and drops recovery codes once no TOTP factor is left.';
+
+--
+-- Name: _require_admin(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._require_admin(p_token text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_claims jsonb := (auth._authorize(p_token, false)).claims;
+begin
+  if coalesce(v_claims ->> 'role', '') not in ('service_role', 'supabase_admin') then
+    raise exception using errcode = 'AUA01', message = 'User not allowed';
+  end if;
+  return v_claims;
+end
+$$;
+
+ALTER FUNCTION auth._require_admin(p_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _require_admin(p_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._require_admin(p_token text) IS 'The claims of an admin token (role service_role); AUA01 for any other.';
+
+--
+-- Name: _token_hash(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._token_hash(p_token text) RETURNS bytea
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE
+    RETURN sha256(convert_to(p_token, 'UTF8'::name));
+
+ALTER FUNCTION auth._token_hash(p_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _token_hash(p_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._token_hash(p_token text) IS 'How refresh tokens (and other bearer secrets) are stored: SHA-256.';
+
+--
+-- Name: refresh_tokens; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.refresh_tokens (
+    instance_id uuid DEFAULT '00000000-0000-0000-0000-000000000000'::uuid NOT NULL,
+    id bigint NOT NULL,
+    token_hash bytea NOT NULL,
+    user_id uuid NOT NULL,
+    revoked boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    parent bytea,
+    session_id uuid NOT NULL,
+    generation integer DEFAULT 0 NOT NULL
+);
+
+ALTER TABLE auth.refresh_tokens OWNER TO authgres_owner;
+
+--
+-- Name: TABLE refresh_tokens; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.refresh_tokens IS 'The refresh-token chain of each session. Only SHA-256 digests are stored; at most one token per session is live.';
+
+--
+-- Name: COLUMN refresh_tokens.token_hash; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.refresh_tokens.token_hash IS 'SHA-256 of the token handed to the client.';
+
+--
+-- Name: COLUMN refresh_tokens.updated_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.refresh_tokens.updated_at IS 'When the token was issued or, once revoked, when it was rotated.';
+
+--
+-- Name: COLUMN refresh_tokens.parent; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.refresh_tokens.parent IS 'token_hash of the token this one replaced.';
+
+--
+-- Name: COLUMN refresh_tokens.generation; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.refresh_tokens.generation IS 'Position in the session''s chain, 0 for the first token.';
+
+--
+-- Name: _session_of(jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._session_of(p_response jsonb) RETURNS uuid
+    LANGUAGE sql STABLE
+    RETURN (SELECT r.session_id FROM auth.refresh_tokens r WHERE (r.token_hash = auth._token_hash((_session_of.p_response ->> 'refresh_token'::text))));
+
+ALTER FUNCTION auth._session_of(p_response jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _session_of(p_response jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._session_of(p_response jsonb) IS 'The session a token response was issued for.';
+
+--
+-- Name: _session_response(auth.users, auth.sessions, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._session_response(p_user auth.users, p_session auth.sessions, p_refresh_token text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_access record;
+begin
+  select * into v_access from auth._access_token(p_user, p_session);
+  return pg_catalog.jsonb_build_object(
+    'access_token', v_access.token,
+    'token_type', 'bearer',
+    'expires_in', v_access.expires_at - auth._epoch(pg_catalog.now()),
+    'expires_at', v_access.expires_at,
+    'refresh_token', p_refresh_token,
+    'user', auth._user_json(p_user));
+end
+$$;
+
+ALTER FUNCTION auth._session_response(p_user auth.users, p_session auth.sessions, p_refresh_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _session_response(p_user auth.users, p_session auth.sessions, p_refresh_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._session_response(p_user auth.users, p_session auth.sessions, p_refresh_token text) IS 'GoTrue''s AccessTokenResponse for a session and the refresh token just handed out.';
+
+--
+-- Name: _sign_claims(jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._sign_claims(p_claims jsonb) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_key auth.signing_keys;
+  v_payload text := auth.url_encode(pg_catalog.convert_to(p_claims::text, 'UTF8'));
+  v_signables text;
+begin
+  select * into v_key from auth.signing_keys where status = 'current';
+  if not found then
+    raise exception using errcode = 'AUX01', message = 'No current signing key: run auth.configure()';
+  end if;
+  if v_key.algorithm = 'ES256' then
+    -- Signed by the service, which finds it by the empty signature segment.
+    return auth.url_encode(pg_catalog.convert_to(pg_catalog.jsonb_build_object(
+        'alg', v_key.algorithm, 'typ', 'JWT', 'kid', v_key.kid,
+        'mac', auth._payload_mac(v_payload, v_key.mac_key))::text, 'UTF8'))
+      || '.' || v_payload || '.';
+  end if;
+  v_signables := auth.url_encode(pg_catalog.convert_to(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'alg', v_key.algorithm, 'typ', 'JWT', 'kid', v_key.kid))::text, 'UTF8'))
+    || '.' || v_payload;
+  return v_signables || '.' || auth.algorithm_sign(v_signables, v_key.secret, v_key.algorithm);
+end
+$$;
+
+ALTER FUNCTION auth._sign_claims(p_claims jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _sign_claims(p_claims jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._sign_claims(p_claims jsonb) IS 'Signs claims with the current key: HS* here; ES256 up to the signature, which the service adds.';
+
+--
+-- Name: _signed_in(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._signed_in(p_access_token text, OUT usr auth.users, OUT sess auth.sessions) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_auth record;
+begin
+  select * into v_auth from auth._authorize(p_access_token, true);
+  if (v_auth.sess).id is null then
+    raise exception using errcode = 'AUK02', message = 'This action needs a signed-in session, not an API key';
+  end if;
+  usr := v_auth.usr;
+  sess := v_auth.sess;
+end
+$$;
+
+ALTER FUNCTION auth._signed_in(p_access_token text, OUT usr auth.users, OUT sess auth.sessions) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _signed_in(p_access_token text, OUT usr auth.users, OUT sess auth.sessions); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._signed_in(p_access_token text, OUT usr auth.users, OUT sess auth.sessions) IS 'The user and session of an access token; AUK02 for an API key or a sessionless token.';
+
+--
+-- Name: signing_keys; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.signing_keys (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    kid text,
+    algorithm text NOT NULL,
+    secret text NOT NULL,
+    status text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    public_jwk jsonb,
+    mac_key bytea NOT NULL,
+    rotated_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    CONSTRAINT signing_keys_algorithm_check CHECK ((algorithm = ANY (ARRAY['HS256'::text, 'HS384'::text, 'HS512'::text, 'ES256'::text]))),
+    CONSTRAINT signing_keys_asymmetric_have_kid CHECK (((algorithm ~~ 'HS%'::text) OR (kid IS NOT NULL))),
+    CONSTRAINT signing_keys_public_half CHECK ((((algorithm = 'ES256'::text) = (public_jwk IS NOT NULL)) AND ((public_jwk IS NULL) OR (((public_jwk ->> 'kid'::text) = kid) AND ((public_jwk ->> 'alg'::text) = algorithm) AND ((public_jwk ->> 'kty'::text) = 'EC'::text) AND ((public_jwk ->> 'crv'::text) = 'P-256'::text) AND (public_jwk ? 'x'::text) AND (public_jwk ? 'y'::text) AND (NOT (public_jwk ? 'd'::text)))))),
+    CONSTRAINT signing_keys_status_check CHECK ((status = ANY (ARRAY['next'::text, 'current'::text, 'previous'::text, 'revoked'::text])))
+);
+
+ALTER TABLE auth.signing_keys OWNER TO authgres_owner;
+
+--
+-- Name: TABLE signing_keys; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.signing_keys IS 'JWT signing keys. Exactly one is current (it signs); previous keys still verify until revoked.';
+
+--
+-- Name: COLUMN signing_keys.kid; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.signing_keys.kid IS 'Key id put in the JWT header; NULL signs without a kid, as GoTrue does by default.';
+
+--
+-- Name: COLUMN signing_keys.secret; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.signing_keys.secret IS 'HMAC secret (HS*), or the PKCS#8 PEM private key (ES256). Readable only by the owner role; the service gets asymmetric private keys from auth.signing_keys_for_service().';
+
+--
+-- Name: COLUMN signing_keys.public_jwk; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.signing_keys.public_jwk IS 'The public half of an asymmetric key as a JWK, as auth.jwks() publishes it.';
+
+--
+-- Name: COLUMN signing_keys.mac_key; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.signing_keys.mac_key IS 'Keys the "mac" header member of ES256 tokens, by which SQL recognises tokens it minted under this key.';
+
+--
+-- Name: COLUMN signing_keys.rotated_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.signing_keys.rotated_at IS 'When the key stopped signing (became previous).';
+
+--
+-- Name: COLUMN signing_keys.revoked_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.signing_keys.revoked_at IS 'When the key stopped verifying.';
+
+--
+-- Name: _signing_key_json(auth.signing_keys); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._signing_key_json(p_key auth.signing_keys) RETURNS jsonb
+    LANGUAGE sql STABLE
+    RETURN jsonb_build_object('id', (p_key).id, 'kid', (p_key).kid, 'algorithm', (p_key).algorithm, 'status', (p_key).status, 'created_at', (p_key).created_at, 'rotated_at', (p_key).rotated_at, 'revoked_at', (p_key).revoked_at);
+
+ALTER FUNCTION auth._signing_key_json(p_key auth.signing_keys) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _signing_key_json(p_key auth.signing_keys); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._signing_key_json(p_key auth.signing_keys) IS 'A signing key without its secrets.';
+
+--
+-- Name: _start_session(auth.users, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_session auth.sessions;
+  v_refresh_token text := auth.url_encode(auth._random_bytes(32));
+begin
+  insert into auth.sessions (user_id, user_agent, ip, refresh_token_key)
+  values (p_user.id, p_user_agent, p_ip, auth._random_bytes(32))
+  returning * into v_session;
+  insert into auth.mfa_amr_claims (session_id, authentication_method) values (v_session.id, p_method);
+  insert into auth.refresh_tokens (token_hash, user_id, session_id)
+  values (auth._token_hash(v_refresh_token), p_user.id, v_session.id);
+  return auth._session_response(p_user, v_session, v_refresh_token);
+end
+$$;
+
+ALTER FUNCTION auth._start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet) IS 'Creates a session signed in by p_method, with its first refresh token; returns the token response.';
+
+--
+-- Name: _throttle(text, integer, interval, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._throttle(p_key text, p_limit integer, p_window interval, p_errcode text DEFAULT 'AUL01'::text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_row auth.rate_limits;
+begin
+  insert into auth.rate_limits as r (key, window_started_at, hits)
+  values (p_key, pg_catalog.now(), 1)
+  on conflict (key) do update
+     set window_started_at = case when r.window_started_at + p_window <= pg_catalog.now()
+                                  then pg_catalog.now() else r.window_started_at end,
+         hits = case when r.window_started_at + p_window <= pg_catalog.now() then 1 else r.hits + 1 end
+  returning * into v_row;
+  if v_row.hits > p_limit then
+    raise exception using errcode = p_errcode,
+      message = 'For security purposes, you can only request this after '
+        || pg_catalog.ceil(extract(epoch from v_row.window_started_at + p_window - pg_catalog.now()))::integer
+        || ' seconds.',
+      detail = pg_catalog.ceil(extract(epoch from v_row.window_started_at + p_window - pg_catalog.now()))::integer::text;
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth._throttle(p_key text, p_limit integer, p_window interval, p_errcode text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _throttle(p_key text, p_limit integer, p_window interval, p_errcode text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._throttle(p_key text, p_limit integer, p_window interval, p_errcode text) IS 'Counts one hit on p_key; raises p_errcode (detail: seconds to wait) past p_limit hits per window.';
+
+--
+-- Name: _throttle_email(text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._throttle_email(p_address text, p_kind text, p_ip inet) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+begin
+  select * into v_settings from auth.settings;
+  -- Keyed by address, never by user: a known and an unknown address are throttled alike.
+  if v_settings.smtp_max_frequency > 0 then
+    perform auth._throttle('email-gap:' || p_kind || ':' || p_address, 1,
+                           pg_catalog.make_interval(secs => v_settings.smtp_max_frequency));
+  end if;
+  perform auth._throttle('email-hour:' || p_address, v_settings.rate_limit_email_per_address, interval '1 hour');
+  if p_ip is not null then
+    perform auth._throttle('email-ip-hour:' || pg_catalog.host(p_ip), v_settings.rate_limit_email_per_ip,
+                           interval '1 hour', 'AUL02');
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth._throttle_email(p_address text, p_kind text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _throttle_email(p_address text, p_kind text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._throttle_email(p_address text, p_kind text, p_ip inet) IS 'The send throttles: one email of a kind per address per smtp_max_frequency, and hourly budgets per address and per client IP.';
+
+--
+-- Name: _totp_step_accepted(auth.mfa_factors, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._totp_step_accepted(p_factor auth.mfa_factors, p_code text) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_now bigint := pg_catalog.floor(extract(epoch from pg_catalog.now()) / 30)::bigint;
+begin
+  -- One step of clock drift either way; a step already used (or older) is refused.
+  for v_step in v_now - 1 .. v_now + 1 loop
+    if v_step > coalesce(p_factor.last_used_step, -1)
+       and auth._equal_keyed(pg_catalog.convert_to(auth.hotp(p_factor.secret, v_step), 'UTF8'),
+                             pg_catalog.convert_to(pg_catalog.btrim(p_code), 'UTF8')) then
+      return v_step;
+    end if;
+  end loop;
+  return null;
+end
+$$;
+
+ALTER FUNCTION auth._totp_step_accepted(p_factor auth.mfa_factors, p_code text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _totp_step_accepted(p_factor auth.mfa_factors, p_code text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._totp_step_accepted(p_factor auth.mfa_factors, p_code text) IS 'The time step whose TOTP code p_code is, within one step of now and after the last used one; else NULL.';
+
+--
+-- Name: _use_recovery_code(auth.users, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_digest bytea := auth._token_hash(pg_catalog.lower(pg_catalog.replace(pg_catalog.btrim(p_code), ' ', '')));
+  v_row auth.mfa_recovery_codes;
+begin
+  for v_row in
+    select * from auth.mfa_recovery_codes where user_id = p_user.id and used_at is null for update
+  loop
+    if auth._equal_keyed(v_row.code_digest, v_digest) then
+      update auth.mfa_recovery_codes set used_at = pg_catalog.now() where id = v_row.id;
+      perform auth._audit(p_user, 'recovery_code_used', 'user', p_ip, pg_catalog.jsonb_build_object(
+        'remaining', (select pg_catalog.count(*) from auth.mfa_recovery_codes
+                       where user_id = p_user.id and used_at is null)));
+      return true;
+    end if;
+  end loop;
+  return false;
+end
+$$;
+
+ALTER FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _use_recovery_code(p_user auth.users, p_code text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) IS 'Spends one unused recovery code matching p_code.';
+
+--
+-- Name: _user_json(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._user_json(p_user auth.users) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_factors jsonb := (select pg_catalog.jsonb_agg(auth._factor_json(f) order by f.created_at)
+                        from auth.mfa_factors f where f.user_id = p_user.id);
+begin
+  return pg_catalog.jsonb_build_object(
+      'id', p_user.id,
+      'aud', coalesce(p_user.aud, ''),
+      'role', coalesce(p_user.role, ''),
+      'email', coalesce(p_user.email, ''),
+      'phone', coalesce(p_user.phone, ''),
+      'app_metadata', p_user.raw_app_meta_data,
+      'user_metadata', p_user.raw_user_meta_data,
+      'identities', coalesce(
+        (select pg_catalog.jsonb_agg(auth._identity_json(i) order by i.created_at, i.id)
+           from auth.identities i
+          where i.user_id = p_user.id),
+        '[]'::jsonb),
+      'created_at', p_user.created_at,
+      'updated_at', p_user.updated_at,
+      'is_anonymous', p_user.is_anonymous)
+    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+      'factors', v_factors,
+      'email_confirmed_at', p_user.email_confirmed_at,
+      'invited_at', p_user.invited_at,
+      'phone_confirmed_at', p_user.phone_confirmed_at,
+      'confirmation_sent_at', p_user.confirmation_sent_at,
+      'confirmed_at', p_user.confirmed_at,
+      'recovery_sent_at', p_user.recovery_sent_at,
+      'new_email', nullif(p_user.email_change, ''),
+      'email_change_sent_at', p_user.email_change_sent_at,
+      'new_phone', nullif(p_user.phone_change, ''),
+      'phone_change_sent_at', p_user.phone_change_sent_at,
+      'reauthentication_sent_at', p_user.reauthentication_sent_at,
+      'last_sign_in_at', p_user.last_sign_in_at,
+      'banned_until', p_user.banned_until,
+      'deleted_at', p_user.deleted_at));
+end
+$$;
+
+ALTER FUNCTION auth._user_json(p_user auth.users) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _user_json(p_user auth.users); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._user_json(p_user auth.users) IS 'A user as GoTrue serialises it: email and phone always present, no secrets, identities embedded.';
+
+--
+-- Name: _verification_type(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._verification_type(p_token_type text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE p_token_type WHEN 'confirmation'::text THEN 'signup'::text WHEN 'email_change_current'::text THEN 'email_change'::text WHEN 'email_change_new'::text THEN 'email_change'::text ELSE p_token_type END;
+
+ALTER FUNCTION auth._verification_type(p_token_type text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _verification_type(p_token_type text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._verification_type(p_token_type text) IS 'The verify type a token of this kind is presented with.';
+
+--
+-- Name: _verified_jwt_claims(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._verified_jwt_claims(p_token text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_parts text[] := pg_catalog.string_to_array(p_token, '.');
+  v_header jsonb := auth._decode_json_segment(v_parts[1])::jsonb;
+  v_payload jsonb;
+  v_key record;
+  v_now numeric;
+begin
+  if pg_catalog.array_length(v_parts, 1) = 3 and pg_catalog.jsonb_typeof(v_header) = 'object' then
+    for v_key in
+      select k.algorithm, k.secret, k.mac_key from auth.signing_keys k
+       where k.status in ('current', 'previous') and k.kid is not distinct from v_header ->> 'kid'
+         and k.algorithm = v_header ->> 'alg'
+       order by k.status = 'current' desc, k.created_at desc
+    loop
+      if (case when v_key.algorithm = 'ES256'
+               then v_parts[3] ~ '^[A-Za-z0-9_-]{86}$'
+                    and auth._equal_secure(v_header ->> 'mac', auth._payload_mac(v_parts[2], v_key.mac_key))
+               else auth._equal_secure(
+                      auth.algorithm_sign(v_parts[1] || '.' || v_parts[2], v_key.secret, v_key.algorithm), v_parts[3])
+          end) then
+        v_payload := auth._decode_json_segment(v_parts[2])::jsonb;
+        v_now := extract(epoch from pg_catalog.now());
+        if pg_catalog.jsonb_typeof(v_payload -> 'exp') = 'number' and (v_payload ->> 'exp')::numeric > v_now
+           and (v_payload -> 'nbf' is null
+                or (pg_catalog.jsonb_typeof(v_payload -> 'nbf') = 'number' and (v_payload ->> 'nbf')::numeric <= v_now)) then
+          return v_payload;
+        end if;
+        raise exception using errcode = 'AUJ01',
+          message = 'invalid JWT: unable to parse or verify signature, token has invalid claims: token is expired';
+      end if;
+    end loop;
+  end if;
+  raise exception using errcode = 'AUJ01',
+    message = 'invalid JWT: unable to parse or verify signature, signature is invalid';
+end
+$_$;
+
+ALTER FUNCTION auth._verified_jwt_claims(p_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _verified_jwt_claims(p_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._verified_jwt_claims(p_token text) IS 'Claims of an unexpired JWT minted under a current or previous key (chosen by kid; none means the kid-less HS* key of AUTHGRES_JWT_SECRET). HS* tokens by their signature, ES256 tokens by their mac. Raises AUJ01 otherwise.';
+
+--
+-- Name: _verified_claims(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._verified_claims(p_token text) RETURNS jsonb
+    LANGUAGE sql
+    RETURN CASE WHEN (p_token ~~ 'ag\_%'::text) THEN auth._api_key_claims(p_token) ELSE auth._verified_jwt_claims(p_token) END;
+
+ALTER FUNCTION auth._verified_claims(p_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _verified_claims(p_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._verified_claims(p_token text) IS 'Claims of a bearer credential that verified; raises AUJ01 otherwise.';
+
+--
+-- Name: _verify_challenge(auth.users, auth.mfa_factors, uuid, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._verify_challenge(p_user auth.users, p_factor auth.mfa_factors, p_challenge_id uuid, p_code text, p_ip inet, OUT ok boolean, OUT method text, OUT failure jsonb) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_challenge auth.mfa_challenges;
+  v_step bigint;
+begin
+  select * into v_settings from auth.settings;
+  ok := false;
+  if p_challenge_id is null then  -- an email factor may be answered without naming the challenge
+    select * into v_challenge from auth.mfa_challenges
+     where factor_id = p_factor.id and verified_at is null order by created_at desc limit 1 for update;
+  else
+    select * into v_challenge from auth.mfa_challenges
+     where id = p_challenge_id and factor_id = p_factor.id for update;
+  end if;
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'MFA factor with the provided challenge ID not found';
+  end if;
+  if v_challenge.verified_at is not null or v_challenge.expires_at <= pg_catalog.now()
+     or v_challenge.attempts >= v_settings.mfa_max_attempts then
+    raise exception using errcode = 'AUM07',
+      message = pg_catalog.format('MFA challenge %s has expired, verify against another challenge or create a new challenge.', v_challenge.id);
+  end if;
+  if v_challenge.ip_address is distinct from p_ip and v_challenge.ip_address is not null and p_ip is not null then
+    raise exception using errcode = 'AUM08', message = 'Challenge and verify IP addresses mismatch.';
+  end if;
+
+  if p_factor.factor_type = 'totp' then
+    v_step := auth._totp_step_accepted(p_factor, p_code);
+    if v_step is not null then
+      update auth.mfa_factors set last_used_step = v_step where id = p_factor.id;
+      method := 'totp';
+    end if;
+  elsif v_challenge.code_digest is not null and auth._equal_keyed(
+          v_challenge.code_digest, auth._token_hash(auth._link_token(p_user.email, pg_catalog.btrim(p_code)))) then
+    delete from auth.one_time_tokens where user_id = p_user.id and token_type = 'mfa_email';
+    method := 'email';
+  end if;
+  if method is null and auth._use_recovery_code(p_user, p_code, p_ip) then
+    method := 'recovery_code';
+  end if;
+
+  if method is null then
+    update auth.mfa_challenges set attempts = attempts + 1 where id = v_challenge.id;
+    failure := pg_catalog.jsonb_build_object('error', 'AUM06', 'message',
+      case p_factor.factor_type when 'totp' then 'Invalid TOTP code entered' else 'Invalid MFA email code entered' end);
+    return;
+  end if;
+  update auth.mfa_challenges set verified_at = pg_catalog.now() where id = v_challenge.id;
+  ok := true;
+end
+$$;
+
+ALTER FUNCTION auth._verify_challenge(p_user auth.users, p_factor auth.mfa_factors, p_challenge_id uuid, p_code text, p_ip inet, OUT ok boolean, OUT method text, OUT failure jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _verify_challenge(p_user auth.users, p_factor auth.mfa_factors, p_challenge_id uuid, p_code text, p_ip inet, OUT ok boolean, OUT method text, OUT failure jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._verify_challenge(p_user auth.users, p_factor auth.mfa_factors, p_challenge_id uuid, p_code text, p_ip inet, OUT ok boolean, OUT method text, OUT failure jsonb) IS 'Checks a code (TOTP, emailed, or a recovery code) against a live challenge; wrong codes count against the challenge and come back as a failure to return, so the count commits.';
+
+--
+-- Name: _verify_error(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._verify_error(p_message text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN jsonb_build_object('error', 'AUO01', 'message', p_message);
+
+ALTER FUNCTION auth._verify_error(p_message text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _verify_error(p_message text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._verify_error(p_message text) IS 'A failed verification, returned rather than raised so that the attempt it counted commits.';
+
+--
+-- Name: access_token_claims(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.access_token_claims(p_token text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  return (auth._authorize(p_token, false)).claims;
+end
+$$;
+
+ALTER FUNCTION auth.access_token_claims(p_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION access_token_claims(p_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.access_token_claims(p_token text) IS 'Claims of a token this server issued (or an API-role key signed with its secret), after checking signature, expiry, and that its user and session still exist. Raises AUJ0x otherwise.';
+
+--
+-- Name: add_signing_key(text, text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.add_signing_key(p_algorithm text, p_private_key text DEFAULT NULL::text, p_public_jwk jsonb DEFAULT NULL::jsonb) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_key auth.signing_keys;
+  v_kid text := coalesce(p_public_jwk ->> 'kid', pg_catalog.gen_random_uuid()::text);
+begin
+  if exists (select from auth.signing_keys where status = 'next') then
+    raise exception using errcode = 'AUV01',
+      message = 'A next signing key already exists: rotate to it or revoke it first';
+  end if;
+  if p_algorithm in ('HS256', 'HS384', 'HS512') then
+    if p_private_key is not null or p_public_jwk is not null then
+      raise exception using errcode = 'AUV01', message = 'An HMAC key is generated here: give no key material';
+    end if;
+    insert into auth.signing_keys (kid, algorithm, secret, status, mac_key)
+    values (v_kid, p_algorithm, auth.url_encode(auth._random_bytes(48)), 'next', auth._random_bytes(32))
+    returning * into v_key;
+  elsif p_algorithm = 'ES256' then
+    if p_private_key is null or p_private_key !~ '^-----BEGIN PRIVATE KEY-----' then
+      raise exception using errcode = 'AUV01', message = 'An ES256 key needs its PKCS#8 PEM private key';
+    end if;
+    begin
+      insert into auth.signing_keys (kid, algorithm, secret, public_jwk, status, mac_key)
+      values (v_kid, p_algorithm, p_private_key, p_public_jwk, 'next', auth._random_bytes(32))
+      returning * into v_key;
+    exception when check_violation then
+      raise exception using errcode = 'AUV01',
+        message = 'An ES256 key needs a public JWK with kty EC, crv P-256, x, y, kid and alg, and no private member';
+    end;
+  else
+    raise exception using errcode = 'AUV01',
+      message = pg_catalog.format('Unsupported signing algorithm %s (HS256, HS384, HS512 or ES256)', p_algorithm);
+  end if;
+  perform auth._audit(null, 'signing_key_added', 'system', null, auth._signing_key_json(v_key));
+  return auth._signing_key_json(v_key);
+end
+$$;
+
+ALTER FUNCTION auth.add_signing_key(p_algorithm text, p_private_key text, p_public_jwk jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION add_signing_key(p_algorithm text, p_private_key text, p_public_jwk jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.add_signing_key(p_algorithm text, p_private_key text, p_public_jwk jsonb) IS 'Adds the next signing key: published in the JWKS at once, signing only after auth.rotate_signing_keys(). HMAC secrets are generated here; ES256 key pairs by the caller (SQL cannot make them).';
+
+--
+-- Name: admin_audit(text, integer, integer); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_audit(p_admin_token text, p_page integer DEFAULT 1, p_per_page integer DEFAULT 50) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform auth._require_admin(p_admin_token);
+  if p_page < 1 or p_per_page < 1 or p_per_page > 1000 then
+    raise exception using errcode = 'AUA04', message = 'Bad Pagination Parameters';
+  end if;
+  return coalesce((
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+             'id', e.id, 'payload', e.payload, 'created_at', e.created_at, 'ip_address', e.ip_address)
+             order by e.created_at desc, e.id)
+      from (select * from auth.audit_log_entries order by created_at desc, id
+             limit p_per_page offset (p_page - 1) * p_per_page) e), '[]'::jsonb);
+end
+$$;
+
+ALTER FUNCTION auth.admin_audit(p_admin_token text, p_page integer, p_per_page integer) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_audit(p_admin_token text, p_page integer, p_per_page integer); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_audit(p_admin_token text, p_page integer, p_per_page integer) IS 'GET /admin/audit: a page of audit entries, newest first.';
+
+--
+-- Name: admin_create_user(text, jsonb, text, bigint, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text DEFAULT NULL::text, p_ban_seconds bigint DEFAULT NULL::bigint, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_email text;
+  v_id uuid := coalesce((p_attributes ->> 'id')::uuid, pg_catalog.gen_random_uuid());
+  v_confirmed boolean := coalesce((p_attributes ->> 'email_confirm')::boolean, false);
+  v_identity_data jsonb;
+  v_user auth.users;
+begin
+  perform auth._require_admin(p_admin_token);
+  select * into v_settings from auth.settings;
+  if p_attributes ->> 'email' is null then
+    raise exception using errcode = 'AUA04', message = 'Cannot create a user without either an email or phone';
+  end if;
+  if v_id = '00000000-0000-0000-0000-000000000000' then
+    raise exception using errcode = 'AUA04', message = 'ID cannot be a nil uuid';
+  end if;
+  v_email := auth._normalize_email(p_attributes ->> 'email');
+  if exists (select from auth.users where email = v_email) then
+    raise exception using errcode = 'AUA03', message = 'A user with this email address has already been registered';
+  end if;
+  v_identity_data := pg_catalog.jsonb_build_object(
+    'sub', v_id, 'email', v_email, 'email_verified', v_confirmed, 'phone_verified', false);
+  insert into auth.users (
+    id, aud, role, email, encrypted_password, email_confirmed_at, raw_app_meta_data, raw_user_meta_data, banned_until
+  ) values (
+    v_id, coalesce(p_attributes ->> 'aud', v_settings.jwt_aud), coalesce(p_attributes ->> 'role', v_settings.jwt_default_role),
+    v_email, p_password_hash, case when v_confirmed then pg_catalog.now() end,
+    coalesce(p_attributes -> 'app_metadata', '{}') || '{"provider": "email", "providers": ["email"]}',
+    coalesce(p_attributes -> 'user_metadata', '{}') || v_identity_data,
+    case when p_ban_seconds > 0 then pg_catalog.now() + pg_catalog.make_interval(secs => p_ban_seconds) end
+  )
+  returning * into v_user;
+  insert into auth.identities (provider_id, user_id, identity_data, provider)
+  values (v_id::text, v_id, v_identity_data, 'email');
+  perform auth._audit_admin('user_signedup', v_user, p_ip);
+  return auth._user_json(v_user);
+end
+$$;
+
+ALTER FUNCTION auth.admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) IS 'POST /admin/users: email, email_confirm, user_metadata, app_metadata, role, aud, id; password hashed by the service or imported (bcrypt/argon2); ban for p_ban_seconds.';
+
+--
+-- Name: admin_delete_factor(text, uuid, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_delete_factor(p_admin_token text, p_user_id uuid, p_factor_id uuid, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+  v_factor auth.mfa_factors;
+begin
+  perform auth._require_admin(p_admin_token);
+  v_user := auth._admin_user(p_user_id);
+  v_factor := auth._factor_of(p_user_id, p_factor_id);
+  perform auth._remove_factor(v_user, v_factor);
+  perform auth._audit(v_user, 'factor_deleted_by_admin', 'admin', p_ip,
+                      pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  return auth._factor_json(v_factor);
+end
+$$;
+
+ALTER FUNCTION auth.admin_delete_factor(p_admin_token text, p_user_id uuid, p_factor_id uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_delete_factor(p_admin_token text, p_user_id uuid, p_factor_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_delete_factor(p_admin_token text, p_user_id uuid, p_factor_id uuid, p_ip inet) IS 'DELETE /admin/users/{id}/factors/{factor_id}: answers the deleted factor.';
+
+--
+-- Name: admin_delete_user(text, uuid, boolean, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_delete_user(p_admin_token text, p_user_id uuid, p_soft boolean DEFAULT false, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+begin
+  perform auth._require_admin(p_admin_token);
+  v_user := auth._admin_user(p_user_id);
+  perform auth._audit_admin('user_deleted', v_user, p_ip, pg_catalog.jsonb_build_object('soft', p_soft));
+  if not p_soft then
+    delete from auth.users where id = v_user.id;
+    return '{}';
+  end if;
+  -- Soft delete: the row stays for foreign keys, but nothing can sign in with it and its address is free.
+  delete from auth.sessions where user_id = v_user.id;
+  delete from auth.identities where user_id = v_user.id;
+  delete from auth.mfa_factors where user_id = v_user.id;
+  delete from auth.one_time_tokens where user_id = v_user.id;
+  update auth.users set email = null, phone = null, encrypted_password = null, email_change = '',
+         deleted_at = pg_catalog.now(), updated_at = pg_catalog.now()
+   where id = v_user.id;
+  return '{}';
+end
+$$;
+
+ALTER FUNCTION auth.admin_delete_user(p_admin_token text, p_user_id uuid, p_soft boolean, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_delete_user(p_admin_token text, p_user_id uuid, p_soft boolean, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_delete_user(p_admin_token text, p_user_id uuid, p_soft boolean, p_ip inet) IS 'DELETE /admin/users/{id}: removes the user, or with p_soft keeps the row, freed of address, secrets and sessions.';
+
+--
+-- Name: admin_generate_link(text, text, text, text, text, jsonb, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_generate_link(p_admin_token text, p_type text, p_email text, p_new_email text DEFAULT NULL::text, p_password_hash text DEFAULT NULL::text, p_data jsonb DEFAULT '{}'::jsonb, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_email text := auth._normalize_email(p_email);
+  v_type text := p_type;
+  v_user auth.users;
+  v_token_type text;
+  v_address text := v_email;
+  v_token record;
+begin
+  perform auth._require_admin(p_admin_token);
+  if v_type not in ('signup', 'invite', 'magiclink', 'recovery', 'email_change_current', 'email_change_new') then
+    raise exception using errcode = 'AUA04', message = pg_catalog.format('Invalid email action link type requested: %s', p_type);
+  end if;
+  select * into v_user from auth.users where email = v_email;
+  if not found then
+    if v_type in ('recovery', 'email_change_current', 'email_change_new') then
+      raise exception using errcode = 'AUA02', message = 'User with this email not found';
+    end if;
+    if v_type = 'magiclink' then
+      v_type := 'signup';  -- as GoTrue: a magic link for a new address signs it up
+    end if;
+    if v_type = 'signup' and p_password_hash is null then
+      raise exception using errcode = 'AUA04', message = 'Password is required for signup links';
+    end if;
+    v_user := auth._new_email_user(v_email, p_password_hash, p_data, p_ip);
+  elsif v_type in ('signup', 'invite') and v_user.email_confirmed_at is not null then
+    raise exception using errcode = 'AUA03', message = 'A user with this email address has already been registered';
+  end if;
+
+  v_token_type := case v_type when 'signup' then 'confirmation' else v_type end;
+  if v_type like 'email_change%' then
+    if p_new_email is null then
+      raise exception using errcode = 'AUA04', message = 'The new email address is required';
+    end if;
+    update auth.users set email_change = auth._normalize_email(p_new_email), email_change_confirm_status = 0
+     where id = v_user.id returning * into v_user;
+    v_address := case v_type when 'email_change_new' then v_user.email_change else v_user.email end;
+  elsif v_type = 'invite' then
+    update auth.users set invited_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  end if;
+  select * into v_token from auth._issue_token(v_user, v_token_type, v_address, p_redirect_to);
+  perform auth._audit_admin('generate_link', v_user, p_ip, pg_catalog.jsonb_build_object('type', v_type));
+  return auth._user_json(v_user) || pg_catalog.jsonb_build_object(
+    'email_otp', v_token.code, 'hashed_token', v_token.link_token,
+    'verification_type', v_type, 'redirect_to', p_redirect_to);
+end
+$$;
+
+ALTER FUNCTION auth.admin_generate_link(p_admin_token text, p_type text, p_email text, p_new_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_generate_link(p_admin_token text, p_type text, p_email text, p_new_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_generate_link(p_admin_token text, p_type text, p_email text, p_new_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_ip inet) IS 'POST /admin/generate_link: issues the token a flow would email, and returns it with the user instead of sending it.';
+
+--
+-- Name: admin_get_user(text, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_get_user(p_admin_token text, p_user_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform auth._require_admin(p_admin_token);
+  return auth._user_json(auth._admin_user(p_user_id));
+end
+$$;
+
+ALTER FUNCTION auth.admin_get_user(p_admin_token text, p_user_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_get_user(p_admin_token text, p_user_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_get_user(p_admin_token text, p_user_id uuid) IS 'GET /admin/users/{id}.';
+
+--
+-- Name: admin_invite_user(text, text, jsonb, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_invite_user(p_admin_token text, p_email text, p_data jsonb DEFAULT '{}'::jsonb, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_email text := auth._normalize_email(p_email);
+  v_user auth.users;
+begin
+  perform auth._require_admin(p_admin_token);
+  select * into v_user from auth.users where email = v_email;
+  if found and v_user.email_confirmed_at is not null then
+    raise exception using errcode = 'AUA03', message = 'A user with this email address has already been registered';
+  end if;
+  if not found then
+    v_user := auth._new_email_user(v_email, null, p_data, p_ip);
+  end if;
+  update auth.users set invited_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  perform auth._queue_email(v_user, 'invite', v_email, p_redirect_to);
+  perform auth._audit_admin('user_invited', v_user, p_ip);
+  return auth._user_json(auth._admin_user(v_user.id));
+end
+$$;
+
+ALTER FUNCTION auth.admin_invite_user(p_admin_token text, p_email text, p_data jsonb, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_invite_user(p_admin_token text, p_email text, p_data jsonb, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_invite_user(p_admin_token text, p_email text, p_data jsonb, p_redirect_to text, p_ip inet) IS 'POST /invite: creates (or re-invites) an unconfirmed user and emails the invitation.';
+
+--
+-- Name: admin_list_factors(text, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_list_factors(p_admin_token text, p_user_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform auth._require_admin(p_admin_token);
+  perform auth._admin_user(p_user_id);
+  return coalesce((select pg_catalog.jsonb_agg(auth._factor_json(f) order by f.created_at)
+                     from auth.mfa_factors f where f.user_id = p_user_id), '[]'::jsonb);
+end
+$$;
+
+ALTER FUNCTION auth.admin_list_factors(p_admin_token text, p_user_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_list_factors(p_admin_token text, p_user_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_list_factors(p_admin_token text, p_user_id uuid) IS 'GET /admin/users/{id}/factors.';
+
+--
+-- Name: admin_list_users(text, integer, integer, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_list_users(p_admin_token text, p_page integer DEFAULT 1, p_per_page integer DEFAULT 50, p_filter text DEFAULT NULL::text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_filter text := '%' || coalesce(p_filter, '') || '%';
+begin
+  perform auth._require_admin(p_admin_token);
+  if p_page < 1 or p_per_page < 1 or p_per_page > 1000 then
+    raise exception using errcode = 'AUA04', message = 'Bad Pagination Parameters';
+  end if;
+  return pg_catalog.jsonb_build_object(
+    'aud', (select s.jwt_aud from auth.settings s),
+    'total', (select pg_catalog.count(*) from auth.users u
+               where p_filter is null or u.email ilike v_filter or u.raw_user_meta_data ->> 'full_name' ilike v_filter),
+    'users', coalesce((
+      select pg_catalog.jsonb_agg(auth._user_json(u) order by u.created_at desc, u.id)
+        from (select * from auth.users u
+               where p_filter is null or u.email ilike v_filter or u.raw_user_meta_data ->> 'full_name' ilike v_filter
+               order by u.created_at desc, u.id
+               limit p_per_page offset (p_page - 1) * p_per_page) u), '[]'::jsonb));
+end
+$$;
+
+ALTER FUNCTION auth.admin_list_users(p_admin_token text, p_page integer, p_per_page integer, p_filter text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_list_users(p_admin_token text, p_page integer, p_per_page integer, p_filter text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_list_users(p_admin_token text, p_page integer, p_per_page integer, p_filter text) IS 'GET /admin/users: a page of users, newest first ({users, aud, total}); filter matches email or full_name.';
+
+--
+-- Name: admin_update_user(text, uuid, jsonb, text, bigint, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text DEFAULT NULL::text, p_ban_seconds bigint DEFAULT NULL::bigint, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+  v_email text;
+begin
+  perform auth._require_admin(p_admin_token);
+  v_user := auth._admin_user(p_user_id);
+  if p_attributes ->> 'email' is not null then
+    v_email := auth._normalize_email(p_attributes ->> 'email');
+    if v_email is distinct from v_user.email then
+      if exists (select from auth.users where email = v_email and id <> v_user.id) then
+        raise exception using errcode = 'AUA03', message = 'A user with this email address has already been registered';
+      end if;
+      update auth.users set email = v_email, email_change = '', updated_at = pg_catalog.now(),
+             raw_user_meta_data = raw_user_meta_data || pg_catalog.jsonb_build_object('email', v_email)
+       where id = v_user.id returning * into v_user;
+      update auth.identities set identity_data = identity_data || pg_catalog.jsonb_build_object('email', v_email)
+       where user_id = v_user.id and provider = 'email';
+    end if;
+  end if;
+  if coalesce((p_attributes ->> 'email_confirm')::boolean, false) then
+    v_user := auth._confirm_email(v_user);
+  end if;
+  update auth.users
+     set raw_user_meta_data = auth._merge_metadata(raw_user_meta_data, p_attributes -> 'user_metadata'),
+         raw_app_meta_data = auth._merge_metadata(raw_app_meta_data, p_attributes -> 'app_metadata'),
+         role = coalesce(p_attributes ->> 'role', role),
+         banned_until = case when p_ban_seconds is null then banned_until
+                             when p_ban_seconds = 0 then null
+                             else pg_catalog.now() + pg_catalog.make_interval(secs => p_ban_seconds) end,
+         updated_at = pg_catalog.now()
+   where id = v_user.id
+  returning * into v_user;
+  if p_ban_seconds > 0 then
+    delete from auth.sessions where user_id = v_user.id;
+    perform auth._audit_admin('user_banned', v_user, p_ip,
+                              pg_catalog.jsonb_build_object('banned_until', v_user.banned_until));
+  elsif p_ban_seconds = 0 then
+    perform auth._audit_admin('user_unbanned', v_user, p_ip);
+  end if;
+  if p_password_hash is not null then
+    update auth.users set encrypted_password = p_password_hash where id = v_user.id returning * into v_user;
+    delete from auth.sessions where user_id = v_user.id;
+    perform auth._audit_admin('user_updated_password', v_user, p_ip);
+  end if;
+  if p_attributes <> '{}' then
+    perform auth._audit_admin('user_modified', v_user, p_ip,
+                              pg_catalog.jsonb_build_object('fields', (select pg_catalog.jsonb_agg(k) from pg_catalog.jsonb_object_keys(p_attributes) k)));
+  end if;
+  return auth._user_json(v_user);
+end
+$$;
+
+ALTER FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) IS 'PUT /admin/users/{id}: email (and email_confirm), metadata (merged), role, password (ends the user''s sessions), ban for p_ban_seconds (0 lifts a ban; a ban ends the sessions).';
+
+--
+-- Name: algorithm_sign(text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.algorithm_sign(signables text, secret text, algorithm text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN auth.url_encode(auth._hmac(convert_to(signables, 'UTF8'::name), convert_to(secret, 'UTF8'::name), CASE algorithm WHEN 'HS256'::text THEN 'sha256'::text WHEN 'HS384'::text THEN 'sha384'::text WHEN 'HS512'::text THEN 'sha512'::text ELSE NULL::text END));
+
+ALTER FUNCTION auth.algorithm_sign(signables text, secret text, algorithm text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION algorithm_sign(signables text, secret text, algorithm text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.algorithm_sign(signables text, secret text, algorithm text) IS 'base64url HMAC signature of signables: HS256, HS384 or HS512; NULL for any other algorithm.';
+
+--
+-- Name: authenticate(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.authenticate(p_token text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_claims jsonb := auth.access_token_claims(p_token);
+begin
+  perform pg_catalog.set_config('request.jwt.claims', v_claims::text, true);
+  perform pg_catalog.set_config('role', coalesce(v_claims ->> 'role', 'anon'), true);
+  return v_claims;
+end
+$$;
+
+ALTER FUNCTION auth.authenticate(p_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION authenticate(p_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.authenticate(p_token text) IS 'For applications that connect without PostgREST: verifies an access token, then sets request.jwt.claims and the token''s role for the rest of the transaction, so RLS policies using auth.uid() apply. The connecting role must be a member of that role (grant authenticated to app).';
+
+--
+-- Name: authenticate_api_key(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.authenticate_api_key(p_key text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if p_key not like 'ag\_%' then
+    raise exception using errcode = 'AUJ01', message = 'invalid API key: unknown, revoked or expired';
+  end if;
+  return auth.authenticate(p_key);
+end
+$$;
+
+ALTER FUNCTION auth.authenticate_api_key(p_key text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION authenticate_api_key(p_key text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.authenticate_api_key(p_key text) IS 'auth.authenticate() for an API key: sets request.jwt.claims and the role for the transaction, so RLS applies to scripts.';
+
+--
+-- Name: challenge_factor(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_ctx record;
+  v_factor auth.mfa_factors;
+  v_challenge auth.mfa_challenges;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.factor_type = 'email' then
+    v_challenge := auth._issue_mfa_email(v_ctx.usr, v_factor, (v_ctx.sess).id, p_ip);
+  else
+    insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address)
+    values (v_factor.id, (v_ctx.sess).id,
+            pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry), p_ip)
+    returning * into v_challenge;
+    update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = v_factor.id;
+  end if;
+  return pg_catalog.jsonb_build_object('id', v_challenge.id, 'type', v_factor.factor_type,
+                                       'expires_at', auth._epoch(v_challenge.expires_at));
+end
+$$;
+
+ALTER FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet) IS 'POST /factors/{id}/challenge: {id, type, expires_at}; an email factor also gets its code emailed.';
+
+--
+-- Name: email_outbox; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.email_outbox (
+    id bigint NOT NULL,
+    kind text NOT NULL,
+    to_address text NOT NULL,
+    user_id uuid,
+    payload jsonb NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    leased_until timestamp with time zone,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    sent_at timestamp with time zone,
+    CONSTRAINT email_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'sent'::text, 'dead'::text])))
+);
+
+ALTER TABLE auth.email_outbox OWNER TO authgres_owner;
+
+--
+-- Name: TABLE email_outbox; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.email_outbox IS 'Emails to deliver, written in the transaction that needs them. pending -> sending (leased to one mailer) -> sent, or back to pending with a later next_attempt_at, or dead after the last attempt.';
+
+--
+-- Name: COLUMN email_outbox.payload; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.email_outbox.payload IS 'Template variables. The code and link token are removed once the email is sent or given up.';
+
+--
+-- Name: claim_outbox(integer, integer); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.claim_outbox(p_limit integer DEFAULT 10, p_lease_seconds integer DEFAULT 60) RETURNS SETOF auth.email_outbox
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  -- SKIP LOCKED lets several mailers drain one outbox; the lease hands an email whose mailer died
+  -- mid-send to another one later.
+  return query
+  update auth.email_outbox o
+     set status = 'sending', attempts = o.attempts + 1,
+         leased_until = pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_seconds)
+   where o.id in (
+     select d.id from auth.email_outbox d
+      where (d.status = 'pending' and d.next_attempt_at <= pg_catalog.now())
+         or (d.status = 'sending' and d.leased_until <= pg_catalog.now())
+      order by d.id
+      limit p_limit
+      for update skip locked)
+  returning o.*;
+end
+$$;
+
+ALTER FUNCTION auth.claim_outbox(p_limit integer, p_lease_seconds integer) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION claim_outbox(p_limit integer, p_lease_seconds integer); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.claim_outbox(p_limit integer, p_lease_seconds integer) IS 'Leases up to p_limit due emails to the calling mailer.';
+
+--
+-- Name: complete_outbox(bigint); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.complete_outbox(p_id bigint) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update auth.email_outbox
+     set status = 'sent', sent_at = pg_catalog.now(), leased_until = null, last_error = null,
+         payload = payload - 'token' - 'token_hash'
+   where id = p_id and status = 'sending';
+end
+$$;
+
+ALTER FUNCTION auth.complete_outbox(p_id bigint) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION complete_outbox(p_id bigint); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.complete_outbox(p_id bigint) IS 'Marks an email sent and removes its secrets from the outbox.';
+
+--
+-- Name: complete_twofa(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.complete_twofa(p_challenge_token text, p_code text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_challenge auth.mfa_challenges;
+  v_factor auth.mfa_factors;
+  v_user auth.users;
+  v_check record;
+  v_session jsonb;
+begin
+  select * into v_challenge from auth.mfa_challenges
+   where login_token_digest = auth._token_hash(coalesce(p_challenge_token, ''));
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'MFA factor with the provided challenge ID not found';
+  end if;
+  select * into strict v_factor from auth.mfa_factors where id = v_challenge.factor_id;
+  select * into strict v_user from auth.users where id = v_factor.user_id;
+  select * into v_check from auth._verify_challenge(v_user, v_factor, v_challenge.id, p_code, p_ip);
+  if not v_check.ok then
+    return v_check.failure;
+  end if;
+  delete from auth.mfa_challenges where id = v_challenge.id;  -- the challenge token is single-use too
+  v_session := auth._start_session(v_user, 'password', p_user_agent, p_ip);
+  return auth._raise_session_aal(
+    v_user, (select s from auth.sessions s where s.id = auth._session_of(v_session)), v_factor, v_check.method);
+end
+$$;
+
+ALTER FUNCTION auth.complete_twofa(p_challenge_token text, p_code text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION complete_twofa(p_challenge_token text, p_code text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.complete_twofa(p_challenge_token text, p_code text, p_user_agent text, p_ip inet) IS 'POST /token?grant_type=twofa (strict email 2-step): the challenge_token and the emailed code give an aal2 session.';
+
+--
+-- Name: configure(jsonb, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.configure(p_settings jsonb, p_jwt_secret text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_hook text;
+begin
+  select * into strict v_settings from auth.settings;
+  v_settings := pg_catalog.jsonb_populate_record(v_settings, p_settings - 'singleton');
+  v_settings.updated_at := pg_catalog.now();
+  for v_hook in select unnest(array[v_settings.hook_custom_access_token, v_settings.hook_before_user_created,
+                                    v_settings.hook_password_verification_attempt, v_settings.hook_send_email]) loop
+    if v_hook is not null and pg_catalog.to_regprocedure(v_hook || '(jsonb)') is null then
+      raise exception using errcode = 'AUV01',
+        message = pg_catalog.format('Hook function %s(jsonb) does not exist', v_hook);
+    end if;
+  end loop;
+  delete from auth.settings;
+  insert into auth.settings select v_settings.*;
+
+  if p_jwt_secret is not null then
+    if pg_catalog.length(p_jwt_secret) < 32 then
+      raise exception using errcode = 'AUV01', message = 'The JWT secret must be at least 32 characters';
+    end if;
+    update auth.signing_keys set secret = p_jwt_secret
+     where status = 'current' and kid is null and algorithm = 'HS256' and secret <> p_jwt_secret;
+    if not exists (select from auth.signing_keys where status = 'current') then
+      insert into auth.signing_keys (algorithm, secret, status, mac_key)
+      values ('HS256', p_jwt_secret, 'current', auth._random_bytes(32));
+    end if;
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth.configure(p_settings jsonb, p_jwt_secret text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION configure(p_settings jsonb, p_jwt_secret text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.configure(p_settings jsonb, p_jwt_secret text) IS 'Writes the settings row (members of p_settings override) and the HS256 signing secret. The service calls it at start-up with its environment.';
+
+--
+-- Name: create_api_key(text, text, integer, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.create_api_key(p_access_token text, p_name text, p_expires_in integer DEFAULT NULL::integer, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+  v_raw text := 'ag_' || auth.url_encode(auth._random_bytes(32));
+  v_key auth.api_keys;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  if p_name is null or pg_catalog.length(pg_catalog.btrim(p_name)) not between 1 and 100 then
+    raise exception using errcode = 'AUV01', message = 'An API key needs a name of 1 to 100 characters';
+  end if;
+  if p_expires_in is not null and p_expires_in <= 0 then
+    raise exception using errcode = 'AUV01', message = 'expires_in must be a positive number of seconds';
+  end if;
+  insert into auth.api_keys (user_id, name, key_prefix, key_digest, expires_at)
+  values ((v_ctx.usr).id, pg_catalog.btrim(p_name), pg_catalog.left(v_raw, 9), auth._token_hash(v_raw),
+          pg_catalog.now() + pg_catalog.make_interval(secs => p_expires_in))
+  returning * into v_key;
+  perform auth._audit(v_ctx.usr, 'api_key_created', 'user', p_ip,
+                      pg_catalog.jsonb_build_object('api_key_id', v_key.id, 'name', v_key.name));
+  return pg_catalog.jsonb_build_object('id', v_key.id, 'name', v_key.name, 'key', v_raw, 'prefix', v_key.key_prefix,
+                                       'created_at', v_key.created_at, 'expires_at', v_key.expires_at);
+end
+$$;
+
+ALTER FUNCTION auth.create_api_key(p_access_token text, p_name text, p_expires_in integer, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION create_api_key(p_access_token text, p_name text, p_expires_in integer, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.create_api_key(p_access_token text, p_name text, p_expires_in integer, p_ip inet) IS 'POST /api_keys: a new key for the signed-in user; the key is in this response and nowhere else.';
+
+--
+-- Name: current_password_hash(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.current_password_hash(p_access_token text) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  return ((auth._authorize(p_access_token, true)).usr).encrypted_password;
+end
+$$;
+
+ALTER FUNCTION auth.current_password_hash(p_access_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION current_password_hash(p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.current_password_hash(p_access_token text) IS 'The token user''s password hash, for the service to compare a new password with the old one.';
+
+--
+-- Name: email(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.email() RETURNS text
+    LANGUAGE sql STABLE
+    RETURN COALESCE(NULLIF(current_setting('request.jwt.claim.email'::text, true), ''::text), ((NULLIF(current_setting('request.jwt.claims'::text, true), ''::text))::jsonb ->> 'email'::text));
+
+ALTER FUNCTION auth.email() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION email(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.email() IS 'The email claim of the request''s JWT.';
+
+--
+-- Name: end_session(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.end_session(p_access_token text, p_session_id uuid, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  delete from auth.sessions where id = p_session_id and user_id = (v_ctx.usr).id;
+  if not found then
+    raise exception using errcode = 'AUJ04', message = 'Session not found';
+  end if;
+  perform auth._audit(v_ctx.usr, 'logout', 'account', p_ip,
+                      pg_catalog.jsonb_build_object('scope', 'session', 'session_id', p_session_id));
+  return pg_catalog.jsonb_build_object('id', p_session_id);
+end
+$$;
+
+ALTER FUNCTION auth.end_session(p_access_token text, p_session_id uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION end_session(p_access_token text, p_session_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.end_session(p_access_token text, p_session_id uuid, p_ip inet) IS 'DELETE /sessions/{id}: ends one of the caller''s sessions.';
+
+--
+-- Name: enroll_factor(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_ctx record;
+  v_factor auth.mfa_factors;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  if p_factor_type not in ('totp', 'email') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
+    raise exception using errcode = 'AUV01', message = 'factor_type needs to be totp'
+      || case when v_settings.mfa_email = 'off' then '' else ' or email' end;
+  end if;
+  if exists (select from auth.mfa_factors where user_id = (v_ctx.usr).id and status = 'verified')
+     and (v_ctx.sess).aal = 'aal1' then
+    raise exception using errcode = 'AUM02', message = 'AAL2 required to enroll a new factor';
+  end if;
+  -- Unverified factors older than a challenge's lifetime were abandoned half-way.
+  delete from auth.mfa_factors
+   where user_id = (v_ctx.usr).id and status = 'unverified'
+     and created_at < pg_catalog.now() - pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry);
+  if (select pg_catalog.count(*) from auth.mfa_factors where user_id = (v_ctx.usr).id)
+     >= v_settings.mfa_max_enrolled_factors then
+    raise exception using errcode = 'AUM05', message = 'Maximum number of verified factors reached, unenroll to continue';
+  end if;
+  if p_factor_type = 'email' then
+    if (v_ctx.usr).email_confirmed_at is null then
+      raise exception using errcode = 'AUE04', message = 'Please verify your email first.';
+    end if;
+    v_factor := auth._email_factor(v_ctx.usr);
+    return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'email', 'friendly_name', v_factor.friendly_name);
+  end if;
+  begin
+    insert into auth.mfa_factors (user_id, friendly_name, factor_type, secret)
+    values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'totp', auth._random_bytes(20))
+    returning * into v_factor;
+  exception when unique_violation then
+    raise exception using errcode = 'AUM04',
+      message = pg_catalog.format('A factor with the friendly name "%s" for this user already exists', p_friendly_name);
+  end;
+  perform auth._audit(v_ctx.usr, 'factor_enrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  -- The secret leaves the database this once, for the QR code; the service formats it.
+  return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'totp', 'friendly_name', v_factor.friendly_name,
+                                       'secret', pg_catalog.encode(v_factor.secret, 'hex'), 'account', (v_ctx.usr).email);
+end
+$$;
+
+ALTER FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) IS 'POST /factors: a new unverified TOTP factor (its secret returned once, hex), or the email factor.';
+
+--
+-- Name: fail_outbox(bigint, text, integer, double precision); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.fail_outbox(p_id bigint, p_error text, p_max_attempts integer DEFAULT 8, p_retry_base_seconds double precision DEFAULT 5) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update auth.email_outbox
+     set status = case when attempts >= p_max_attempts then 'dead' else 'pending' end,
+         payload = case when attempts >= p_max_attempts then payload - 'token' - 'token_hash' else payload end,
+         last_error = pg_catalog.left(p_error, 1000), leased_until = null,
+         next_attempt_at = pg_catalog.now()
+           + pg_catalog.make_interval(secs => least(p_retry_base_seconds * 2 ^ (attempts - 1), 3600))
+   where id = p_id and status = 'sending';
+end
+$$;
+
+ALTER FUNCTION auth.fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) IS 'Records a failed delivery: retried with exponential backoff, dead (with last_error kept) after p_max_attempts.';
+
+--
+-- Name: get_users(text[]); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.get_users(p_access_tokens text[]) RETURNS jsonb[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_users jsonb[] := '{}';
+begin
+  for i in 1 .. coalesce(pg_catalog.array_length(p_access_tokens, 1), 0) loop
+    begin
+      v_users[i] := auth._get_user(p_access_tokens[i]);
+    exception when others then
+      v_users[i] := pg_catalog.jsonb_build_object('error', sqlstate, 'message', sqlerrm);
+    end;
+  end loop;
+  return v_users;
+end
+$$;
+
+ALTER FUNCTION auth.get_users(p_access_tokens text[]) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION get_users(p_access_tokens text[]); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.get_users(p_access_tokens text[]) IS 'auth._get_user() for each token, in order; a token that fails gets {"error": SQLSTATE, "message": ...}.';
+
+--
+-- Name: hotp(bytea, bigint, integer, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.hotp(p_secret bytea, p_counter bigint, p_digits integer DEFAULT 6, p_algorithm text DEFAULT 'sha1'::text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+declare
+  v_hash bytea := auth._hmac(pg_catalog.int8send(p_counter), p_secret, p_algorithm);
+  v_offset integer := pg_catalog.get_byte(v_hash, pg_catalog.length(v_hash) - 1) & 15;
+  v_binary bigint;
+begin
+  v_binary := ((pg_catalog.get_byte(v_hash, v_offset) & 127)::bigint << 24)
+            | (pg_catalog.get_byte(v_hash, v_offset + 1)::bigint << 16)
+            | (pg_catalog.get_byte(v_hash, v_offset + 2)::bigint << 8)
+            | pg_catalog.get_byte(v_hash, v_offset + 3)::bigint;
+  return pg_catalog.lpad((v_binary % (10::bigint ^ p_digits)::bigint)::text, p_digits, '0');
+end
+$$;
+
+ALTER FUNCTION auth.hotp(p_secret bytea, p_counter bigint, p_digits integer, p_algorithm text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION hotp(p_secret bytea, p_counter bigint, p_digits integer, p_algorithm text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.hotp(p_secret bytea, p_counter bigint, p_digits integer, p_algorithm text) IS 'RFC 4226 HOTP code for a counter (sha1, sha256 or sha512).';
+
+--
+-- Name: jwks(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.jwks() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    RETURN jsonb_build_object('keys', (SELECT COALESCE(jsonb_agg(k.public_jwk ORDER BY (k.status = 'current'::text) DESC, k.created_at DESC), '[]'::jsonb) AS "coalesce" FROM auth.signing_keys k WHERE ((k.public_jwk IS NOT NULL) AND (k.status = ANY (ARRAY['next'::text, 'current'::text, 'previous'::text])))));
+
+ALTER FUNCTION auth.jwks() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION jwks(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.jwks() IS 'The JWK Set served at /.well-known/jwks.json: public halves of the next, current and previous asymmetric keys.';
+
+--
+-- Name: jwt(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.jwt() RETURNS jsonb
+    LANGUAGE sql STABLE
+    RETURN (COALESCE(NULLIF(current_setting('request.jwt.claim'::text, true), ''::text), NULLIF(current_setting('request.jwt.claims'::text, true), ''::text)))::jsonb;
+
+ALTER FUNCTION auth.jwt() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION jwt(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.jwt() IS 'All claims of the request''s JWT, e.g. auth.jwt() ->> ''aal''.';
+
+--
+-- Name: list_api_keys(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.list_api_keys(p_access_token text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  return coalesce((
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+             'id', k.id, 'name', k.name, 'prefix', k.key_prefix, 'created_at', k.created_at,
+             'expires_at', k.expires_at, 'last_used_at', k.last_used_at) order by k.created_at desc)
+      from auth.api_keys k where k.user_id = (v_ctx.usr).id and k.revoked_at is null), '[]'::jsonb);
+end
+$$;
+
+ALTER FUNCTION auth.list_api_keys(p_access_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION list_api_keys(p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.list_api_keys(p_access_token text) IS 'GET /api_keys: the caller''s live keys, never the keys themselves.';
+
+--
+-- Name: list_sessions(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.list_sessions(p_access_token text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  return coalesce((
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+             'id', s.id, 'created_at', s.created_at, 'updated_at', s.updated_at, 'refreshed_at', s.refreshed_at,
+             'user_agent', s.user_agent, 'ip', pg_catalog.host(s.ip), 'aal', s.aal, 'not_after', s.not_after,
+             'current', s.id = (v_ctx.sess).id)
+             order by s.created_at desc)
+      from auth.sessions s where s.user_id = (v_ctx.usr).id), '[]'::jsonb);
+end
+$$;
+
+ALTER FUNCTION auth.list_sessions(p_access_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION list_sessions(p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.list_sessions(p_access_token text) IS 'GET /sessions: the caller''s sessions, newest first, the current one flagged.';
+
+--
+-- Name: list_signing_keys(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.list_signing_keys() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    RETURN (SELECT COALESCE(jsonb_agg(auth._signing_key_json(k.*) ORDER BY k.created_at), '[]'::jsonb) AS "coalesce" FROM auth.signing_keys k);
+
+ALTER FUNCTION auth.list_signing_keys() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION list_signing_keys(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.list_signing_keys() IS 'Every signing key with its status, without secrets.';
+
+--
+-- Name: logout(text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.logout(p_access_token text, p_scope text DEFAULT 'global'::text, p_ip inet DEFAULT NULL::inet) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_auth record;
+  v_ended integer;
+begin
+  if p_scope not in ('global', 'local', 'others') then
+    raise exception using errcode = 'AUV01', message = pg_catalog.format('Unsupported logout scope %L', p_scope);
+  end if;
+  select * into v_auth from auth._authorize(p_access_token, true);
+  if (v_auth.sess).id is null then
+    raise exception using errcode = 'AUJ04', message = 'Session from session_id claim in JWT does not exist';
+  end if;
+  delete from auth.sessions
+   where user_id = (v_auth.usr).id
+     and case p_scope
+           when 'local' then id = (v_auth.sess).id
+           when 'others' then id <> (v_auth.sess).id
+           else true
+         end;
+  get diagnostics v_ended = row_count;
+  perform auth._audit(v_auth.usr, 'logout', 'account', p_ip, pg_catalog.jsonb_build_object('scope', p_scope));
+  return v_ended;
+end
+$$;
+
+ALTER FUNCTION auth.logout(p_access_token text, p_scope text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION logout(p_access_token text, p_scope text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.logout(p_access_token text, p_scope text, p_ip inet) IS 'Ends the token''s session (local), the user''s other sessions (others) or all of them (global); returns how many ended.';
+
+--
+-- Name: password_hash_by_email(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text) RETURNS record
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  select u.id, u.encrypted_password into user_id, password_hash
+    from auth.users u
+   where u.email = pg_catalog.lower(pg_catalog.btrim(p_email))
+     and not u.is_sso_user and u.deleted_at is null;
+end
+$$;
+
+ALTER FUNCTION auth.password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text) IS 'The password hash the service verifies before auth.sign_in_with_password(); NULLs when there is none.';
+
+--
+-- Name: prune(integer); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.prune(p_batch integer DEFAULT 1000) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_days integer := (select s.audit_retention_days from auth.settings s);
+  v_deleted integer := 0;
+  v_count integer;
+begin
+  if v_days > 0 then
+    delete from auth.audit_log_entries where id in (
+      select id from auth.audit_log_entries
+       where created_at < pg_catalog.now() - pg_catalog.make_interval(days => v_days) limit p_batch);
+    get diagnostics v_count = row_count;
+    v_deleted := v_deleted + v_count;
+  end if;
+  delete from auth.email_outbox where id in (
+    select id from auth.email_outbox
+     where status in ('sent', 'dead') and created_at < pg_catalog.now() - interval '7 days' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.one_time_tokens where id in (
+    select id from auth.one_time_tokens where expires_at < pg_catalog.now() limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.mfa_challenges where id in (
+    select id from auth.mfa_challenges where expires_at < pg_catalog.now() - interval '1 day' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.rate_limits where key in (
+    select key from auth.rate_limits where window_started_at < pg_catalog.now() - interval '1 day' limit p_batch);
+  get diagnostics v_count = row_count;
+  return v_deleted + v_count;
+end
+$$;
+
+ALTER FUNCTION auth.prune(p_batch integer) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION prune(p_batch integer); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.prune(p_batch integer) IS 'Deletes at most p_batch rows of each kind that has outlived its use; returns how many. Call until it returns 0.';
+
+--
+-- Name: reauthenticate(text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.reauthenticate(p_access_token text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users := (auth._authorize(p_access_token, true)).usr;
+begin
+  if v_user.email is null then
+    raise exception using errcode = 'AUV01', message = 'Reauthentication requires an email address';
+  end if;
+  if v_user.email_confirmed_at is null then
+    raise exception using errcode = 'AUE04', message = 'Please verify your email first.';
+  end if;
+  perform auth._throttle_email(v_user.email, 'reauthentication', p_ip);
+  perform auth._queue_email(v_user, 'reauthentication', v_user.email, null);
+  return '{}';
+end
+$$;
+
+ALTER FUNCTION auth.reauthenticate(p_access_token text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION reauthenticate(p_access_token text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.reauthenticate(p_access_token text, p_ip inet) IS 'GET /reauthenticate: emails the signed-in user a nonce that PUT /user accepts for a password change.';
+
+--
+-- Name: record_failed_login(text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.record_failed_login(p_email text, p_ip inet DEFAULT NULL::inet) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+begin
+  select * into v_user from auth.users where email = pg_catalog.lower(pg_catalog.btrim(p_email)) and deleted_at is null;
+  -- An unknown address is recorded too (actor NULL, the address in traits): both are attacks' traces.
+  insert into auth.audit_log_entries (payload, ip_address)
+  values (pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
+            'actor_id', v_user.id, 'actor_username', coalesce(v_user.email, pg_catalog.left(p_email, 255)),
+            'actor_via_sso', false, 'action', 'login_failed', 'log_type', 'account',
+            'traits', pg_catalog.json_build_object('provider', 'email', 'known_user', v_user.id is not null))),
+          coalesce(pg_catalog.host(p_ip), ''));
+  if v_user.id is not null then
+    perform auth._password_attempt_hook(v_user, false);
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth.record_failed_login(p_email text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION record_failed_login(p_email text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.record_failed_login(p_email text, p_ip inet) IS 'Audits a password sign-in that failed verification, and tells the password_verification_attempt hook.';
+
+--
+-- Name: recovery_codes(text, boolean, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean DEFAULT false, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  if not p_regenerate then
+    return pg_catalog.jsonb_build_object('remaining', (select pg_catalog.count(*) from auth.mfa_recovery_codes
+                                                        where user_id = (v_ctx.usr).id and used_at is null));
+  end if;
+  if (v_ctx.sess).aal <> 'aal2' then
+    raise exception using errcode = 'AUM02', message = 'AAL2 required to regenerate recovery codes';
+  end if;
+  return pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
+end
+$$;
+
+ALTER FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet) IS 'GET /factors/recovery_codes: how many remain. POST: a new set of 10 (needs aal2); the old set dies.';
+
+--
+-- Name: refresh_sessions(text[], text[], text[]); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) RETURNS jsonb[]
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_sessions jsonb[] := '{}';
+begin
+  for i in 1 .. coalesce(pg_catalog.array_length(p_refresh_tokens, 1), 0) loop
+    begin
+      v_sessions[i] := auth._refresh_session(p_refresh_tokens[i], p_user_agents[i], p_ips[i]::inet);
+    exception when others then
+      v_sessions[i] := pg_catalog.jsonb_build_object('error', sqlstate, 'message', sqlerrm);
+    end;
+  end loop;
+  return v_sessions;
+end
+$$;
+
+ALTER FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) IS 'auth._refresh_session() for each token (with its user agent and IP), in order, all committed together; one that fails gets {"error": SQLSTATE, "message": ...}.';
+
+--
+-- Name: resend(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_email text := auth._normalize_email(p_email);
+  v_user auth.users;
+begin
+  if p_type not in ('signup', 'email_change') then
+    raise exception using errcode = 'AUV01', message = 'Missing one of these types: signup, email_change';
+  end if;
+  perform auth._throttle_email(v_email, 'resend-' || p_type, p_ip);
+  select * into v_user from auth.users where email = v_email and not is_sso_user and deleted_at is null;
+  if not found then
+    return '{}';
+  end if;
+  if p_type = 'signup' and v_user.email_confirmed_at is null then
+    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+  elsif p_type = 'email_change' and v_user.email_change <> '' then
+    if exists (select from auth.one_time_tokens where user_id = v_user.id and token_type = 'email_change_current') then
+      perform auth._queue_email(v_user, 'email_change_current', v_user.email, p_redirect_to,
+                                pg_catalog.jsonb_build_object('new_email', v_user.email_change));
+    end if;
+    if exists (select from auth.one_time_tokens where user_id = v_user.id and token_type = 'email_change_new') then
+      perform auth._queue_email(v_user, 'email_change_new', v_user.email_change, p_redirect_to,
+                                pg_catalog.jsonb_build_object('new_email', v_user.email_change));
+    end if;
+  end if;
+  return '{}';
+end
+$$;
+
+ALTER FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION resend(p_type text, p_email text, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet) IS 'POST /resend: re-sends a pending sign-up confirmation or email change; always {}.';
+
+--
+-- Name: revoke_api_key(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  update auth.api_keys set revoked_at = pg_catalog.now()
+   where id = p_key_id and user_id = (v_ctx.usr).id and revoked_at is null;
+  if not found then
+    raise exception using errcode = 'AUK01', message = 'API key not found';
+  end if;
+  perform auth._audit(v_ctx.usr, 'api_key_revoked', 'user', p_ip, pg_catalog.jsonb_build_object('api_key_id', p_key_id));
+  return pg_catalog.jsonb_build_object('id', p_key_id);
+end
+$$;
+
+ALTER FUNCTION auth.revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet) IS 'DELETE /api_keys/{id}: the key stops working at once.';
+
+--
+-- Name: revoke_signing_key(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.revoke_signing_key(p_key text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_key auth.signing_keys;
+begin
+  update auth.signing_keys set status = 'revoked', revoked_at = pg_catalog.now()
+   where (kid = p_key or id::text = p_key) and status in ('next', 'previous')
+  returning * into v_key;
+  if not found then
+    raise exception using errcode = 'AUV01', message = case
+      when exists (select from auth.signing_keys where (kid = p_key or id::text = p_key) and status = 'current')
+        then 'The current signing key cannot be revoked: rotate first'
+      else 'No next or previous signing key has this kid or id' end;
+  end if;
+  perform auth._audit(null, 'signing_key_revoked', 'system', null, auth._signing_key_json(v_key));
+  return auth._signing_key_json(v_key);
+end
+$$;
+
+ALTER FUNCTION auth.revoke_signing_key(p_key text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION revoke_signing_key(p_key text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.revoke_signing_key(p_key text) IS 'Revokes a next or previous key (by kid, or by id for the kid-less AUTHGRES_JWT_SECRET key): tokens it signed stop verifying at once. Revoking that key also ends the anon and service_role keys signed with it.';
+
+--
+-- Name: role(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.role() RETURNS text
+    LANGUAGE sql STABLE
+    RETURN COALESCE(NULLIF(current_setting('request.jwt.claim.role'::text, true), ''::text), ((NULLIF(current_setting('request.jwt.claims'::text, true), ''::text))::jsonb ->> 'role'::text));
+
+ALTER FUNCTION auth.role() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION role(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.role() IS 'The role claim of the request''s JWT.';
+
+--
+-- Name: rotate_signing_keys(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.rotate_signing_keys() RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_next auth.signing_keys;
+begin
+  select * into v_next from auth.signing_keys where status = 'next' for update;
+  if not found then
+    raise exception using errcode = 'AUV01', message = 'There is no next signing key: add one first';
+  end if;
+  update auth.signing_keys set status = 'previous', rotated_at = pg_catalog.now() where status = 'current';
+  update auth.signing_keys set status = 'current' where id = v_next.id returning * into v_next;
+  perform auth._audit(null, 'signing_keys_rotated', 'system', null, auth._signing_key_json(v_next));
+  return auth._signing_key_json(v_next);
+end
+$$;
+
+ALTER FUNCTION auth.rotate_signing_keys() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION rotate_signing_keys(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.rotate_signing_keys() IS 'The next key becomes current (signs new tokens); the current one becomes previous: tokens it signed still verify until they expire, or until it is revoked.';
+
+--
+-- Name: send_magic_link(text, boolean, jsonb, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.send_magic_link(p_email text, p_create_user boolean DEFAULT true, p_data jsonb DEFAULT '{}'::jsonb, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_email text := auth._normalize_email(p_email);
+  v_user auth.users;
+begin
+  select * into v_settings from auth.settings;
+  perform auth._throttle_email(v_email, 'magiclink', p_ip);
+  select * into v_user from auth.users where email = v_email and not is_sso_user and deleted_at is null;
+  if not found then
+    -- Unknown address without permission to create it: nothing to send, and the caller is not told.
+    if not p_create_user or v_settings.disable_signup then
+      return '{}';
+    end if;
+    v_user := auth._new_email_user(v_email, null, p_data, p_ip);
+    if v_user.id is null then
+      return '{}';
+    end if;
+  end if;
+  if v_user.email_confirmed_at is null then
+    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+  else
+    perform auth._queue_email(v_user, 'magiclink', v_email, p_redirect_to);
+  end if;
+  return '{}';
+end
+$$;
+
+ALTER FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet) IS 'POST /otp and /magiclink: emails a sign-in code and link (a confirmation for an unconfirmed or new user). Always {} so that the answer does not tell whether the address is registered.';
+
+--
+-- Name: send_recovery(text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.send_recovery(p_email text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_email text := auth._normalize_email(p_email);
+  v_user auth.users;
+begin
+  perform auth._throttle_email(v_email, 'recovery', p_ip);
+  select * into v_user from auth.users where email = v_email and not is_sso_user and deleted_at is null;
+  if found then
+    perform auth._queue_email(v_user, 'recovery', v_email, p_redirect_to);
+    perform auth._audit(v_user, 'user_recovery_requested', 'user', p_ip);
+  end if;
+  return '{}';
+end
+$$;
+
+ALTER FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION send_recovery(p_email text, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet) IS 'POST /recover: emails a recovery code and link; always {}.';
+
+--
+-- Name: sign(json, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.sign(payload json, secret text, algorithm text DEFAULT 'HS256'::text) RETURNS text
+    LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+declare
+  v_signables text := auth.url_encode(pg_catalog.convert_to(
+      pg_catalog.json_build_object('alg', algorithm, 'typ', 'JWT')::text, 'UTF8'))
+    || '.' || auth.url_encode(pg_catalog.convert_to(payload::text, 'UTF8'));
+begin
+  if algorithm not in ('HS256', 'HS384', 'HS512') then
+    raise exception using errcode = 'AUV01', message = 'Unsupported signing algorithm';
+  end if;
+  return v_signables || '.' || auth.algorithm_sign(v_signables, secret, algorithm);
+end
+$$;
+
+ALTER FUNCTION auth.sign(payload json, secret text, algorithm text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION sign(payload json, secret text, algorithm text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.sign(payload json, secret text, algorithm text) IS 'Signs payload as a compact JWT with header {"alg": algorithm, "typ": "JWT"} (pgjwt-compatible).';
+
+--
+-- Name: sign_in_anonymously(jsonb, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.sign_in_anonymously(p_data jsonb DEFAULT '{}'::jsonb, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_user auth.users;
+begin
+  select * into v_settings from auth.settings;
+  if not v_settings.anonymous_users_enabled then
+    raise exception using errcode = 'AUS03', message = 'Anonymous sign-ins are disabled';
+  end if;
+  if v_settings.disable_signup then
+    raise exception using errcode = 'AUS02', message = 'Signups not allowed for this instance';
+  end if;
+  if v_settings.hook_before_user_created is not null then
+    perform auth._call_hook(v_settings.hook_before_user_created, pg_catalog.jsonb_build_object(
+      'user', pg_catalog.jsonb_build_object('email', '', 'is_anonymous', true, 'user_metadata', coalesce(p_data, '{}')),
+      'metadata', pg_catalog.jsonb_build_object('ip_address', pg_catalog.host(p_ip))));
+  end if;
+  insert into auth.users (aud, role, raw_user_meta_data, is_anonymous, last_sign_in_at)
+  values (v_settings.jwt_aud, v_settings.jwt_default_role, coalesce(p_data, '{}'), true, pg_catalog.now())
+  returning * into v_user;
+  perform auth._audit(v_user, 'user_signedup', 'team', p_ip, '{"provider": "anonymous"}');
+  return auth._start_session(v_user, 'anonymous', p_user_agent, p_ip);
+end
+$$;
+
+ALTER FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) IS 'Creates an anonymous user (no email, phone or identity) and signs it in.';
+
+--
+-- Name: sign_in_with_password(uuid, text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+  v_session jsonb;
+  v_factor auth.mfa_factors;
+  v_login_token text;
+  v_challenge auth.mfa_challenges;
+  v_hook jsonb;
+begin
+  select * into v_user from auth.users where id = p_user_id and deleted_at is null for no key update;
+  -- The hash must still be the one the service verified: a password changed meanwhile wins.
+  if not found or v_user.encrypted_password is distinct from p_verified_hash then
+    raise exception using errcode = 'AUS05', message = 'Invalid login credentials';
+  end if;
+  if v_user.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUS06', message = 'User is banned';
+  end if;
+  if v_user.email_confirmed_at is null and v_user.phone_confirmed_at is null then
+    raise exception using errcode = 'AUS04', message = 'Email not confirmed';
+  end if;
+  v_hook := auth._password_attempt_hook(v_user, true);
+  if v_hook ->> 'decision' = 'reject' then
+    return pg_catalog.jsonb_build_object('error', 'AUH03',
+      'message', coalesce(v_hook ->> 'message', 'Sign-in refused'));
+  end if;
+  update auth.users
+     set last_sign_in_at = pg_catalog.now(),
+         encrypted_password = coalesce(p_rehash, encrypted_password)
+   where id = v_user.id
+  returning * into v_user;
+  update auth.identities set last_sign_in_at = pg_catalog.now()
+   where user_id = v_user.id and provider = 'email';
+  perform auth._audit(v_user, 'login', 'account', p_ip, '{"provider": "email"}');
+  if not auth._needs_email_step(v_user) then
+    return auth._start_session(v_user, 'password', p_user_agent, p_ip);
+  end if;
+
+  v_factor := auth._email_factor(v_user);
+  if (select s.mfa_email_strict from auth.settings s) then
+    -- No session yet: the emailed code and this token, together, will create it.
+    v_login_token := auth.url_encode(auth._random_bytes(32));
+    v_challenge := auth._issue_mfa_email(v_user, v_factor, null, p_ip);
+    update auth.mfa_challenges set login_token_digest = auth._token_hash(v_login_token) where id = v_challenge.id;
+    return pg_catalog.jsonb_build_object('twofa_required', true, 'methods', '["email"]'::jsonb,
+                                         'challenge_token', v_login_token,
+                                         'expires_at', auth._epoch(v_challenge.expires_at));
+  end if;
+  v_session := auth._start_session(v_user, 'password', p_user_agent, p_ip);
+  perform auth._issue_mfa_email(v_user, v_factor, auth._session_of(v_session), p_ip);
+  return v_session;
+end
+$$;
+
+ALTER FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) IS 'Signs a user in after the service verified p_verified_hash; p_rehash replaces an outdated hash.';
+
+--
+-- Name: sign_up(text, text, jsonb, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb DEFAULT '{}'::jsonb, p_redirect_to text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_email text := auth._normalize_email(p_email);
+  v_user auth.users;
+begin
+  select * into v_settings from auth.settings;
+  if v_settings.disable_signup then
+    raise exception using errcode = 'AUS02', message = 'Signups not allowed for this instance';
+  end if;
+  if p_password_hash is null then
+    raise exception using errcode = 'AUV01', message = 'Signup requires a valid password';
+  end if;
+  if not v_settings.mailer_autoconfirm then
+    perform auth._throttle_email(v_email, 'confirmation', p_ip);
+  end if;
+
+  v_user := auth._new_email_user(v_email, p_password_hash, p_data, p_ip);
+  if v_user.id is null then
+    if v_settings.mailer_autoconfirm then
+      raise exception using errcode = 'AUS01', message = 'User already registered';
+    end if;
+    select * into strict v_user from auth.users where email = v_email and not is_sso_user;
+    if v_user.email_confirmed_at is null then
+      perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+      return auth._user_json(v_user);
+    end if;
+    -- A confirmed address: answer with a look-alike user that has no identity, as GoTrue does, so the
+    -- response does not confirm that the address is registered.
+    return pg_catalog.jsonb_build_object(
+      'id', pg_catalog.gen_random_uuid(), 'aud', v_settings.jwt_aud, 'role', '', 'email', v_email, 'phone', '',
+      'confirmation_sent_at', pg_catalog.now(),
+      'app_metadata', '{"provider": "email", "providers": ["email"]}'::jsonb,
+      'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb,
+      'created_at', pg_catalog.now(), 'updated_at', pg_catalog.now(), 'is_anonymous', false);
+  end if;
+
+  if not v_settings.mailer_autoconfirm then
+    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+    select * into strict v_user from auth.users where id = v_user.id;
+    return auth._user_json(v_user);
+  end if;
+  v_user := auth._confirm_email(v_user);
+  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  update auth.identities set last_sign_in_at = pg_catalog.now() where user_id = v_user.id;
+  perform auth._audit(v_user, 'login', 'account', p_ip, '{"provider": "email"}');
+  return auth._start_session(v_user, 'password', p_user_agent, p_ip);
+end
+$$;
+
+ALTER FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) IS 'Email + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken address. Otherwise the unconfirmed user with a confirmation email queued (a look-alike without identities when the address is already confirmed).';
+
+--
+-- Name: signing_keys_for_service(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.signing_keys_for_service() RETURNS TABLE(kid text, algorithm text, private_key text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    BEGIN ATOMIC
+ SELECT k.kid,
+     k.algorithm,
+     k.secret
+    FROM auth.signing_keys k
+   WHERE ((k.algorithm = 'ES256'::text) AND (k.status = ANY (ARRAY['next'::text, 'current'::text])));
+END;
+
+ALTER FUNCTION auth.signing_keys_for_service() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION signing_keys_for_service(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.signing_keys_for_service() IS 'The private keys the service signs ES256 tokens with: the current key, and the next one ahead of rotation.';
+
+--
+-- Name: totp(bytea, timestamp with time zone, integer, integer, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.totp(p_secret bytea, p_at timestamp with time zone DEFAULT now(), p_digits integer DEFAULT 6, p_period integer DEFAULT 30, p_algorithm text DEFAULT 'sha1'::text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN auth.hotp(p_secret, (floor((EXTRACT(epoch FROM p_at) / (p_period)::numeric)))::bigint, p_digits, p_algorithm);
+
+ALTER FUNCTION auth.totp(p_secret bytea, p_at timestamp with time zone, p_digits integer, p_period integer, p_algorithm text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION totp(p_secret bytea, p_at timestamp with time zone, p_digits integer, p_period integer, p_algorithm text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.totp(p_secret bytea, p_at timestamp with time zone, p_digits integer, p_period integer, p_algorithm text) IS 'RFC 6238 TOTP code at a time.';
+
+--
+-- Name: uid(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.uid() RETURNS uuid
+    LANGUAGE sql STABLE
+    RETURN (COALESCE(NULLIF(current_setting('request.jwt.claim.sub'::text, true), ''::text), ((NULLIF(current_setting('request.jwt.claims'::text, true), ''::text))::jsonb ->> 'sub'::text)))::uuid;
+
+ALTER FUNCTION auth.uid() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION uid(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.uid() IS 'The sub claim of the request''s JWT. In policies write (select auth.uid()) so it is evaluated once per statement.';
+
+--
+-- Name: unenroll_factor(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+  v_factor auth.mfa_factors;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.status = 'verified' and (v_ctx.sess).aal = 'aal1' then
+    raise exception using errcode = 'AUM03', message = 'AAL2 required to unenroll verified factor';
+  end if;
+  perform auth._remove_factor(v_ctx.usr, v_factor);
+  perform auth._audit(v_ctx.usr, 'factor_unenrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  return pg_catalog.jsonb_build_object('id', v_factor.id);
+end
+$$;
+
+ALTER FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) IS 'DELETE /factors/{id}.';
+
+--
+-- Name: update_user(text, jsonb, text, text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.update_user(p_access_token text, p_data jsonb DEFAULT NULL::jsonb, p_password_hash text DEFAULT NULL::text, p_email text DEFAULT NULL::text, p_nonce text DEFAULT NULL::text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_auth record;
+  v_user auth.users;
+  v_email text;
+  v_nonce auth.one_time_tokens;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_auth from auth._authorize(p_access_token, true);
+  v_user := v_auth.usr;
+  if p_data is not null then
+    if pg_catalog.jsonb_typeof(p_data) <> 'object' then
+      raise exception using errcode = 'AUV01', message = 'data must be a JSON object';
+    end if;
+    update auth.users
+       set raw_user_meta_data = auth._merge_metadata(raw_user_meta_data, p_data),
+           updated_at = pg_catalog.now()
+     where id = v_user.id
+    returning * into v_user;
+    perform auth._audit(v_user, 'user_modified', 'user', p_ip);
+  end if;
+
+  if p_password_hash is not null then
+    if v_user.is_anonymous and v_user.email is null and v_user.phone is null then
+      raise exception using errcode = 'AUV02',
+        message = 'Updating password of an anonymous user without an email or phone is not allowed';
+    end if;
+    if p_nonce is not null or (v_settings.secure_password_change
+        and coalesce((v_auth.sess).created_at, '-infinity') < pg_catalog.now() - interval '24 hours') then
+      if p_nonce is null then
+        raise exception using errcode = 'AUE02', message = 'Password update requires reauthentication';
+      end if;
+      select * into v_nonce from auth.one_time_tokens
+       where user_id = v_user.id and token_type = 'reauthentication' for update;
+      if not found or v_nonce.expires_at <= pg_catalog.now() or not auth._equal_keyed(
+           v_nonce.token_digest, auth._token_hash(auth._link_token(v_nonce.relates_to, pg_catalog.btrim(p_nonce)))) then
+        raise exception using errcode = 'AUE03', message = 'Nonce has expired or is invalid';
+      end if;
+      delete from auth.one_time_tokens where id = v_nonce.id;
+    end if;
+    update auth.users set encrypted_password = p_password_hash, updated_at = pg_catalog.now()
+     where id = v_user.id
+    returning * into v_user;
+    -- A new password ends every other sign-in: whoever knew the old one is logged out.
+    delete from auth.sessions where user_id = v_user.id and id is distinct from (v_auth.sess).id;
+    perform auth._audit(v_user, 'user_updated_password', 'user', p_ip);
+  end if;
+
+  if p_email is not null then
+    v_email := auth._normalize_email(p_email);
+    if v_email is distinct from v_user.email then
+      if exists (select from auth.users where email = v_email and id <> v_user.id) then
+        raise exception using errcode = 'AUE01', message = 'A user with this email address has already been registered';
+      end if;
+      perform auth._throttle_email(v_email, 'email_change', p_ip);
+      update auth.users set email_change = v_email, email_change_confirm_status = 0 where id = v_user.id
+      returning * into v_user;
+      delete from auth.one_time_tokens
+       where user_id = v_user.id and token_type in ('email_change_current', 'email_change_new');
+      if v_settings.mailer_secure_email_change and v_user.email is not null then
+        perform auth._queue_email(v_user, 'email_change_current', v_user.email, p_redirect_to,
+                                  pg_catalog.jsonb_build_object('new_email', v_email));
+      end if;
+      perform auth._queue_email(v_user, 'email_change_new', v_email, p_redirect_to,
+                                pg_catalog.jsonb_build_object('new_email', v_email));
+      select * into strict v_user from auth.users where id = v_user.id;
+    end if;
+  end if;
+  return auth._user_json(v_user);
+end
+$$;
+
+ALTER FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet) IS 'PUT /user: merges user metadata (null removes a key); sets a new password hash, ending the user''s other sessions (with a reauthentication nonce when required); starts an email change, confirmed from both addresses when mailer_secure_email_change.';
+
+--
+-- Name: url_decode(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.url_decode(data text) RETURNS bytea
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN decode((replace(replace(data, '-'::text, '+'::text), '_'::text, '/'::text) || substr('==='::text, 1, ((4 - (octet_length(data) % 4)) % 4))), 'base64'::text);
+
+ALTER FUNCTION auth.url_decode(data text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION url_decode(data text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.url_decode(data text) IS 'Inverse of auth.url_encode(); raises on malformed input.';
+
+--
+-- Name: verify(text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.verify(token text, secret text, algorithm text DEFAULT 'HS256'::text) RETURNS TABLE(header json, payload json, valid boolean)
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+begin
+  return query select c.header, c.payload, c.signed and c.unexpired
+                 from auth._check_jwt(token, secret, algorithm) c;
+end
+$$;
+
+ALTER FUNCTION auth.verify(token text, secret text, algorithm text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION verify(token text, secret text, algorithm text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.verify(token text, secret text, algorithm text) IS 'Verifies a compact JWT (pgjwt-compatible): valid only with a matching signature under the given algorithm, a header naming that algorithm, a numeric exp in the future and no nbf in the future.';
+
+--
+-- Name: verify_email_token(text, text, text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.verify_email_token(p_type text, p_email text DEFAULT NULL::text, p_code text DEFAULT NULL::text, p_token_hash text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_types text[];
+  v_token auth.one_time_tokens;
+  v_user auth.users;
+  v_email text;
+  v_digest bytea;
+  v_found boolean := false;
+begin
+  v_types := case p_type
+    when 'signup' then array['confirmation']
+    when 'invite' then array['invite']
+    when 'magiclink' then array['magiclink']
+    when 'recovery' then array['recovery']
+    when 'email' then array['confirmation', 'invite', 'magiclink', 'recovery']
+    when 'email_change' then array['email_change_current', 'email_change_new']
+    when 'email_change_current' then array['email_change_current']
+    when 'email_change_new' then array['email_change_new']
+  end;
+  if v_types is null then
+    raise exception using errcode = 'AUV01', message = 'Unsupported verification type';
+  end if;
+  select * into v_settings from auth.settings;
+
+  if p_token_hash is not null then
+    -- A link token: 224 bits, found by its digest; guessing is hopeless, so attempts are not counted.
+    select * into v_token from auth.one_time_tokens
+     where token_digest = auth._token_hash(pg_catalog.lower(p_token_hash)) and token_type = any (v_types)
+     for update;
+    v_found := found and v_token.expires_at > pg_catalog.now();
+    if not v_found then
+      return auth._verify_error('Email link is invalid or has expired');
+    end if;
+  else
+    if p_code is null or p_email is null then
+      raise exception using errcode = 'AUV01', message = 'Verify requires either a token or a token hash';
+    end if;
+    v_email := auth._normalize_email(p_email);
+    v_digest := auth._token_hash(auth._link_token(v_email, pg_catalog.btrim(p_code)));
+    -- Lock the candidates first: concurrent guesses queue here, so the attempt count stays exact.
+    for v_token in
+      select * from auth.one_time_tokens
+       where relates_to = v_email and token_type = any (v_types)
+       order by created_at desc
+       for update
+    loop
+      if v_token.expires_at > pg_catalog.now() and auth._equal_keyed(v_token.token_digest, v_digest) then
+        v_found := true;
+        exit;
+      end if;
+    end loop;
+    if not v_found then
+      update auth.one_time_tokens set attempts = attempts + 1
+       where relates_to = v_email and token_type = any (v_types) and expires_at > pg_catalog.now();
+      delete from auth.one_time_tokens
+       where relates_to = v_email and token_type = any (v_types)
+         and (attempts >= v_settings.mailer_otp_max_attempts or expires_at <= pg_catalog.now());
+      return auth._verify_error('Token has expired or is invalid');
+    end if;
+  end if;
+
+  delete from auth.one_time_tokens where id = v_token.id;
+  select * into strict v_user from auth.users where id = v_token.user_id;
+  if v_user.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUJ05', message = 'User is banned';
+  end if;
+
+  if v_token.token_type like 'email_change%' then
+    if exists (select from auth.one_time_tokens
+                where user_id = v_user.id and token_type in ('email_change_current', 'email_change_new')) then
+      update auth.users set email_change_confirm_status = 1 where id = v_user.id;
+      return pg_catalog.jsonb_build_object(
+        'msg', 'Confirmation link accepted. Please proceed to confirm link sent to the other email',
+        'code', '200');
+    end if;
+    if exists (select from auth.users where email = v_user.email_change and id <> v_user.id) then
+      raise exception using errcode = 'AUE01', message = 'A user with this email address has already been registered';
+    end if;
+    update auth.users
+       set email = email_change, email_change = '', email_change_confirm_status = 0,
+           email_confirmed_at = pg_catalog.now(), is_anonymous = false, updated_at = pg_catalog.now(),
+           raw_user_meta_data = raw_user_meta_data || pg_catalog.jsonb_build_object('email', email_change)
+     where id = v_user.id
+    returning * into v_user;
+    insert into auth.identities (provider_id, user_id, identity_data, provider)
+    values (v_user.id::text, v_user.id, pg_catalog.jsonb_build_object(
+              'sub', v_user.id, 'email', v_user.email, 'email_verified', true, 'phone_verified', false), 'email')
+    on conflict (provider_id, provider) do update
+       set identity_data = auth.identities.identity_data || pg_catalog.jsonb_build_object('email', v_user.email),
+           updated_at = pg_catalog.now();
+    if v_user.raw_app_meta_data -> 'provider' is null then
+      update auth.users set raw_app_meta_data = raw_app_meta_data || '{"provider": "email", "providers": ["email"]}'
+       where id = v_user.id returning * into v_user;
+    end if;
+    perform auth._audit(v_user, 'user_modified', 'user', p_ip, '{"change": "email"}');
+  else
+    if v_token.token_type = 'invite' then
+      update auth.users set invited_at = coalesce(invited_at, pg_catalog.now()) where id = v_user.id
+      returning * into v_user;
+    end if;
+    -- Whoever reads the mailbox owns the address: every emailed token also confirms it.
+    v_user := auth._confirm_email(v_user);
+  end if;
+
+  delete from auth.one_time_tokens
+   where user_id = v_user.id and token_type in ('confirmation', 'invite', 'magiclink', 'recovery');
+  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  perform auth._audit(v_user, 'login', 'account', p_ip,
+                      pg_catalog.jsonb_build_object('provider', 'email', 'via', v_token.token_type));
+  return auth._start_session(v_user, 'otp', p_user_agent, p_ip)
+    || pg_catalog.jsonb_build_object('redirect_to', v_token.redirect_to, 'verification_type', v_token.token_type);
+end
+$$;
+
+ALTER FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet) IS 'POST/GET /verify: consumes an emailed token (by address + code, or by link token) and signs the user in, in one transaction. Wrong codes count against the token; the failure is returned as {"error": "AUO01"} so that the count commits. The response also names the token''s redirect_to.';
+
+--
+-- Name: verify_factor(text, uuid, uuid, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+  v_factor auth.mfa_factors;
+  v_check record;
+  v_first boolean;
+  v_session auth.sessions;
+  v_response jsonb;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  -- Serialise with refreshes of this session, which read its aal.
+  select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
+  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if pg_catalog.btrim(coalesce(p_code, '')) = '' then
+    raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';
+  end if;
+  select * into v_check from auth._verify_challenge(v_ctx.usr, v_factor, p_challenge_id, p_code, p_ip);
+  if not v_check.ok then
+    return v_check.failure;
+  end if;
+
+  v_first := not exists (select from auth.mfa_factors
+                          where user_id = (v_ctx.usr).id and status = 'verified' and factor_type = 'totp');
+  if v_factor.status = 'unverified' then
+    update auth.mfa_factors set status = 'verified', updated_at = pg_catalog.now() where id = v_factor.id
+    returning * into v_factor;
+    perform auth._audit(v_ctx.usr, 'factor_verified', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  end if;
+  -- As GoTrue: once a factor protects the account, sign-ins that stopped at aal1 end.
+  delete from auth.sessions where user_id = (v_ctx.usr).id and id <> v_session.id and aal = 'aal1';
+  v_response := auth._raise_session_aal(v_ctx.usr, v_session, v_factor, v_check.method);
+  if v_first and v_factor.factor_type = 'totp' then
+    v_response := v_response || pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
+  end if;
+  return v_response;
+end
+$$;
+
+ALTER FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet) IS 'POST /factors/{id}/verify: proves a factor (or spends a recovery code) and raises the session to aal2. Verifying the first TOTP factor also returns the 10 recovery codes, once.';
+
+--
+-- Name: api_keys; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.api_keys (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    name text NOT NULL,
+    key_prefix text NOT NULL,
+    key_digest bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone,
+    last_used_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    CONSTRAINT api_keys_name_check CHECK (((length(name) >= 1) AND (length(name) <= 100)))
+);
+
+ALTER TABLE auth.api_keys OWNER TO authgres_owner;
+
+--
+-- Name: TABLE api_keys; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.api_keys IS 'Per-user API keys. The key itself is shown once, at creation.';
+
+--
+-- Name: COLUMN api_keys.key_prefix; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.api_keys.key_prefix IS 'The first characters of the key, so that its owner can tell keys apart.';
+
+--
+-- Name: COLUMN api_keys.key_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.api_keys.key_digest IS 'SHA-256 of the key.';
+
+--
+-- Name: COLUMN api_keys.last_used_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.api_keys.last_used_at IS 'When the key was last used, to the minute (not written on every request).';
+
+--
+-- Name: audit_log_entries; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.audit_log_entries (
+    instance_id uuid DEFAULT '00000000-0000-0000-0000-000000000000'::uuid NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    payload json NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    ip_address character varying(64) DEFAULT ''::character varying NOT NULL
+);
+
+ALTER TABLE auth.audit_log_entries OWNER TO authgres_owner;
+
+--
+-- Name: TABLE audit_log_entries; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.audit_log_entries IS 'Security events, written in the same transaction as the event. payload: actor_id, actor_username, action, log_type, traits.';
+
+--
+-- Name: email_outbox_id_seq; Type: SEQUENCE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE SEQUENCE auth.email_outbox_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER TABLE auth.email_outbox_id_seq OWNER TO authgres_owner;
+
+--
+-- Name: email_outbox_id_seq; Type: SEQUENCE OWNED BY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER SEQUENCE auth.email_outbox_id_seq OWNED BY auth.email_outbox.id;
+
+--
+-- Name: mfa_amr_claims; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.mfa_amr_claims (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    session_id uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    authentication_method text NOT NULL
+);
+
+ALTER TABLE auth.mfa_amr_claims OWNER TO authgres_owner;
+
+--
+-- Name: TABLE mfa_amr_claims; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.mfa_amr_claims IS 'Authentication methods used in each session: the amr claim of its access tokens.';
+
+--
+-- Name: mfa_recovery_codes; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.mfa_recovery_codes (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    code_digest bytea NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    used_at timestamp with time zone
+);
+
+ALTER TABLE auth.mfa_recovery_codes OWNER TO authgres_owner;
+
+--
+-- Name: TABLE mfa_recovery_codes; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.mfa_recovery_codes IS 'One-time recovery codes (80 random bits each), accepted in place of a factor''s code. SHA-256 only.';
+
+--
+-- Name: one_time_tokens; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.one_time_tokens (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    token_type text NOT NULL,
+    token_digest bytea NOT NULL,
+    relates_to text NOT NULL,
+    redirect_to text,
+    attempts integer DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT one_time_tokens_token_type_check CHECK ((token_type = ANY (ARRAY['confirmation'::text, 'invite'::text, 'magiclink'::text, 'recovery'::text, 'email_change_current'::text, 'email_change_new'::text, 'reauthentication'::text, 'mfa_email'::text])))
+);
+
+ALTER TABLE auth.one_time_tokens OWNER TO authgres_owner;
+
+--
+-- Name: TABLE one_time_tokens; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.one_time_tokens IS 'Emailed secrets, one live per user and purpose. Deleted when used, replaced when re-issued.';
+
+--
+-- Name: COLUMN one_time_tokens.token_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.one_time_tokens.token_digest IS 'SHA-256 of the link token (hex SHA-224 of relates_to || code). Neither the code nor the link token is stored.';
+
+--
+-- Name: COLUMN one_time_tokens.relates_to; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.one_time_tokens.relates_to IS 'The address the token was sent to.';
+
+--
+-- Name: COLUMN one_time_tokens.attempts; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.one_time_tokens.attempts IS 'Wrong codes presented so far.';
+
+--
+-- Name: rate_limits; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.rate_limits (
+    key text NOT NULL,
+    window_started_at timestamp with time zone NOT NULL,
+    hits integer NOT NULL
+);
+
+ALTER TABLE auth.rate_limits OWNER TO authgres_owner;
+
+--
+-- Name: TABLE rate_limits; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.rate_limits IS 'Fixed-window counters shared by every service process (key: what is limited).';
+
+--
+-- Name: refresh_tokens_id_seq; Type: SEQUENCE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE SEQUENCE auth.refresh_tokens_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER TABLE auth.refresh_tokens_id_seq OWNER TO authgres_owner;
+
+--
+-- Name: refresh_tokens_id_seq; Type: SEQUENCE OWNED BY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER SEQUENCE auth.refresh_tokens_id_seq OWNED BY auth.refresh_tokens.id;
+
+--
+-- Name: schema_function_files; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.schema_function_files (
+    file text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE auth.schema_function_files OWNER TO authgres_owner;
+
+--
+-- Name: TABLE schema_function_files; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.schema_function_files IS 'Each sql/functions file as last applied: sql/migrate.sh re-applies a file whose SHA-256 differs.';
+
+--
+-- Name: schema_migrations; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.schema_migrations (
+    version text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL,
+    checksum text
+);
+
+ALTER TABLE auth.schema_migrations OWNER TO authgres_owner;
+
+--
+-- Name: TABLE schema_migrations; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.schema_migrations IS 'Versions of sql/migrations applied to this database, one row per file.';
+
+--
+-- Name: COLUMN schema_migrations.checksum; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.schema_migrations.checksum IS 'SHA-256 of the migration file: sql/migrate.sh refuses to run when an applied migration has changed.';
+
+--
+-- Name: settings; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.settings (
+    singleton boolean DEFAULT true NOT NULL,
+    site_url text DEFAULT 'http://localhost:3000'::text NOT NULL,
+    jwt_exp integer DEFAULT 3600 NOT NULL,
+    jwt_aud text DEFAULT 'authenticated'::text NOT NULL,
+    jwt_issuer text,
+    jwt_default_role text DEFAULT 'authenticated'::text NOT NULL,
+    mailer_autoconfirm boolean DEFAULT false NOT NULL,
+    disable_signup boolean DEFAULT false NOT NULL,
+    anonymous_users_enabled boolean DEFAULT false NOT NULL,
+    refresh_token_reuse_interval integer DEFAULT 10 NOT NULL,
+    refresh_token_replay_revokes text DEFAULT 'session'::text NOT NULL,
+    sessions_timebox integer,
+    sessions_inactivity_timeout integer,
+    sessions_single_per_user boolean DEFAULT false NOT NULL,
+    hook_custom_access_token text,
+    hook_before_user_created text,
+    hook_password_verification_attempt text,
+    hook_send_email text,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    mailer_otp_exp integer DEFAULT 3600 NOT NULL,
+    mailer_otp_length integer DEFAULT 6 NOT NULL,
+    mailer_otp_max_attempts integer DEFAULT 5 NOT NULL,
+    mailer_secure_email_change boolean DEFAULT true NOT NULL,
+    smtp_max_frequency integer DEFAULT 60 NOT NULL,
+    rate_limit_email_per_address integer DEFAULT 30 NOT NULL,
+    rate_limit_email_per_ip integer DEFAULT 100 NOT NULL,
+    secure_password_change boolean DEFAULT false NOT NULL,
+    mfa_challenge_expiry integer DEFAULT 300 NOT NULL,
+    mfa_max_attempts integer DEFAULT 5 NOT NULL,
+    mfa_max_enrolled_factors integer DEFAULT 10 NOT NULL,
+    mfa_email text DEFAULT 'off'::text NOT NULL,
+    mfa_email_strict boolean DEFAULT false NOT NULL,
+    audit_retention_days integer DEFAULT 90 NOT NULL,
+    CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
+    CONSTRAINT settings_jwt_exp_check CHECK ((jwt_exp > 0)),
+    CONSTRAINT settings_mailer_otp_exp_check CHECK ((mailer_otp_exp > 0)),
+    CONSTRAINT settings_mailer_otp_length_check CHECK (((mailer_otp_length >= 6) AND (mailer_otp_length <= 10))),
+    CONSTRAINT settings_mailer_otp_max_attempts_check CHECK ((mailer_otp_max_attempts > 0)),
+    CONSTRAINT settings_mfa_challenge_expiry_check CHECK ((mfa_challenge_expiry > 0)),
+    CONSTRAINT settings_mfa_email_check CHECK ((mfa_email = ANY (ARRAY['off'::text, 'optional'::text, 'required'::text]))),
+    CONSTRAINT settings_mfa_max_attempts_check CHECK ((mfa_max_attempts > 0)),
+    CONSTRAINT settings_mfa_max_enrolled_factors_check CHECK ((mfa_max_enrolled_factors > 0)),
+    CONSTRAINT settings_rate_limit_email_per_address_check CHECK ((rate_limit_email_per_address >= 0)),
+    CONSTRAINT settings_rate_limit_email_per_ip_check CHECK ((rate_limit_email_per_ip >= 0)),
+    CONSTRAINT settings_refresh_token_replay_revokes_check CHECK ((refresh_token_replay_revokes = ANY (ARRAY['session'::text, 'user'::text]))),
+    CONSTRAINT settings_refresh_token_reuse_interval_check CHECK ((refresh_token_reuse_interval >= 0)),
+    CONSTRAINT settings_sessions_inactivity_timeout_check CHECK ((sessions_inactivity_timeout > 0)),
+    CONSTRAINT settings_sessions_timebox_check CHECK ((sessions_timebox > 0)),
+    CONSTRAINT settings_singleton_check CHECK (singleton),
+    CONSTRAINT settings_smtp_max_frequency_check CHECK ((smtp_max_frequency >= 0))
+);
+
+ALTER TABLE auth.settings OWNER TO authgres_owner;
+
+--
+-- Name: TABLE settings; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.settings IS 'The one row of behaviour settings the SQL functions read; the service writes it at start-up from its AUTHGRES_* environment (auth.configure).';
+
+--
+-- Name: COLUMN settings.refresh_token_reuse_interval; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.refresh_token_reuse_interval IS 'Seconds after its rotation during which a refresh token may still be presented (concurrent tabs).';
+
+--
+-- Name: COLUMN settings.refresh_token_replay_revokes; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.refresh_token_replay_revokes IS 'What a replayed refresh token ends: its own session, or every session of its user.';
+
+--
+-- Name: COLUMN settings.sessions_timebox; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.sessions_timebox IS 'Seconds after sign-in when a session can no longer refresh (NULL: never).';
+
+--
+-- Name: COLUMN settings.sessions_inactivity_timeout; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.sessions_inactivity_timeout IS 'Seconds without a refresh after which a session ends (NULL: never).';
+
+--
+-- Name: COLUMN settings.sessions_single_per_user; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.sessions_single_per_user IS 'A new sign-in ends the user''s older sessions at their next refresh.';
+
+--
+-- Name: COLUMN settings.hook_custom_access_token; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.hook_custom_access_token IS 'A function f(event jsonb) returns jsonb that may change access-token claims (see auth._call_hook).';
+
+--
+-- Name: COLUMN settings.hook_before_user_created; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.hook_before_user_created IS 'A function f(event jsonb) returns jsonb that may reject a new user with {"error": {"message": ...}}.';
+
+--
+-- Name: COLUMN settings.hook_password_verification_attempt; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.hook_password_verification_attempt IS 'A function f(event jsonb) returns jsonb told of every password check; it may refuse a correct one.';
+
+--
+-- Name: COLUMN settings.hook_send_email; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.hook_send_email IS 'A function f(event jsonb) returns jsonb that delivers emails itself, in place of the outbox.';
+
+--
+-- Name: COLUMN settings.smtp_max_frequency; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.smtp_max_frequency IS 'Minimum seconds between two emails of one kind to one address.';
+
+--
+-- Name: COLUMN settings.rate_limit_email_per_address; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.rate_limit_email_per_address IS 'Emails per hour to one address.';
+
+--
+-- Name: COLUMN settings.rate_limit_email_per_ip; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.rate_limit_email_per_ip IS 'Emails per hour requested from one client IP.';
+
+--
+-- Name: COLUMN settings.secure_password_change; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.secure_password_change IS 'A password change needs a reauthentication nonce when the session is older than 24 hours.';
+
+--
+-- Name: COLUMN settings.mfa_email; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.mfa_email IS 'Email as a second step after the password: off, optional (users who enrol an email factor), or required.';
+
+--
+-- Name: COLUMN settings.mfa_email_strict; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.mfa_email_strict IS 'The password grant answers twofa_required and no session until the emailed code is given.';
+
+--
+-- Name: COLUMN settings.audit_retention_days; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.audit_retention_days IS 'Audit entries older than this many days are pruned (0 keeps them).';
+
+--
+-- Name: email_outbox id; Type: DEFAULT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.email_outbox ALTER COLUMN id SET DEFAULT nextval('auth.email_outbox_id_seq'::regclass);
+
+--
+-- Name: refresh_tokens id; Type: DEFAULT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.refresh_tokens ALTER COLUMN id SET DEFAULT nextval('auth.refresh_tokens_id_seq'::regclass);
+
+--
+-- Name: api_keys api_keys_key_digest_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.api_keys
+    ADD CONSTRAINT api_keys_key_digest_key UNIQUE (key_digest);
+
+--
+-- Name: api_keys api_keys_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.api_keys
+    ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
+
+--
+-- Name: audit_log_entries audit_log_entries_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.audit_log_entries
+    ADD CONSTRAINT audit_log_entries_pkey PRIMARY KEY (id);
+
+--
+-- Name: email_outbox email_outbox_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.email_outbox
+    ADD CONSTRAINT email_outbox_pkey PRIMARY KEY (id);
+
+--
+-- Name: identities identities_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.identities
+    ADD CONSTRAINT identities_pkey PRIMARY KEY (id);
+
+--
+-- Name: identities identities_provider_id_provider_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.identities
+    ADD CONSTRAINT identities_provider_id_provider_key UNIQUE (provider_id, provider);
+
+--
+-- Name: mfa_amr_claims mfa_amr_claims_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_amr_claims
+    ADD CONSTRAINT mfa_amr_claims_pkey PRIMARY KEY (id);
+
+--
+-- Name: mfa_amr_claims mfa_amr_claims_session_id_authentication_method_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_amr_claims
+    ADD CONSTRAINT mfa_amr_claims_session_id_authentication_method_pkey UNIQUE (session_id, authentication_method);
+
+--
+-- Name: mfa_challenges mfa_challenges_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_challenges
+    ADD CONSTRAINT mfa_challenges_pkey PRIMARY KEY (id);
+
+--
+-- Name: mfa_factors mfa_factors_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_factors
+    ADD CONSTRAINT mfa_factors_pkey PRIMARY KEY (id);
+
+--
+-- Name: mfa_recovery_codes mfa_recovery_codes_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_recovery_codes
+    ADD CONSTRAINT mfa_recovery_codes_pkey PRIMARY KEY (id);
+
+--
+-- Name: one_time_tokens one_time_tokens_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.one_time_tokens
+    ADD CONSTRAINT one_time_tokens_pkey PRIMARY KEY (id);
+
+--
+-- Name: one_time_tokens one_time_tokens_user_id_token_type_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.one_time_tokens
+    ADD CONSTRAINT one_time_tokens_user_id_token_type_key UNIQUE (user_id, token_type);
+
+--
+-- Name: rate_limits rate_limits_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.rate_limits
+    ADD CONSTRAINT rate_limits_pkey PRIMARY KEY (key);
+
+--
+-- Name: refresh_tokens refresh_tokens_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.refresh_tokens
+    ADD CONSTRAINT refresh_tokens_pkey PRIMARY KEY (id);
+
+--
+-- Name: refresh_tokens refresh_tokens_token_hash_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.refresh_tokens
+    ADD CONSTRAINT refresh_tokens_token_hash_key UNIQUE (token_hash);
+
+--
+-- Name: schema_function_files schema_function_files_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.schema_function_files
+    ADD CONSTRAINT schema_function_files_pkey PRIMARY KEY (file);
+
+--
+-- Name: schema_migrations schema_migrations_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
+
+--
+-- Name: sessions sessions_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.sessions
+    ADD CONSTRAINT sessions_pkey PRIMARY KEY (id);
+
+--
+-- Name: settings settings_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.settings
+    ADD CONSTRAINT settings_pkey PRIMARY KEY (singleton);
+
+--
+-- Name: signing_keys signing_keys_kid_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.signing_keys
+    ADD CONSTRAINT signing_keys_kid_key UNIQUE (kid);
+
+--
+-- Name: signing_keys signing_keys_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.signing_keys
+    ADD CONSTRAINT signing_keys_pkey PRIMARY KEY (id);
+
+--
+-- Name: users users_phone_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.users
+    ADD CONSTRAINT users_phone_key UNIQUE (phone);
+
+--
+-- Name: users users_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.users
+    ADD CONSTRAINT users_pkey PRIMARY KEY (id);
+
+--
+-- Name: api_keys_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX api_keys_user_id_idx ON auth.api_keys USING btree (user_id);
+
+--
+-- Name: audit_log_entries_created_at_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX audit_log_entries_created_at_idx ON auth.audit_log_entries USING btree (created_at);
+
+--
+-- Name: email_outbox_due_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX email_outbox_due_idx ON auth.email_outbox USING btree (next_attempt_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
+
+--
+-- Name: identities_email_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX identities_email_idx ON auth.identities USING btree (email text_pattern_ops);
+
+--
+-- Name: identities_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX identities_user_id_idx ON auth.identities USING btree (user_id);
+
+--
+-- Name: mfa_challenges_factor_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX mfa_challenges_factor_id_idx ON auth.mfa_challenges USING btree (factor_id);
+
+--
+-- Name: mfa_challenges_login_token_key; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX mfa_challenges_login_token_key ON auth.mfa_challenges USING btree (login_token_digest);
+
+--
+-- Name: mfa_factors_user_friendly_name_key; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX mfa_factors_user_friendly_name_key ON auth.mfa_factors USING btree (user_id, friendly_name) WHERE (friendly_name <> ''::text);
+
+--
+-- Name: mfa_factors_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX mfa_factors_user_id_idx ON auth.mfa_factors USING btree (user_id);
+
+--
+-- Name: mfa_recovery_codes_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX mfa_recovery_codes_user_id_idx ON auth.mfa_recovery_codes USING btree (user_id);
+
+--
+-- Name: one_time_tokens_digest_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX one_time_tokens_digest_idx ON auth.one_time_tokens USING btree (token_digest);
+
+--
+-- Name: one_time_tokens_relates_to_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX one_time_tokens_relates_to_idx ON auth.one_time_tokens USING btree (relates_to, token_type);
+
+--
+-- Name: refresh_tokens_one_live_per_session; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX refresh_tokens_one_live_per_session ON auth.refresh_tokens USING btree (session_id) WHERE (NOT revoked);
+
+--
+-- Name: refresh_tokens_session_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX refresh_tokens_session_id_idx ON auth.refresh_tokens USING btree (session_id, generation);
+
+--
+-- Name: sessions_not_after_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX sessions_not_after_idx ON auth.sessions USING btree (not_after DESC);
+
+--
+-- Name: sessions_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX sessions_user_id_idx ON auth.sessions USING btree (user_id, created_at);
+
+--
+-- Name: signing_keys_one_current; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX signing_keys_one_current ON auth.signing_keys USING btree (status) WHERE (status = 'current'::text);
+
+--
+-- Name: signing_keys_one_next; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX signing_keys_one_next ON auth.signing_keys USING btree (status) WHERE (status = 'next'::text);
+
+--
+-- Name: users_email_partial_key; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX users_email_partial_key ON auth.users USING btree (email) WHERE (is_sso_user = false);
+
+--
+-- Name: users_instance_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX users_instance_id_idx ON auth.users USING btree (instance_id);
+
+--
+-- Name: api_keys api_keys_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.api_keys
+    ADD CONSTRAINT api_keys_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: email_outbox email_outbox_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.email_outbox
+    ADD CONSTRAINT email_outbox_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE SET NULL;
+
+--
+-- Name: identities identities_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.identities
+    ADD CONSTRAINT identities_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: mfa_amr_claims mfa_amr_claims_session_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_amr_claims
+    ADD CONSTRAINT mfa_amr_claims_session_id_fkey FOREIGN KEY (session_id) REFERENCES auth.sessions(id) ON DELETE CASCADE;
+
+--
+-- Name: mfa_challenges mfa_challenges_factor_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_challenges
+    ADD CONSTRAINT mfa_challenges_factor_id_fkey FOREIGN KEY (factor_id) REFERENCES auth.mfa_factors(id) ON DELETE CASCADE;
+
+--
+-- Name: mfa_challenges mfa_challenges_session_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_challenges
+    ADD CONSTRAINT mfa_challenges_session_id_fkey FOREIGN KEY (session_id) REFERENCES auth.sessions(id) ON DELETE CASCADE;
+
+--
+-- Name: mfa_factors mfa_factors_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_factors
+    ADD CONSTRAINT mfa_factors_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: mfa_recovery_codes mfa_recovery_codes_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.mfa_recovery_codes
+    ADD CONSTRAINT mfa_recovery_codes_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: one_time_tokens one_time_tokens_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.one_time_tokens
+    ADD CONSTRAINT one_time_tokens_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: refresh_tokens refresh_tokens_session_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.refresh_tokens
+    ADD CONSTRAINT refresh_tokens_session_id_fkey FOREIGN KEY (session_id) REFERENCES auth.sessions(id) ON DELETE CASCADE;
+
+--
+-- Name: sessions sessions_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.sessions
+    ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: api_keys; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.api_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: audit_log_entries; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.audit_log_entries ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: email_outbox; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.email_outbox ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: identities; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.identities ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: mfa_amr_claims; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.mfa_amr_claims ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: mfa_challenges; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.mfa_challenges ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: mfa_factors; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.mfa_factors ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: mfa_recovery_codes; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.mfa_recovery_codes ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: one_time_tokens; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.one_time_tokens ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: rate_limits; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.rate_limits ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: refresh_tokens; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.refresh_tokens ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: schema_function_files; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.schema_function_files ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: schema_migrations; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.schema_migrations ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: sessions; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.sessions ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: settings; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.settings ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: signing_keys; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.signing_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: users; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.users ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: SCHEMA auth; Type: ACL; Schema: -; Owner: authgres_owner
+--
+
+GRANT USAGE ON SCHEMA auth TO authgres_service;
+GRANT USAGE ON SCHEMA auth TO anon;
+GRANT USAGE ON SCHEMA auth TO authenticated;
+GRANT USAGE ON SCHEMA auth TO service_role;
+
+--
+-- Name: SCHEMA extensions; Type: ACL; Schema: -; Owner: postgres
+--
+
+GRANT USAGE ON SCHEMA extensions TO authgres_owner;
+
+--
+-- Name: FUNCTION _access_token(p_user auth.users, p_session auth.sessions, OUT token text, OUT expires_at bigint); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._access_token(p_user auth.users, p_session auth.sessions, OUT token text, OUT expires_at bigint) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _admin_user(p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._admin_user(p_user_id uuid) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _api_key_claims(p_key text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._api_key_claims(p_key text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _audit(p_user auth.users, p_action text, p_log_type text, p_ip inet, p_traits jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._audit(p_user auth.users, p_action text, p_log_type text, p_ip inet, p_traits jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _audit_admin(p_action text, p_user auth.users, p_ip inet, p_traits jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._audit_admin(p_action text, p_user auth.users, p_ip inet, p_traits jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _authorize(p_token text, p_require_user boolean, OUT claims jsonb, OUT usr auth.users, OUT sess auth.sessions); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._authorize(p_token text, p_require_user boolean, OUT claims jsonb, OUT usr auth.users, OUT sess auth.sessions) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _call_hook(p_function text, p_event jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._call_hook(p_function text, p_event jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _check_jwt(p_token text, p_secret text, p_algorithm text, OUT header json, OUT payload json, OUT signed boolean, OUT unexpired boolean); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._check_jwt(p_token text, p_secret text, p_algorithm text, OUT header json, OUT payload json, OUT signed boolean, OUT unexpired boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth._check_jwt(p_token text, p_secret text, p_algorithm text, OUT header json, OUT payload json, OUT signed boolean, OUT unexpired boolean) TO authgres_service;
+
+--
+-- Name: FUNCTION _confirm_email(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._confirm_email(p_user auth.users) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _decode_json_segment(p_segment text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._decode_json_segment(p_segment text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth._decode_json_segment(p_segment text) TO authgres_service;
+
+--
+-- Name: FUNCTION _email_factor(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._email_factor(p_user auth.users) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _epoch(p_at timestamp with time zone); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._epoch(p_at timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _equal_keyed(p_left bytea, p_right bytea); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._equal_keyed(p_left bytea, p_right bytea) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _equal_secure(p_left text, p_right text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._equal_secure(p_left text, p_right text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth._equal_secure(p_left text, p_right text) TO authgres_service;
+
+--
+-- Name: FUNCTION _factor_json(p_factor auth.mfa_factors); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._factor_json(p_factor auth.mfa_factors) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _factor_of(p_user_id uuid, p_factor_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._factor_of(p_user_id uuid, p_factor_id uuid) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _get_user(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._get_user(p_access_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _hmac(p_data bytea, p_key bytea, p_algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._hmac(p_data bytea, p_key bytea, p_algorithm text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth._hmac(p_data bytea, p_key bytea, p_algorithm text) TO authgres_service;
+
+--
+-- Name: FUNCTION _identity_json(p_identity auth.identities); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._identity_json(p_identity auth.identities) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _link_token(p_address text, p_code text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._link_token(p_address text, p_code text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _strip_nulls(p_object jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._strip_nulls(p_object jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _merge_metadata(p_current jsonb, p_changes jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._merge_metadata(p_current jsonb, p_changes jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _mfa_user(p_access_token text, OUT usr auth.users, OUT sess auth.sessions); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._mfa_user(p_access_token text, OUT usr auth.users, OUT sess auth.sessions) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _needs_email_step(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._needs_email_step(p_user auth.users) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _new_email_user(p_email text, p_password_hash text, p_data jsonb, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._new_email_user(p_email text, p_password_hash text, p_data jsonb, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _new_recovery_codes(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._new_recovery_codes(p_user auth.users) FROM PUBLIC;
+
+--
+-- Name: FUNCTION url_encode(data bytea); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.url_encode(data bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.url_encode(data bytea) TO authgres_service;
+
+--
+-- Name: FUNCTION _next_refresh_token(p_token text, p_chain_key bytea); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._next_refresh_token(p_token text, p_chain_key bytea) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _normalize_email(p_email text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._normalize_email(p_email text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _password_attempt_hook(p_user auth.users, p_valid boolean); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._password_attempt_hook(p_user auth.users, p_valid boolean) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _payload_mac(p_payload_segment text, p_mac_key bytea); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _random_bytes(p_count integer); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._random_bytes(p_count integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _refresh_session(p_refresh_token text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._refresh_session(p_refresh_token text, p_user_agent text, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _remove_factor(p_user auth.users, p_factor auth.mfa_factors); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _require_admin(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._require_admin(p_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _token_hash(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._token_hash(p_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _session_of(p_response jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._session_of(p_response jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _session_response(p_user auth.users, p_session auth.sessions, p_refresh_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._session_response(p_user auth.users, p_session auth.sessions, p_refresh_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _sign_claims(p_claims jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._sign_claims(p_claims jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _signed_in(p_access_token text, OUT usr auth.users, OUT sess auth.sessions); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._signed_in(p_access_token text, OUT usr auth.users, OUT sess auth.sessions) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _signing_key_json(p_key auth.signing_keys); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._signing_key_json(p_key auth.signing_keys) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _throttle(p_key text, p_limit integer, p_window interval, p_errcode text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._throttle(p_key text, p_limit integer, p_window interval, p_errcode text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _throttle_email(p_address text, p_kind text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._throttle_email(p_address text, p_kind text, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _totp_step_accepted(p_factor auth.mfa_factors, p_code text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._totp_step_accepted(p_factor auth.mfa_factors, p_code text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _use_recovery_code(p_user auth.users, p_code text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _user_json(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._user_json(p_user auth.users) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _verification_type(p_token_type text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._verification_type(p_token_type text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _verified_jwt_claims(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._verified_jwt_claims(p_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _verified_claims(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._verified_claims(p_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _verify_challenge(p_user auth.users, p_factor auth.mfa_factors, p_challenge_id uuid, p_code text, p_ip inet, OUT ok boolean, OUT method text, OUT failure jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._verify_challenge(p_user auth.users, p_factor auth.mfa_factors, p_challenge_id uuid, p_code text, p_ip inet, OUT ok boolean, OUT method text, OUT failure jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _verify_error(p_message text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._verify_error(p_message text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION add_signing_key(p_algorithm text, p_private_key text, p_public_jwk jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.add_signing_key(p_algorithm text, p_private_key text, p_public_jwk jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.add_signing_key(p_algorithm text, p_private_key text, p_public_jwk jsonb) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_audit(p_admin_token text, p_page integer, p_per_page integer); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_audit(p_admin_token text, p_page integer, p_per_page integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_audit(p_admin_token text, p_page integer, p_per_page integer) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_delete_factor(p_admin_token text, p_user_id uuid, p_factor_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_delete_factor(p_admin_token text, p_user_id uuid, p_factor_id uuid, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_delete_factor(p_admin_token text, p_user_id uuid, p_factor_id uuid, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_delete_user(p_admin_token text, p_user_id uuid, p_soft boolean, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_delete_user(p_admin_token text, p_user_id uuid, p_soft boolean, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_delete_user(p_admin_token text, p_user_id uuid, p_soft boolean, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_generate_link(p_admin_token text, p_type text, p_email text, p_new_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_generate_link(p_admin_token text, p_type text, p_email text, p_new_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_generate_link(p_admin_token text, p_type text, p_email text, p_new_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_get_user(p_admin_token text, p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_get_user(p_admin_token text, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_get_user(p_admin_token text, p_user_id uuid) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_invite_user(p_admin_token text, p_email text, p_data jsonb, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_invite_user(p_admin_token text, p_email text, p_data jsonb, p_redirect_to text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_invite_user(p_admin_token text, p_email text, p_data jsonb, p_redirect_to text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_list_factors(p_admin_token text, p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_list_factors(p_admin_token text, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_list_factors(p_admin_token text, p_user_id uuid) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_list_users(p_admin_token text, p_page integer, p_per_page integer, p_filter text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_list_users(p_admin_token text, p_page integer, p_per_page integer, p_filter text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_list_users(p_admin_token text, p_page integer, p_per_page integer, p_filter text) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION algorithm_sign(signables text, secret text, algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.algorithm_sign(signables text, secret text, algorithm text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.algorithm_sign(signables text, secret text, algorithm text) TO authgres_service;
+
+--
+-- Name: FUNCTION challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION claim_outbox(p_limit integer, p_lease_seconds integer); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.claim_outbox(p_limit integer, p_lease_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.claim_outbox(p_limit integer, p_lease_seconds integer) TO authgres_service;
+
+--
+-- Name: FUNCTION complete_outbox(p_id bigint); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.complete_outbox(p_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.complete_outbox(p_id bigint) TO authgres_service;
+
+--
+-- Name: FUNCTION complete_twofa(p_challenge_token text, p_code text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.complete_twofa(p_challenge_token text, p_code text, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.complete_twofa(p_challenge_token text, p_code text, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION configure(p_settings jsonb, p_jwt_secret text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.configure(p_settings jsonb, p_jwt_secret text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.configure(p_settings jsonb, p_jwt_secret text) TO authgres_service;
+
+--
+-- Name: FUNCTION create_api_key(p_access_token text, p_name text, p_expires_in integer, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.create_api_key(p_access_token text, p_name text, p_expires_in integer, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.create_api_key(p_access_token text, p_name text, p_expires_in integer, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION current_password_hash(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.current_password_hash(p_access_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.current_password_hash(p_access_token text) TO authgres_service;
+
+--
+-- Name: FUNCTION end_session(p_access_token text, p_session_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.end_session(p_access_token text, p_session_id uuid, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.end_session(p_access_token text, p_session_id uuid, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) TO authgres_service;
+
+--
+-- Name: FUNCTION get_users(p_access_tokens text[]); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.get_users(p_access_tokens text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.get_users(p_access_tokens text[]) TO authgres_service;
+
+--
+-- Name: FUNCTION hotp(p_secret bytea, p_counter bigint, p_digits integer, p_algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.hotp(p_secret bytea, p_counter bigint, p_digits integer, p_algorithm text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.hotp(p_secret bytea, p_counter bigint, p_digits integer, p_algorithm text) TO authgres_service;
+
+--
+-- Name: FUNCTION jwks(); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.jwks() FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.jwks() TO authgres_service;
+
+--
+-- Name: FUNCTION list_api_keys(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.list_api_keys(p_access_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.list_api_keys(p_access_token text) TO authgres_service;
+
+--
+-- Name: FUNCTION list_sessions(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.list_sessions(p_access_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.list_sessions(p_access_token text) TO authgres_service;
+
+--
+-- Name: FUNCTION list_signing_keys(); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.list_signing_keys() FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.list_signing_keys() TO authgres_service;
+
+--
+-- Name: FUNCTION logout(p_access_token text, p_scope text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.logout(p_access_token text, p_scope text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.logout(p_access_token text, p_scope text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text) TO authgres_service;
+
+--
+-- Name: FUNCTION prune(p_batch integer); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.prune(p_batch integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.prune(p_batch integer) TO authgres_service;
+
+--
+-- Name: FUNCTION reauthenticate(p_access_token text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.reauthenticate(p_access_token text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.reauthenticate(p_access_token text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION record_failed_login(p_email text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.record_failed_login(p_email text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.record_failed_login(p_email text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) TO authgres_service;
+
+--
+-- Name: FUNCTION resend(p_type text, p_email text, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION revoke_signing_key(p_key text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.revoke_signing_key(p_key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.revoke_signing_key(p_key text) TO authgres_service;
+
+--
+-- Name: FUNCTION rotate_signing_keys(); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.rotate_signing_keys() FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.rotate_signing_keys() TO authgres_service;
+
+--
+-- Name: FUNCTION send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION send_recovery(p_email text, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION sign(payload json, secret text, algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.sign(payload json, secret text, algorithm text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign(payload json, secret text, algorithm text) TO authgres_service;
+
+--
+-- Name: FUNCTION sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION signing_keys_for_service(); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.signing_keys_for_service() FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.signing_keys_for_service() TO authgres_service;
+
+--
+-- Name: FUNCTION totp(p_secret bytea, p_at timestamp with time zone, p_digits integer, p_period integer, p_algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.totp(p_secret bytea, p_at timestamp with time zone, p_digits integer, p_period integer, p_algorithm text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.totp(p_secret bytea, p_at timestamp with time zone, p_digits integer, p_period integer, p_algorithm text) TO authgres_service;
+
+--
+-- Name: FUNCTION unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION url_decode(data text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.url_decode(data text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.url_decode(data text) TO authgres_service;
+
+--
+-- Name: FUNCTION verify(token text, secret text, algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.verify(token text, secret text, algorithm text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.verify(token text, secret text, algorithm text) TO authgres_service;
+
+--
+-- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
+-- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: -; Owner: authgres_owner
+--
+
+ALTER DEFAULT PRIVILEGES FOR ROLE authgres_owner REVOKE ALL ON FUNCTIONS  FROM PUBLIC;
+
+--
+-- PostgreSQL database dump complete
+--
