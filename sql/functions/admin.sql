@@ -1,7 +1,8 @@
 -- admin.sql: The admin API: service_role tokens only.
+--
+-- Every admin action is audited with the admin as actor and the user in its traits.
 set local role authgres_owner;
 
--- Admin.
 create or replace function auth._require_admin(p_token text) returns jsonb
   language plpgsql volatile
   set search_path = ''

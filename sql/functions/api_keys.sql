@@ -1,4 +1,9 @@
--- api_keys.sql: Per-user API keys: created, listed, revoked, and accepted as bearer credentials.
+-- api_keys.sql: per-user API keys: created, listed, revoked, and accepted as bearer credentials.
+--
+-- An API key is "ag_" followed by 256 random bits (base64url); only its SHA-256 is stored. Wherever an
+-- access token is accepted, a key acts as its user at aal1 with amr "api_key" and no session, so the
+-- same RLS policies apply to scripts (auth.authenticate_api_key for applications without PostgREST).
+-- Revocation takes effect at the next request: every use looks the key up.
 set local role authgres_owner;
 
 create or replace function auth._api_key_claims(p_key text) returns jsonb

@@ -1,4 +1,5 @@
--- audit.sql: The audit trail: one entry per security event, written in the transaction of the event.
+-- audit.sql: The audit trail: one entry per security event, written in the transaction of the
+-- event.
 set local role authgres_owner;
 
 create or replace function auth._audit(

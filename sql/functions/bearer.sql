@@ -1,7 +1,8 @@
--- bearer.sql: Who a bearer credential speaks for: the one place that decides what a token or key is worth.
+-- bearer.sql: who a bearer credential speaks for: the one place that decides what a token or key is
+-- worth.
 set local role authgres_owner;
 
--- An API key is now a bearer credential wherever an access token is: its claims have a sub and no
+-- An API key is a bearer credential wherever an access token is: its claims have a sub and no
 -- session_id, so auth._authorize() checks its user (deleted, banned) as it checks a token's.
 create or replace function auth._verified_claims(p_token text) returns jsonb
   language sql volatile

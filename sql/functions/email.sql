@@ -1,4 +1,8 @@
--- email.sql: The email flows: sign-up confirmation, passwordless sign-in, recovery, resend, verification and email change.
+-- email.sql: The email flows: sign-up confirmation, passwordless sign-in, recovery, resend,
+-- verification and email change.
+--
+-- Issuing a token and queueing its email happen in one transaction; the service's mailer delivers the
+-- outbox afterwards, so an email is never sent for a rolled-back change nor lost when SMTP is down.
 set local role authgres_owner;
 
 create or replace function auth._throttle_email(p_address text, p_kind text, p_ip inet) returns void
@@ -128,7 +132,6 @@ $$;
 comment on function auth._new_email_user(text, text, jsonb, inet) is
   'Inserts an unconfirmed email user with its identity; NULL when the address is taken (concurrently too).';
 
--- Flows.
 create or replace function auth.sign_up(
   p_email text, p_password_hash text, p_data jsonb default '{}', p_redirect_to text default null,
   p_user_agent text default null, p_ip inet default null

@@ -1,4 +1,5 @@
--- hooks.sql: Hooks: SQL functions an installation names in its settings, called at fixed points of the flows.
+-- hooks.sql: hooks: SQL functions an installation names in its settings, called at fixed points of
+-- the flows.
 set local role authgres_owner;
 
 create or replace function auth._call_hook(p_function text, p_event jsonb) returns jsonb
@@ -30,7 +31,6 @@ comment on function auth._call_hook(text, jsonb) is
   'Calls a configured hook f(event jsonb) returns jsonb. Raises AUH01 if it fails, AUH02 if it times out, '
   'AUH03 when it answers {"error": {"message": ...}}.';
 
--- Email as the second step after a password.
 create or replace function auth._password_attempt_hook(p_user auth.users, p_valid boolean) returns jsonb
   language plpgsql volatile
   set search_path = ''

@@ -1,4 +1,14 @@
--- jwt.sql: JSON Web Tokens: pgjwt-compatible sign() and verify(), and minting and checking the access tokens this server issues.
+-- jwt.sql: JSON Web Tokens: pgjwt-compatible sign() and verify(), and minting and checking the
+-- access tokens this server issues.
+--
+-- Differences from pgjwt, on purpose:
+--   * the signature comparison does not leak timing (it compares SHA-256 digests of both values);
+--   * a token without a numeric `exp` is invalid, and so is one whose `nbf` lies in the future;
+--   * the caller's algorithm is the only one tried: a header naming another one (or `none`) fails;
+--   * STABLE rather than IMMUTABLE: verify() reads the clock, and text/bytes conversions depend on the
+--     encoding (a function claiming IMMUTABLE over a STABLE body is also never inlined);
+--   * PL/pgSQL (plans cached per session) or inlinable SQL-standard bodies, never a SQL function the
+--     planner re-plans on every call; replace() rather than translate(), which is several times slower.
 set local role authgres_owner;
 
 -- Not declared STRICT: the planner will not inline a STRICT function whose body has a CASE, and

@@ -1,7 +1,11 @@
--- mfa.sql: Multi-factor authentication: TOTP (RFC 6238), email as a second step, recovery codes, aal2 sessions.
+-- mfa.sql: multi-factor authentication: TOTP (RFC 6238), email as a second step, recovery codes,
+-- aal2 sessions.
+--
+-- A session is aal2 once a factor was verified in it; access tokens carry the session's aal and amr,
+-- and refreshing keeps them. Verifying the first factor ends the user's other aal1 sessions. Codes
+-- are attempt-limited per challenge and a TOTP code works once per time step.
 set local role authgres_owner;
 
--- TOTP.
 create or replace function auth.hotp(p_secret bytea, p_counter bigint, p_digits integer default 6, p_algorithm text default 'sha1')
   returns text
   language plpgsql immutable strict parallel safe
@@ -31,7 +35,6 @@ create or replace function auth.totp(
 comment on function auth.totp(bytea, timestamptz, integer, integer, text) is 'RFC 6238 TOTP code at a time.';
 grant execute on function auth.totp(bytea, timestamptz, integer, integer, text) to authgres_service;
 
--- Helpers.
 create or replace function auth._factor_json(p_factor auth.mfa_factors) returns jsonb
   language plpgsql stable
   set search_path = ''
@@ -244,7 +247,6 @@ $$;
 comment on function auth._raise_session_aal(auth.users, auth.sessions, auth.mfa_factors, text) is
   'Makes a session aal2 with p_method in its amr, and answers with fresh tokens for it.';
 
--- Service functions.
 create or replace function auth.enroll_factor(
   p_access_token text, p_factor_type text, p_friendly_name text default null, p_ip inet default null
 ) returns jsonb

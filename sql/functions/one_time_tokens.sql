@@ -1,4 +1,11 @@
--- one_time_tokens.sql: One-time tokens: every emailed secret, issued hashed, attempt-limited, expiring and single-use.
+-- one_time_tokens.sql: one-time tokens: every emailed secret, issued hashed, attempt-limited,
+-- expiring and single-use.
+--
+-- One mechanism for every emailed secret. Each email carries a code of mailer_otp_length digits and a
+-- link token; the link token is GoTrue's token_hash, hex SHA-224(address || code), so the official
+-- clients' verifyOtp({token_hash, type}) works. The table keeps only SHA-256 of that link token, so
+-- neither the code nor the link can be used from a copy of the database without guessing. A token is
+-- single-use, expires after mailer_otp_exp seconds, and dies after mailer_otp_max_attempts wrong codes.
 set local role authgres_owner;
 
 create or replace function auth._link_token(p_address text, p_code text) returns text

@@ -1,7 +1,7 @@
--- outbox.sql: The email outbox the service's mailer drains: leased, completed, retried with backoff, dead after the last attempt.
+-- outbox.sql: The email outbox the service's mailer drains: leased, completed, retried with
+-- backoff, dead after the last attempt.
 set local role authgres_owner;
 
--- The outbox, as the mailer sees it.
 create or replace function auth.claim_outbox(p_limit integer default 10, p_lease_seconds integer default 60)
   returns setof auth.email_outbox
   language plpgsql volatile security definer

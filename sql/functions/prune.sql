@@ -1,4 +1,7 @@
--- prune.sql: Housekeeping: what has outlived its use is deleted in batches.
+-- prune.sql: housekeeping: what has outlived its use is deleted in batches.
+--
+-- Pruning deletes in batches so that it never holds long locks or bloats one transaction; the
+-- service calls it periodically.
 set local role authgres_owner;
 
 create or replace function auth.prune(p_batch integer default 1000) returns integer

@@ -1,4 +1,5 @@
--- rls.sql: What applications call from their own SQL: the RLS helpers Supabase policies use, and auth.authenticate().
+-- rls.sql: what applications call from their own SQL: the RLS helpers Supabase policies use, and
+-- auth.authenticate().
 set local role authgres_owner;
 
 -- RLS helpers, exactly as Supabase defines them: they read the claims PostgREST (or auth.authenticate)

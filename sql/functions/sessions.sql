@@ -1,4 +1,4 @@
--- sessions.sql: Sessions and their rotating refresh tokens: start, refresh, list, end, log out.
+-- sessions.sql: sessions and their rotating refresh tokens: start, refresh, list, end, log out.
 set local role authgres_owner;
 
 create or replace function auth._access_token(

@@ -1,7 +1,6 @@
 -- settings.sql: The settings row the SQL functions read, written by the service at start-up.
 set local role authgres_owner;
 
--- Service functions: what the HTTP layer calls, one per request.
 create or replace function auth.configure(p_settings jsonb, p_jwt_secret text) returns void
   language plpgsql volatile security definer
   set search_path = ''

@@ -1,4 +1,4 @@
--- sign_in.sql: Sign-in with a password (verified by the service) and anonymous sign-in.
+-- sign_in.sql: sign-in with a password (verified by the service) and anonymous sign-in.
 set local role authgres_owner;
 
 create or replace function auth.password_hash_by_email(p_email text, out user_id uuid, out password_hash text)

@@ -1,4 +1,18 @@
--- signing_keys.sql: Signing keys: next, current, previous, revoked; the JWKS.
+-- signing_keys.sql: signing keys: next, current, previous, revoked; the JWKS.
+--
+-- PostgreSQL cannot make ECDSA signatures (pgcrypto has no elliptic curves), so for an ES256 key SQL
+-- builds the token up to its signature and the service signs it with the private key (Python,
+-- PyJWT + cryptography). Third parties verify the signature with the public keys in auth.jwks().
+--
+-- SQL itself does not verify ECDSA: a PL/pgSQL P-256 verification measured 9 ms per token, which would
+-- make every forged token cost the database 300 times what an HS256 check costs. Instead each ES256
+-- key carries a random mac_key, and SQL puts HMAC-SHA256(payload segment, mac_key) in the token's
+-- header as "mac". The header is covered by the ES256 signature, so clients see one ordinary ES256
+-- token; SQL checks the mac in constant time, which proves the claims were minted by this database
+-- under that key, exactly the guarantee an HS256 signature gives. Revoking the key (by kid) kills both.
+--
+-- Key lifecycle: add (next: published in the JWKS, not signing yet, so caches learn it first) ->
+-- rotate (next becomes current and signs; current becomes previous and still verifies) -> revoke.
 set local role authgres_owner;
 
 -- The key lifecycle, for `authgres keys` (run with the service's credentials).

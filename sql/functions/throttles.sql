@@ -1,7 +1,6 @@
--- throttles.sql: Fixed-window throttles shared by every service process.
+-- throttles.sql: fixed-window throttles shared by every service process.
 set local role authgres_owner;
 
--- Helpers.
 create or replace function auth._throttle(
   p_key text, p_limit integer, p_window interval, p_errcode text default 'AUL01'
 ) returns void

@@ -1,4 +1,4 @@
--- users.sql: Users in GoTrue's JSON shapes, and GET / PUT /user.
+-- users.sql: users in GoTrue's JSON shapes, and GET / PUT /user.
 set local role authgres_owner;
 
 create or replace function auth._strip_nulls(p_object jsonb) returns jsonb
