@@ -3,92 +3,126 @@
 import json
 import re
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from msgspec import Meta
 from psycopg.types.json import Jsonb
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import (
-    bearer_token,
-    client_ip,
-    db,
-    passwords,
-    path_uuid,
-    read_json,
-    redirect_to,
-    reply,
-    settings,
-    text_field,
-)
+from authgres.http import Bearer, client_ip, db, passwords, redirect_to, reply, settings
+from authgres.inputs import Body, JsonObject, Query, RedirectQuery, Text, Url, UserPath, declared
 
 routes = web.RouteTableDef()
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+_LONGEST_BAN = (2**63 - 1) // 10**9  # Go's longest duration, about 292 years: GoTrue refuses longer ones
 _IMPORTABLE_HASHES = ("$2a$", "$2b$", "$2y$", "$argon2")
 
+# The first page of all users is the cheapest; pages past a billion rows are not there to read.
+Page = Annotated[int, Meta(ge=1, le=1_000_000)]
+PerPage = Annotated[int, Meta(ge=1, le=1000)]
 
-def ban_seconds(value: object) -> int | None:
+
+class PageQuery(Query):
+    page: Page = 1
+    per_page: PerPage = 50
+
+
+class UserListQuery(PageQuery):
+    filter: Annotated[Text, Meta(description="Matches email or user_metadata.full_name, case-insensitively")] = ""
+
+
+class AdminUserAttributes(Body):
+    id: Annotated[uuid.UUID, Meta(description="The new user's id (default: a random UUID)")] | None = None
+    email: Text | None = None
+    phone: Annotated[Text, Meta(description="Not supported yet: answers phone_provider_disabled")] | None = None
+    password: Text | None = None
+    password_hash: (
+        Annotated[Text, Meta(description="An imported bcrypt or argon2 hash, instead of password")] | None
+    ) = None
+    email_confirm: bool | None = None
+    user_metadata: JsonObject | None = None
+    app_metadata: JsonObject | None = None
+    role: Text | None = None
+    aud: Text | None = None
+    ban_duration: Annotated[Text, Meta(description="A Go duration (24h, 1h30m), or none to lift a ban")] | None = None
+
+
+class DeleteUserRequest(Body):
+    should_soft_delete: bool | None = None
+
+
+class InviteRequest(Body):
+    email: Text | None = None
+    data: Annotated[JsonObject, Meta(description="The invited user's user_metadata")] | None = None
+
+
+class GenerateLinkRequest(Body):
+    type: (
+        Annotated[
+            Text,
+            Meta(
+                extra_json_schema={
+                    "enum": ["signup", "invite", "magiclink", "recovery", "email_change_current", "email_change_new"]
+                }
+            ),
+        ]
+        | None
+    ) = None
+    email: Text | None = None
+    new_email: Text | None = None
+    password: Text | None = None
+    data: JsonObject | None = None
+    redirect_to: Url | None = None
+
+
+def ban_seconds(value: str | None) -> int | None:
     """A Go duration ("24h", "1h30m") in seconds; "none" lifts a ban (0); absent leaves it (None)."""
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise validation_failed("invalid format for ban duration")
     if value == "none":
         return 0
     parts = _DURATION_PART.findall(value)
     if not parts or "".join(number + unit for number, unit in parts) != value:
         raise validation_failed("invalid format for ban duration")
-    return max(1, round(sum(float(number) * _SECONDS[unit] for number, unit in parts)))
+    seconds = sum(float(number) * _SECONDS[unit] for number, unit in parts)
+    if seconds > _LONGEST_BAN:
+        raise validation_failed("invalid format for ban duration: longer than Go's longest duration")
+    return max(1, round(seconds))
 
 
-def page_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name, "")
-    if raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise validation_failed(f"Bad Pagination Parameters: {name} must be an integer") from None
-
-
-async def _attributes(request: web.Request, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+async def _attributes(request: web.Request, body: AdminUserAttributes) -> tuple[dict[str, Any], str | None]:
     """The user attributes the SQL function reads, and the password hash to store (if any)."""
-    if text_field(body, "phone"):
+    if body.phone:
         raise AuthError(422, "phone_provider_disabled", "Phone users are not supported")
-    for key in ("email_confirm",):
-        if key in body and body[key] is not None and not isinstance(body[key], bool):
-            raise validation_failed(f"{key} must be a boolean")
-    for key in ("user_metadata", "app_metadata"):
-        if body.get(key) is not None and not isinstance(body[key], dict):
-            raise validation_failed(f"{key} must be a JSON object")
-    if body.get("id") is not None:
-        try:
-            uuid.UUID(str(body["id"]))
-        except ValueError:
-            raise validation_failed("ID must conform to the uuid v4 format") from None
-    password, imported = text_field(body, "password"), text_field(body, "password_hash")
+    password, imported = body.password, body.password_hash
     if password and imported:
         raise validation_failed("Only a password or a password hash should be provided")
     if imported and not imported.startswith(_IMPORTABLE_HASHES):
         raise validation_failed("Invalid password hash format: bcrypt or argon2 expected")
     password_hash = imported or (await passwords(request).hash(password) if password else None)
-    keys = ("id", "email", "email_confirm", "user_metadata", "app_metadata", "role", "aud")
-    return {key: body[key] for key in keys if body.get(key) is not None}, password_hash
+    attributes = {
+        "id": str(body.id) if body.id else None,
+        "email": body.email,
+        "email_confirm": body.email_confirm,
+        "user_metadata": body.user_metadata,
+        "app_metadata": body.app_metadata,
+        "role": body.role,
+        "aud": body.aud,
+    }
+    return {key: value for key, value in attributes.items() if value is not None}, password_hash
 
 
 @routes.get("/admin/users")
-async def list_users(request: web.Request) -> web.Response:
-    page, per_page = page_param(request, "page", 1), page_param(request, "per_page", 50)
+@declared
+async def list_users(request: web.Request, token: Bearer, query: UserListQuery) -> web.Response:
+    page, per_page = query.page, query.per_page
     result = json.loads(
         await db(request).call(
-            "admin_list_users",
-            admin_token=bearer_token(request),
-            page=page,
-            per_page=per_page,
-            filter=request.query.get("filter") or None,
+            "admin_list_users", admin_token=token, page=page, per_page=per_page, filter=query.filter or None
         )
     )
     total = result.pop("total")
@@ -105,99 +139,93 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 @routes.post("/admin/users")
-async def create_user(request: web.Request) -> web.Response:
-    body = await read_json(request)
+@declared
+async def create_user(request: web.Request, token: Bearer, body: AdminUserAttributes) -> web.Response:
+    seconds = ban_seconds(body.ban_duration)
     attributes, password_hash = await _attributes(request, body)
     user = await db(request).call(
         "admin_create_user",
-        admin_token=bearer_token(request),
+        admin_token=token,
         attributes=Jsonb(attributes),
         password_hash=password_hash,
-        ban_seconds=ban_seconds(body.get("ban_duration")),
+        ban_seconds=seconds,
         ip=client_ip(request),
     )
     return reply(user)
 
 
 @routes.get("/admin/users/{user_id}")
-async def get_user(request: web.Request) -> web.Response:
-    user = await db(request).call(
-        "admin_get_user", admin_token=bearer_token(request), user_id=path_uuid(request, "user_id")
-    )
-    return reply(user)
+@declared
+async def get_user(request: web.Request, path: UserPath, token: Bearer) -> web.Response:
+    return reply(await db(request).call("admin_get_user", admin_token=token, user_id=str(path.user_id)))
 
 
 @routes.put("/admin/users/{user_id}")
-async def update_user(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    password = text_field(body, "password")
-    if password:
-        passwords(request).require_strong(password)
+@declared
+async def update_user(request: web.Request, path: UserPath, token: Bearer, body: AdminUserAttributes) -> web.Response:
+    if body.password:
+        passwords(request).require_strong(body.password)
+    seconds = ban_seconds(body.ban_duration)
     attributes, password_hash = await _attributes(request, body)
     user = await db(request).call(
         "admin_update_user",
-        admin_token=bearer_token(request),
-        user_id=path_uuid(request, "user_id"),
+        admin_token=token,
+        user_id=str(path.user_id),
         attributes=Jsonb(attributes),
         password_hash=password_hash,
-        ban_seconds=ban_seconds(body.get("ban_duration")),
+        ban_seconds=seconds,
         ip=client_ip(request),
     )
     return reply(user)
 
 
 @routes.delete("/admin/users/{user_id}")
-async def delete_user(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    soft = body.get("should_soft_delete", False)
-    if not isinstance(soft, bool):
-        raise validation_failed("should_soft_delete must be a boolean")
+@declared
+async def delete_user(request: web.Request, path: UserPath, token: Bearer, body: DeleteUserRequest) -> web.Response:
     result = await db(request).call(
         "admin_delete_user",
-        admin_token=bearer_token(request),
-        user_id=path_uuid(request, "user_id"),
-        soft=soft,
+        admin_token=token,
+        user_id=str(path.user_id),
+        soft=bool(body.should_soft_delete),
         ip=client_ip(request),
     )
     return reply(result)
 
 
 @routes.post("/invite")
-async def invite(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    email = text_field(body, "email")
-    if not email:
+@declared
+async def invite(request: web.Request, token: Bearer, body: InviteRequest, query: RedirectQuery) -> web.Response:
+    if not body.email:
         raise validation_failed("An email address is required")
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
     user = await db(request).call(
         "admin_invite_user",
-        admin_token=bearer_token(request),
-        email=email,
-        data=Jsonb(data),
-        redirect_to=redirect_to(request),
+        admin_token=token,
+        email=body.email,
+        data=Jsonb(body.data or {}),
+        redirect_to=redirect_to(request, query.redirect_to),
         ip=client_ip(request),
     )
     return reply(user)
 
 
 @routes.post("/admin/generate_link")
-async def generate_link(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    email, kind = text_field(body, "email"), text_field(body, "type")
+@declared
+async def generate_link(
+    request: web.Request, token: Bearer, body: GenerateLinkRequest, query: RedirectQuery
+) -> web.Response:
+    email, kind, password = body.email, body.type, body.password
     if not email or not kind:
         raise validation_failed("type and email are required")
-    password = text_field(body, "password")
-    target = redirect_to(request, text_field(body, "redirect_to"))
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    target = redirect_to(request, body.redirect_to, query.redirect_to)
     result: dict[str, Any] = json.loads(
         await db(request).call(
             "admin_generate_link",
-            admin_token=bearer_token(request),
+            admin_token=token,
             type=kind,
             email=email,
-            new_email=text_field(body, "new_email"),
+            new_email=body.new_email or None,
             password_hash=await passwords(request).hash(password) if password else None,
-            data=Jsonb(data),
+            data=Jsonb(body.data or {}),
             redirect_to=target,
             ip=client_ip(request),
         )
@@ -205,18 +233,14 @@ async def generate_link(request: web.Request) -> web.Response:
     link_type = (
         "email_change" if result["verification_type"].startswith("email_change") else result["verification_type"]
     )
-    query = {"token": result["hashed_token"], "type": link_type, "redirect_to": target}
-    result["action_link"] = f"{settings(request).external_url}/verify?{urlencode(query)}"
+    link = {"token": result["hashed_token"], "type": link_type, "redirect_to": target}
+    result["action_link"] = f"{settings(request).external_url}/verify?{urlencode(link)}"
     result["redirect_to"] = target
     return reply(result)
 
 
 @routes.get("/admin/audit")
-async def audit(request: web.Request) -> web.Response:
-    entries = await db(request).call(
-        "admin_audit",
-        admin_token=bearer_token(request),
-        page=page_param(request, "page", 1),
-        per_page=page_param(request, "per_page", 50),
-    )
+@declared
+async def audit(request: web.Request, token: Bearer, query: PageQuery) -> web.Response:
+    entries = await db(request).call("admin_audit", admin_token=token, page=query.page, per_page=query.per_page)
     return reply(entries)

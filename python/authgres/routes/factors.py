@@ -3,25 +3,33 @@
 import base64
 import json
 import uuid
+from typing import Annotated
 from urllib.parse import quote, urlencode, urlsplit
 
 import segno
 from aiohttp import web
+from msgspec import Meta
 
-from authgres.errors import AuthError, validation_failed
-from authgres.http import (
-    bearer_token,
-    client_ip,
-    db,
-    path_uuid,
-    read_json,
-    reply,
-    settings,
-    text_field,
-    user_agent,
-)
+from authgres.errors import AuthError
+from authgres.http import Bearer, client_ip, db, reply, settings, user_agent
+from authgres.inputs import Body, FactorPath, Text, UserFactorPath, UserPath, declared
 
 routes = web.RouteTableDef()
+
+
+class EnrollRequest(Body):
+    factor_type: Annotated[Text, Meta(extra_json_schema={"enum": ["totp", "email"]})] | None = None
+    friendly_name: Text | None = None
+    issuer: (
+        Annotated[Text, Meta(description="TOTP issuer shown by authenticator apps (default: the site's host)")] | None
+    ) = None
+
+
+class VerifyFactorRequest(Body):
+    """auth-js sends the whole params object (factorId too); what else is there is ignored."""
+
+    challenge_id: Annotated[uuid.UUID, Meta(description="Optional for an email factor")] | None = None
+    code: Annotated[Text, Meta(description="The TOTP or emailed code, or a recovery code")] | None = None
 
 
 def _totp(secret_hex: str, issuer: str, account: str) -> dict[str, str]:
@@ -34,53 +42,44 @@ def _totp(secret_hex: str, issuer: str, account: str) -> dict[str, str]:
 
 
 @routes.post("/factors")
-async def enroll(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    factor_type = text_field(body, "factor_type")
-    if factor_type == "phone":
+@declared
+async def enroll(request: web.Request, token: Bearer, body: EnrollRequest) -> web.Response:
+    if body.factor_type == "phone":
         raise AuthError(422, "mfa_phone_enroll_not_enabled", "MFA enroll is disabled for Phone")
     enrolled = json.loads(
         await db(request).call(
             "enroll_factor",
-            access_token=bearer_token(request),
-            factor_type=factor_type or "",
-            friendly_name=text_field(body, "friendly_name"),
+            access_token=token,
+            factor_type=body.factor_type or "",
+            friendly_name=body.friendly_name or None,
             ip=client_ip(request),
         )
     )
     if enrolled["type"] == "totp":
-        issuer = text_field(body, "issuer") or urlsplit(settings(request).site_url).hostname or "authgres"
+        issuer = body.issuer or urlsplit(settings(request).site_url).hostname or "authgres"
         enrolled["totp"] = _totp(enrolled.pop("secret"), issuer, enrolled.pop("account") or "")
     enrolled["phone"] = ""
     return reply(enrolled)
 
 
 @routes.post("/factors/{factor_id}/challenge")
-async def challenge(request: web.Request) -> web.Response:
+@declared
+async def challenge(request: web.Request, path: FactorPath, token: Bearer) -> web.Response:
     result = await db(request).call(
-        "challenge_factor",
-        access_token=bearer_token(request),
-        factor_id=path_uuid(request, "factor_id"),
-        ip=client_ip(request),
+        "challenge_factor", access_token=token, factor_id=str(path.factor_id), ip=client_ip(request)
     )
     return reply(result)
 
 
 @routes.post("/factors/{factor_id}/verify")
-async def verify(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    challenge_id = text_field(body, "challenge_id")
-    if challenge_id is not None:
-        try:
-            challenge_id = str(uuid.UUID(challenge_id))
-        except ValueError:
-            raise validation_failed("challenge_id must be an UUID") from None
+@declared
+async def verify(request: web.Request, path: FactorPath, token: Bearer, body: VerifyFactorRequest) -> web.Response:
     session = await db(request).call(
         "verify_factor",
-        access_token=bearer_token(request),
-        factor_id=path_uuid(request, "factor_id"),
-        challenge_id=challenge_id,
-        code=text_field(body, "code") or "",
+        access_token=token,
+        factor_id=str(path.factor_id),
+        challenge_id=str(body.challenge_id) if body.challenge_id else None,
+        code=body.code or "",
         user_agent=user_agent(request),
         ip=client_ip(request),
     )
@@ -88,44 +87,42 @@ async def verify(request: web.Request) -> web.Response:
 
 
 @routes.delete("/factors/{factor_id}")
-async def unenroll(request: web.Request) -> web.Response:
+@declared
+async def unenroll(request: web.Request, path: FactorPath, token: Bearer) -> web.Response:
     result = await db(request).call(
-        "unenroll_factor",
-        access_token=bearer_token(request),
-        factor_id=path_uuid(request, "factor_id"),
-        ip=client_ip(request),
+        "unenroll_factor", access_token=token, factor_id=str(path.factor_id), ip=client_ip(request)
     )
     return reply(result)
 
 
 @routes.get("/factors/recovery_codes")
-async def recovery_codes_left(request: web.Request) -> web.Response:
-    return reply(await db(request).call("recovery_codes", access_token=bearer_token(request)))
+@declared
+async def recovery_codes_left(request: web.Request, token: Bearer) -> web.Response:
+    return reply(await db(request).call("recovery_codes", access_token=token))
 
 
 @routes.post("/factors/recovery_codes")
-async def regenerate_recovery_codes(request: web.Request) -> web.Response:
-    result = await db(request).call(
-        "recovery_codes", access_token=bearer_token(request), regenerate=True, ip=client_ip(request)
-    )
+@declared
+async def regenerate_recovery_codes(request: web.Request, token: Bearer) -> web.Response:
+    result = await db(request).call("recovery_codes", access_token=token, regenerate=True, ip=client_ip(request))
     return reply(result)
 
 
 @routes.get("/admin/users/{user_id}/factors")
-async def admin_list_factors(request: web.Request) -> web.Response:
-    result = await db(request).call(
-        "admin_list_factors", admin_token=bearer_token(request), user_id=path_uuid(request, "user_id")
-    )
+@declared
+async def admin_list_factors(request: web.Request, path: UserPath, token: Bearer) -> web.Response:
+    result = await db(request).call("admin_list_factors", admin_token=token, user_id=str(path.user_id))
     return reply(result)
 
 
 @routes.delete("/admin/users/{user_id}/factors/{factor_id}")
-async def admin_delete_factor(request: web.Request) -> web.Response:
+@declared
+async def admin_delete_factor(request: web.Request, path: UserFactorPath, token: Bearer) -> web.Response:
     result = await db(request).call(
         "admin_delete_factor",
-        admin_token=bearer_token(request),
-        user_id=path_uuid(request, "user_id"),
-        factor_id=path_uuid(request, "factor_id"),
+        admin_token=token,
+        user_id=str(path.user_id),
+        factor_id=str(path.factor_id),
         ip=client_ip(request),
     )
     return reply(result)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from authgres import __version__
 from authgres.http import db, reply, settings
+from authgres.inputs import declared
 
 routes = web.RouteTableDef()
 
@@ -37,11 +38,13 @@ _OAUTH_PROVIDERS = [
 
 
 @routes.get("/health")
+@declared
 async def health(request: web.Request) -> web.Response:
     return reply({"version": __version__, "name": "authgres", "description": "Postgres-native authentication"})
 
 
 @routes.get("/settings")
+@declared
 async def public_settings(request: web.Request) -> web.Response:
     config = settings(request)
     external = dict.fromkeys(_OAUTH_PROVIDERS, False)
@@ -60,6 +63,7 @@ async def public_settings(request: web.Request) -> web.Response:
 
 
 @routes.get("/.well-known/jwks.json")
+@declared
 async def jwks(request: web.Request) -> web.Response:
     # Public halves of the next, current and previous ES256 keys; an HS256-only server has none.
     response = reply(await db(request).call("jwks"))
@@ -68,6 +72,7 @@ async def jwks(request: web.Request) -> web.Response:
 
 
 @routes.get("/openapi.json")
+@declared
 async def openapi(request: web.Request) -> web.Response:
     document = resources.files("authgres").joinpath("openapi.json").read_text(encoding="utf-8")
     return web.Response(text=document, content_type="application/json")

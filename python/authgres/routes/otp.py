@@ -1,81 +1,108 @@
 """Emails on request: POST /otp, /magiclink, /recover, /resend. Each answers {} whether or not the
 address is registered; the throttles are keyed by address, so a 429 does not tell either."""
 
+from typing import Annotated
+
 from aiohttp import web
+from msgspec import Meta
 from psycopg.types.json import Jsonb
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import client_ip, db, object_field, read_json, redirect_to, reply, text_field
+from authgres.http import client_ip, db, redirect_to, reply
+from authgres.inputs import Body, JsonObject, RedirectQuery, Text, declared
 
 routes = web.RouteTableDef()
 
 PHONE_DISABLED = AuthError(400, "phone_provider_disabled", "Unsupported phone provider")
 
+Phone = Annotated[Text, Meta(description="Not supported yet: answers phone_provider_disabled")]
 
-def _email(body: dict[str, object], missing: str) -> str:
-    if text_field(body, "phone"):
+
+class EmailRequest(Body):
+    """An address to email (clients also send gotrue_meta_security and PKCE fields, which are ignored)."""
+
+    email: Text | None = None
+    phone: Phone | None = None
+
+
+class OtpRequest(EmailRequest):
+    create_user: (
+        Annotated[bool, Meta(description="Sign up a new address on its first verification (default true)")] | None
+    ) = None
+    data: Annotated[JsonObject, Meta(description="user_metadata for a user created this way")] | None = None
+
+
+class MagicLinkRequest(EmailRequest):
+    data: Annotated[JsonObject, Meta(description="user_metadata for a user created this way")] | None = None
+
+
+class ResendRequest(EmailRequest):
+    type: Annotated[Text, Meta(extra_json_schema={"enum": ["signup", "email_change"]})] | None = None
+
+
+def _email(body: EmailRequest, missing: str) -> str:
+    if body.phone:
         raise PHONE_DISABLED
-    email = text_field(body, "email")
-    if not email:
+    if not body.email:
         raise validation_failed(missing)
-    return email
+    return body.email
 
 
-async def _send_magic_link(request: web.Request, body: dict[str, object], email: str, create_user: object) -> None:
-    if not isinstance(create_user, bool):
-        raise validation_failed("create_user must be a boolean")
+async def _send_magic_link(
+    request: web.Request, email: str, create_user: bool, data: dict[str, object] | None, query: RedirectQuery
+) -> None:
     await db(request).call(
         "send_magic_link",
         email=email,
         create_user=create_user,
-        data=Jsonb(object_field(body, "data") or {}),
-        redirect_to=redirect_to(request),
+        data=Jsonb(data or {}),
+        redirect_to=redirect_to(request, query.redirect_to),
         ip=client_ip(request),
     )
 
 
 @routes.post("/otp")
-async def otp(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if text_field(body, "email") and text_field(body, "phone"):
+@declared
+async def otp(request: web.Request, body: OtpRequest, query: RedirectQuery) -> web.Response:
+    if body.email and body.phone:
         raise validation_failed("Only an email address or phone number should be provided")
     email = _email(body, "One of email or phone must be set")
-    await _send_magic_link(request, body, email, body.get("create_user", True))
+    # Absent or null is true, as in GoTrue, whose decoder leaves the default in place.
+    await _send_magic_link(request, email, body.create_user is not False, body.data, query)
     return reply({})
 
 
 @routes.post("/magiclink")
-async def magiclink(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    await _send_magic_link(request, body, _email(body, "An email address is required"), True)
+@declared
+async def magiclink(request: web.Request, body: MagicLinkRequest, query: RedirectQuery) -> web.Response:
+    await _send_magic_link(request, _email(body, "An email address is required"), True, body.data, query)
     return reply({})
 
 
 @routes.post("/recover")
-async def recover(request: web.Request) -> web.Response:
-    body = await read_json(request)
+@declared
+async def recover(request: web.Request, body: EmailRequest, query: RedirectQuery) -> web.Response:
     await db(request).call(
         "send_recovery",
         email=_email(body, "Password recovery requires an email"),
-        redirect_to=redirect_to(request),
+        redirect_to=redirect_to(request, query.redirect_to),
         ip=client_ip(request),
     )
     return reply({})
 
 
 @routes.post("/resend")
-async def resend(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    kind = text_field(body, "type")
-    if kind in ("sms", "phone_change"):
+@declared
+async def resend(request: web.Request, body: ResendRequest, query: RedirectQuery) -> web.Response:
+    if body.type in ("sms", "phone_change"):
         raise PHONE_DISABLED
-    if kind not in ("signup", "email_change"):
+    if body.type not in ("signup", "email_change"):
         raise validation_failed("Missing one of these types: signup, email_change, sms, phone_change")
     await db(request).call(
         "resend",
-        type=kind,
+        type=body.type,
         email=_email(body, "Type provided requires an email address"),
-        redirect_to=redirect_to(request),
+        redirect_to=redirect_to(request, query.redirect_to),
         ip=client_ip(request),
     )
     return reply({})

@@ -4,47 +4,46 @@ from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import (
-    client_ip,
-    db,
-    object_field,
-    passwords,
-    read_json,
-    redirect_to,
-    reply,
-    text_field,
-    user_agent,
-)
+from authgres.http import client_ip, db, passwords, redirect_to, reply, user_agent
+from authgres.inputs import Body, JsonObject, RedirectQuery, Text, declared
 
 routes = web.RouteTableDef()
 
 
+class SignupRequest(Body):
+    """Email and password; neither email nor phone signs in anonymously. Clients also send
+    code_challenge, code_challenge_method and gotrue_meta_security, which are ignored."""
+
+    email: Text | None = None
+    password: Text | None = None
+    phone: Text | None = None  # not supported yet: answers phone_provider_disabled
+    data: JsonObject | None = None  # the initial user_metadata
+
+
 @routes.post("/signup")
-async def signup(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    email, phone = text_field(body, "email"), text_field(body, "phone")
-    password = text_field(body, "password")
-    data = Jsonb(object_field(body, "data") or {})
-    if email and phone:
+@declared
+async def signup(request: web.Request, body: SignupRequest, query: RedirectQuery) -> web.Response:
+    data = Jsonb(body.data or {})
+    if body.email and body.phone:
         raise validation_failed("Only an email address or phone number should be provided on signup.")
-    if phone:
+    if body.phone:
         raise AuthError(400, "phone_provider_disabled", "Phone signups are disabled")
-    if not email:
+    if not body.email:
         result = await db(request).call(
             "sign_in_anonymously", data=data, user_agent=user_agent(request), ip=client_ip(request)
         )
         return reply(result)
-    if not password:
+    if not body.password:
         raise validation_failed("Signup requires a valid password")
-    passwords(request).require_strong(password)
+    passwords(request).require_strong(body.password)
     # Hashed before SQL looks at the address, so a taken address answers as slowly as a new one.
-    password_hash = await passwords(request).hash(password)
+    password_hash = await passwords(request).hash(body.password)
     result = await db(request).call(
         "sign_up",
-        email=email,
+        email=body.email,
         password_hash=password_hash,
         data=data,
-        redirect_to=redirect_to(request),
+        redirect_to=redirect_to(request, query.redirect_to),
         user_agent=user_agent(request),
         ip=client_ip(request),
     )

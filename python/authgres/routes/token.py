@@ -1,33 +1,55 @@
 """POST /token?grant_type=password|refresh_token|twofa (the last for strict email 2-step)."""
 
 import json
+from typing import Annotated
 
+import msgspec
 from aiohttp import web
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import client_ip, db, passwords, read_json, reply, text_field, user_agent
+from authgres.http import client_ip, db, passwords, reply, user_agent
+from authgres.inputs import Body, Query, Text, declared
 
 routes = web.RouteTableDef()
 
 INVALID_CREDENTIALS = AuthError(400, "invalid_credentials", "Invalid login credentials")
 
+# Documented as an enum, read as text: any other grant answers invalid_credentials, as GoTrue's does.
+GrantType = Annotated[Text, msgspec.Meta(extra_json_schema={"enum": ["password", "refresh_token", "twofa"]})]
+
+
+class TokenQuery(Query):
+    grant_type: GrantType = ""
+
+
+class TokenRequest(Body):
+    """password grant: email (or phone) and password; refresh_token grant: refresh_token; twofa grant:
+    challenge_token and code."""
+
+    email: Text | None = None
+    phone: Text | None = None
+    password: Text | None = None
+    refresh_token: Text | None = None
+    challenge_token: Text | None = None
+    code: Text | None = None
+
 
 @routes.post("/token")
-async def token(request: web.Request) -> web.Response:
-    grant_type = request.query.get("grant_type", "")
-    body = await read_json(request)
-    if grant_type == "password":
+@declared
+async def token(request: web.Request, query: TokenQuery, body: TokenRequest) -> web.Response:
+    if query.grant_type == "password":
         return await _password_grant(request, body)
-    if grant_type == "refresh_token":
-        refresh_token = text_field(body, "refresh_token") or ""
+    if query.grant_type == "refresh_token":
         return reply(
-            await db(request).call_batched("refresh_sessions", refresh_token, user_agent(request), client_ip(request))
+            await db(request).call_batched(
+                "refresh_sessions", body.refresh_token or "", user_agent(request), client_ip(request)
+            )
         )
-    if grant_type == "twofa":
+    if query.grant_type == "twofa":
         session = await db(request).call(
             "complete_twofa",
-            challenge_token=text_field(body, "challenge_token") or "",
-            code=text_field(body, "code") or "",
+            challenge_token=body.challenge_token or "",
+            code=body.code or "",
             user_agent=user_agent(request),
             ip=client_ip(request),
         )
@@ -35,12 +57,11 @@ async def token(request: web.Request) -> web.Response:
     raise AuthError(400, "invalid_credentials", "unsupported_grant_type")
 
 
-async def _password_grant(request: web.Request, body: dict[str, object]) -> web.Response:
-    email, phone = text_field(body, "email"), text_field(body, "phone")
-    password = text_field(body, "password") or ""
-    if email and phone:
+async def _password_grant(request: web.Request, body: TokenRequest) -> web.Response:
+    email, password = body.email, body.password or ""
+    if email and body.phone:
         raise validation_failed("Only an email address or phone number should be provided on login.")
-    if phone:
+    if body.phone:
         raise AuthError(422, "phone_provider_disabled", "Phone logins are disabled")
     if not email:
         raise validation_failed("missing email or phone")

@@ -1,56 +1,81 @@
 """GET /user and PUT /user: the signed-in user."""
 
+from typing import Annotated
+
 from aiohttp import web
+from msgspec import Meta
 from psycopg.types.json import Jsonb
 
 from authgres.errors import AuthError
-from authgres.http import (
-    bearer_token,
-    client_ip,
-    db,
-    object_field,
-    passwords,
-    read_json,
-    redirect_to,
-    reply,
-    text_field,
-)
+from authgres.http import Bearer, client_ip, db, passwords, redirect_to, reply
+from authgres.inputs import Body, JsonObject, RedirectQuery, Text, declared
 
 routes = web.RouteTableDef()
 
 
+class UserUpdate(Body):
+    """Changes to the signed-in user; clients also send code_challenge and code_challenge_method, which
+    are ignored."""
+
+    email: (
+        Annotated[
+            Text,
+            Meta(
+                description="Starts an email change, confirmed from the new address (and the current one when "
+                "secure email change is on)"
+            ),
+        ]
+        | None
+    ) = None
+    phone: Annotated[Text, Meta(description="Not supported yet: answers phone_provider_disabled")] | None = None
+    password: Annotated[Text, Meta(description="Ends the user's other sessions")] | None = None
+    current_password: Annotated[Text, Meta(description="When given, must match the current password")] | None = None
+    nonce: (
+        Annotated[
+            Text,
+            Meta(
+                description="The reauthentication code, required for a password change when "
+                "AUTHGRES_SECURE_PASSWORD_CHANGE is on and the session is older than 24 hours"
+            ),
+        ]
+        | None
+    ) = None
+    data: Annotated[JsonObject, Meta(description="Merged into user_metadata; a null value removes the key")] | None = (
+        None
+    )
+
+
 @routes.get("/user")
-async def get_user(request: web.Request) -> web.Response:
-    return reply(await db(request).call_batched("get_users", bearer_token(request)))
+@declared
+async def get_user(request: web.Request, token: Bearer) -> web.Response:
+    return reply(await db(request).call_batched("get_users", token))
 
 
 @routes.put("/user")
-async def update_user(request: web.Request) -> web.Response:
-    access_token = bearer_token(request)
-    body = await read_json(request)
-    if text_field(body, "phone"):
+@declared
+async def update_user(request: web.Request, token: Bearer, body: UserUpdate, query: RedirectQuery) -> web.Response:
+    if body.phone:
         raise AuthError(422, "phone_provider_disabled", "Phone logins are disabled")
-    data = object_field(body, "data")
-    password = text_field(body, "password")
     password_hash = None
-    if password is not None:
-        password_hash = await _new_password_hash(request, access_token, password, text_field(body, "current_password"))
+    if body.password:
+        password_hash = await _new_password_hash(request, token, body.password, body.current_password or None)
     user = await db(request).call(
         "update_user",
-        access_token=access_token,
-        data=Jsonb(data) if data is not None else None,
+        access_token=token,
+        data=Jsonb(body.data) if body.data is not None else None,
         password_hash=password_hash,
-        email=text_field(body, "email"),
-        nonce=text_field(body, "nonce"),
-        redirect_to=redirect_to(request),
+        email=body.email or None,
+        nonce=body.nonce or None,
+        redirect_to=redirect_to(request, query.redirect_to),
         ip=client_ip(request),
     )
     return reply(user)
 
 
 @routes.get("/reauthenticate")
-async def reauthenticate(request: web.Request) -> web.Response:
-    return reply(await db(request).call("reauthenticate", access_token=bearer_token(request), ip=client_ip(request)))
+@declared
+async def reauthenticate(request: web.Request, token: Bearer) -> web.Response:
+    return reply(await db(request).call("reauthenticate", access_token=token, ip=client_ip(request)))
 
 
 async def _new_password_hash(

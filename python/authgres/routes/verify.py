@@ -3,15 +3,40 @@ redirect with the session in the URL fragment)."""
 
 import html
 import json
-from typing import Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlencode
 
 from aiohttp import web
+from msgspec import Meta
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import client_ip, db, read_json, redirect_to, reply, settings, text_field, user_agent
+from authgres.http import client_ip, db, redirect_to, reply, settings, user_agent
+from authgres.inputs import Body, RedirectQuery, Text, Url, declared
 
 routes = web.RouteTableDef()
+
+VerificationType = Annotated[
+    Text, Meta(extra_json_schema={"enum": ["signup", "invite", "magiclink", "recovery", "email_change", "email"]})
+]
+
+
+class VerifyRequest(Body):
+    """An emailed code (type, email, token) or link token (type, token_hash). The link confirmation
+    page posts token, type and redirect_to as a form instead, and is answered as GET /verify."""
+
+    form: ClassVar[bool] = True
+
+    type: VerificationType | None = None
+    email: Text | None = None
+    token: Annotated[Text, Meta(description="The emailed code; the link token in a form post")] | None = None
+    token_hash: Annotated[Text, Meta(description="The link token")] | None = None
+    redirect_to: Annotated[Url, Meta(description="Form posts only")] | None = None
+
+
+class VerifyLinkQuery(RedirectQuery):
+    token: Annotated[Text, Meta(description="The link token")] = ""
+    type: VerificationType = ""
+
 
 _OAUTH_ERRORS = {400: "invalid_request", 401: "unauthorized_client", 403: "access_denied", 429: "access_denied"}
 
@@ -37,37 +62,30 @@ async def _verify(
 
 
 @routes.post("/verify")
-async def verify(request: web.Request) -> web.StreamResponse:
+@declared
+async def verify(request: web.Request, body: VerifyRequest) -> web.StreamResponse:
     if request.content_type == "application/x-www-form-urlencoded":
-        form = await request.post()
-        return await _verify_link(request, {key: str(value) for key, value in form.items()})
-    body = await read_json(request)
-    outcome = await _verify(
-        request,
-        text_field(body, "type"),
-        text_field(body, "token"),
-        text_field(body, "email"),
-        text_field(body, "token_hash"),
-    )
+        return await _verify_link(request, body.token or "", body.type or "", body.redirect_to or "")
+    outcome = await _verify(request, body.type, body.token, body.email, body.token_hash)
     outcome.pop("redirect_to", None)
     outcome.pop("verification_type", None)
     return reply(outcome)
 
 
 @routes.get("/verify")
-async def verify_link(request: web.Request) -> web.StreamResponse:
-    params = dict(request.query)
+@declared
+async def verify_link(request: web.Request, query: VerifyLinkQuery) -> web.StreamResponse:
     if settings(request).mailer_link_confirm_page:
         # Mail scanners fetch links; only a person presses the button, which POSTs the same fields.
-        return web.Response(text=_confirm_page(params), content_type="text/html")
-    return await _verify_link(request, params)
+        return web.Response(text=_confirm_page(query), content_type="text/html")
+    return await _verify_link(request, query.token, query.type, query.redirect_to)
 
 
-async def _verify_link(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+async def _verify_link(request: web.Request, token: str, kind: str, requested: str) -> web.StreamResponse:
     """The emailed link: 303 to the app, with the session or the error in the URL fragment."""
-    target = redirect_to(request, params.get("redirect_to"))
+    target = redirect_to(request, requested)
     try:
-        outcome = await _verify(request, params.get("type"), None, None, params.get("token"))
+        outcome = await _verify(request, kind, None, None, token)
     except AuthError as error:
         fragment = {
             "error": _OAUTH_ERRORS.get(error.status, "server_error"),
@@ -77,19 +95,19 @@ async def _verify_link(request: web.Request, params: dict[str, str]) -> web.Stre
         raise web.HTTPSeeOther(f"{target}#{urlencode(fragment)}") from None
     if "access_token" not in outcome:  # the first half of a secure email change
         raise web.HTTPSeeOther(f"{target}#{urlencode({'message': outcome['msg']})}")
-    if not params.get("redirect_to") and outcome.get("redirect_to"):
+    if not requested and outcome.get("redirect_to"):
         target = redirect_to(request, outcome["redirect_to"])
     fragment = {
         key: outcome[key] for key in ("access_token", "expires_at", "expires_in", "refresh_token", "token_type")
     }
-    fragment["type"] = params.get("type", "")
+    fragment["type"] = kind
     raise web.HTTPSeeOther(f"{target}#{urlencode(sorted(fragment.items()))}")
 
 
-def _confirm_page(params: dict[str, str]) -> str:
+def _confirm_page(query: VerifyLinkQuery) -> str:
     fields = "".join(
-        f'<input type="hidden" name="{html.escape(key)}" value="{html.escape(params.get(key, ""))}">'
-        for key in ("token", "type", "redirect_to")
+        f'<input type="hidden" name="{key}" value="{html.escape(value)}">'
+        for key, value in (("token", query.token), ("type", query.type), ("redirect_to", query.redirect_to))
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Continue</title></head>"
