@@ -1,12 +1,11 @@
 """Health, public settings, JWKS and the OpenAPI description."""
 
-from importlib import resources
-
 from aiohttp import web
 
 from authgres import __version__
 from authgres.http import db, reply, settings
 from authgres.inputs import declared
+from authgres.openapi import document
 
 routes = web.RouteTableDef()
 
@@ -74,5 +73,4 @@ async def jwks(request: web.Request) -> web.Response:
 @routes.get("/openapi.json")
 @declared
 async def openapi(request: web.Request) -> web.Response:
-    document = resources.files("authgres").joinpath("openapi.json").read_text(encoding="utf-8")
-    return web.Response(text=document, content_type="application/json")
+    return web.Response(body=document(), content_type="application/json")
