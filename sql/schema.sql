@@ -430,14 +430,14 @@ COMMENT ON FUNCTION auth._authorize(p_token text, p_require_user boolean, OUT cl
 CREATE FUNCTION auth._call_hook(p_function text, p_event jsonb) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
-    AS $_$
+    AS $$
 declare
   v_result jsonb;
 begin
   -- The hook runs in a subtransaction of the request's own: whatever it did is undone when it fails,
   -- and the request's statement_timeout bounds it.
   begin
-    execute pg_catalog.format('select %s($1)', p_function::regproc) using p_event into v_result;
+    v_result := auth._run_hook(p_function::regproc, p_event);
   exception
     when query_canceled then
       raise exception using errcode = 'AUH02', message = pg_catalog.format('Hook %s timed out', p_function);
@@ -451,7 +451,7 @@ begin
   end if;
   return coalesce(v_result, '{}');
 end
-$_$;
+$$;
 
 ALTER FUNCTION auth._call_hook(p_function text, p_event jsonb) OWNER TO authgres_owner;
 
@@ -459,7 +459,7 @@ ALTER FUNCTION auth._call_hook(p_function text, p_event jsonb) OWNER TO authgres
 -- Name: FUNCTION _call_hook(p_function text, p_event jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._call_hook(p_function text, p_event jsonb) IS 'Calls a configured hook f(event jsonb) returns jsonb. Raises AUH01 if it fails, AUH02 if it times out, AUH03 when it answers {"error": {"message": ...}}.';
+COMMENT ON FUNCTION auth._call_hook(p_function text, p_event jsonb) IS 'Calls a configured hook f(event jsonb) returns jsonb, as authgres_hook. Raises AUH01 if it fails, AUH02 if it times out, AUH03 when it answers {"error": {"message": ...}}.';
 
 --
 -- Name: _check_jwt(text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1487,6 +1487,30 @@ ALTER FUNCTION auth._require_admin(p_token text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._require_admin(p_token text) IS 'The claims of an admin token (role service_role); AUA01 for any other.';
 
 --
+-- Name: _run_hook(regproc, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_hook
+--
+
+CREATE FUNCTION auth._run_hook(p_function regproc, p_event jsonb) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $_$
+declare
+  v_result jsonb;
+begin
+  execute pg_catalog.format('select %s($1)', p_function) using p_event into v_result;
+  return v_result;
+end
+$_$;
+
+ALTER FUNCTION auth._run_hook(p_function regproc, p_event jsonb) OWNER TO authgres_hook;
+
+--
+-- Name: FUNCTION _run_hook(p_function regproc, p_event jsonb); Type: COMMENT; Schema: auth; Owner: authgres_hook
+--
+
+COMMENT ON FUNCTION auth._run_hook(p_function regproc, p_event jsonb) IS 'Calls a hook function as authgres_hook, whatever role calls it; only auth._call_hook() does.';
+
+--
 -- Name: _token_hash(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1876,6 +1900,38 @@ ALTER FUNCTION auth._totp_step_accepted(p_factor auth.mfa_factors, p_code text) 
 COMMENT ON FUNCTION auth._totp_step_accepted(p_factor auth.mfa_factors, p_code text) IS 'The time step whose TOTP code p_code is, within one step of now and after the last used one; else NULL.';
 
 --
+-- Name: _totp_step_spent(auth.mfa_factors, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._totp_step_spent(p_factor auth.mfa_factors, p_code text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_now bigint := pg_catalog.floor(extract(epoch from pg_catalog.now()) / 30)::bigint;
+begin
+  if p_factor.last_used_step is null then
+    return false;
+  end if;
+  for v_step in v_now - 1 .. least(v_now + 1, p_factor.last_used_step) loop
+    if auth._equal_keyed(pg_catalog.convert_to(auth.hotp(p_factor.secret, v_step), 'UTF8'),
+                         pg_catalog.convert_to(pg_catalog.btrim(p_code), 'UTF8')) then
+      return true;
+    end if;
+  end loop;
+  return false;
+end
+$$;
+
+ALTER FUNCTION auth._totp_step_spent(p_factor auth.mfa_factors, p_code text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _totp_step_spent(p_factor auth.mfa_factors, p_code text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._totp_step_spent(p_factor auth.mfa_factors, p_code text) IS 'Whether p_code is the TOTP code of a time step within the window that was already used.';
+
+--
 -- Name: _use_recovery_code(auth.users, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1995,6 +2051,8 @@ declare
   v_payload jsonb;
   v_key record;
   v_now numeric;
+  v_audience text;
+  v_issuer text;
 begin
   if pg_catalog.array_length(v_parts, 1) = 3 and pg_catalog.jsonb_typeof(v_header) = 'object' then
     for v_key in
@@ -2011,13 +2069,28 @@ begin
           end) then
         v_payload := auth._decode_json_segment(v_parts[2])::jsonb;
         v_now := extract(epoch from pg_catalog.now());
-        if pg_catalog.jsonb_typeof(v_payload -> 'exp') = 'number' and (v_payload ->> 'exp')::numeric > v_now
-           and (v_payload -> 'nbf' is null
-                or (pg_catalog.jsonb_typeof(v_payload -> 'nbf') = 'number' and (v_payload ->> 'nbf')::numeric <= v_now)) then
-          return v_payload;
+        if not (pg_catalog.jsonb_typeof(v_payload -> 'exp') = 'number' and (v_payload ->> 'exp')::numeric > v_now
+                and (v_payload -> 'nbf' is null
+                     or (pg_catalog.jsonb_typeof(v_payload -> 'nbf') = 'number'
+                         and (v_payload ->> 'nbf')::numeric <= v_now))) then
+          raise exception using errcode = 'AUJ01',
+            message = 'invalid JWT: unable to parse or verify signature, token has invalid claims: token is expired';
         end if;
-        raise exception using errcode = 'AUJ01',
-          message = 'invalid JWT: unable to parse or verify signature, token has invalid claims: token is expired';
+        -- A user's token must be meant for this audience and, when it names an issuer, this issuer.
+        -- Role keys (anon, service_role: no sub) never carried either, as in GoTrue.
+        if v_payload ? 'sub' then
+          select s.jwt_aud, s.jwt_issuer into v_audience, v_issuer from auth.settings s;
+          if not coalesce(v_payload -> 'aud' = pg_catalog.to_jsonb(v_audience)
+                          or (pg_catalog.jsonb_typeof(v_payload -> 'aud') = 'array' and v_payload -> 'aud' ? v_audience),
+                          false) then
+            raise exception using errcode = 'AUJ06', message = 'Token audience doesn''t match request audience';
+          end if;
+          if v_payload ? 'iss' and v_payload -> 'iss' is distinct from pg_catalog.to_jsonb(v_issuer) then
+            raise exception using errcode = 'AUJ01',
+              message = 'invalid JWT: unable to parse or verify signature, token has invalid claims: token has invalid issuer';
+          end if;
+        end if;
+        return v_payload;
       end if;
     end loop;
   end if;
@@ -2032,7 +2105,7 @@ ALTER FUNCTION auth._verified_jwt_claims(p_token text) OWNER TO authgres_owner;
 -- Name: FUNCTION _verified_jwt_claims(p_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._verified_jwt_claims(p_token text) IS 'Claims of an unexpired JWT minted under a current or previous key (chosen by kid; none means the kid-less HS* key of AUTHGRES_JWT_SECRET). HS* tokens by their signature, ES256 tokens by their mac. Raises AUJ01 otherwise.';
+COMMENT ON FUNCTION auth._verified_jwt_claims(p_token text) IS 'Claims of an unexpired JWT minted under a current or previous key (chosen by kid; none means the kid-less HS* key of AUTHGRES_JWT_SECRET). HS* tokens by their signature, ES256 tokens by their mac. A user''s token (with a sub) must name settings.jwt_aud in aud (else AUJ06) and, if it has an iss, settings.jwt_issuer. Raises AUJ01 otherwise.';
 
 --
 -- Name: _verified_claims(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2099,6 +2172,13 @@ begin
     method := 'recovery_code';
   end if;
 
+  if method is null and p_factor.factor_type = 'totp' and auth._totp_step_spent(p_factor, p_code) then
+    -- Right code, already used (enrolled on one device, signing in on another within 30 s): say so.
+    -- Not counted as a wrong guess: a spent step never becomes acceptable again.
+    failure := pg_catalog.jsonb_build_object('error', 'AUM10', 'message',
+      'This code was already used. Wait for your authenticator app to show the next one.');
+    return;
+  end if;
   if method is null then
     update auth.mfa_challenges set attempts = attempts + 1 where id = v_challenge.id;
     failure := pg_catalog.jsonb_build_object('error', 'AUM06', 'message',
@@ -2647,7 +2727,7 @@ ALTER FUNCTION auth.authenticate(p_token text) OWNER TO authgres_owner;
 -- Name: FUNCTION authenticate(p_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.authenticate(p_token text) IS 'For applications that connect without PostgREST: verifies an access token, then sets request.jwt.claims and the token''s role for the rest of the transaction, so RLS policies using auth.uid() apply. The connecting role must be a member of that role (grant authenticated to app).';
+COMMENT ON FUNCTION auth.authenticate(p_token text) IS 'For applications that connect without PostgREST: verifies an access token, then sets request.jwt.claims and the token''s role for the rest of the transaction, so RLS policies using auth.uid() apply. The connecting role must be a member of authgres_authenticator and of the token''s role (grant authgres_authenticator, authenticated, anon to app_login).';
 
 --
 -- Name: authenticate_api_key(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2865,6 +2945,14 @@ begin
     if v_hook is not null and pg_catalog.to_regprocedure(v_hook || '(jsonb)') is null then
       raise exception using errcode = 'AUV01',
         message = pg_catalog.format('Hook function %s(jsonb) does not exist', v_hook);
+    end if;
+    if v_hook is not null and not exists (
+         select from pg_catalog.pg_proc p
+          where p.oid = pg_catalog.to_regprocedure(v_hook || '(jsonb)')
+            and pg_catalog.has_function_privilege('authgres_hook', p.oid, 'EXECUTE')
+            and pg_catalog.has_schema_privilege('authgres_hook', p.pronamespace, 'USAGE')) then
+      raise exception using errcode = 'AUV01',
+        message = pg_catalog.format('Hook function %s(jsonb) is not executable by authgres_hook, which hooks run as', v_hook);
     end if;
   end loop;
   delete from auth.settings;
@@ -5204,6 +5292,7 @@ GRANT USAGE ON SCHEMA auth TO authgres_service;
 GRANT USAGE ON SCHEMA auth TO anon;
 GRANT USAGE ON SCHEMA auth TO authenticated;
 GRANT USAGE ON SCHEMA auth TO service_role;
+GRANT USAGE ON SCHEMA auth TO authgres_authenticator;
 
 --
 -- Name: SCHEMA extensions; Type: ACL; Schema: -; Owner: postgres
@@ -5451,6 +5540,13 @@ REVOKE ALL ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_
 REVOKE ALL ON FUNCTION auth._require_admin(p_token text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _run_hook(p_function regproc, p_event jsonb); Type: ACL; Schema: auth; Owner: authgres_hook
+--
+
+REVOKE ALL ON FUNCTION auth._run_hook(p_function regproc, p_event jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth._run_hook(p_function regproc, p_event jsonb) TO authgres_owner;
+
+--
 -- Name: FUNCTION _token_hash(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -5511,6 +5607,12 @@ REVOKE ALL ON FUNCTION auth._throttle_email(p_address text, p_kind text, p_ip in
 REVOKE ALL ON FUNCTION auth._totp_step_accepted(p_factor auth.mfa_factors, p_code text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _totp_step_spent(p_factor auth.mfa_factors, p_code text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._totp_step_spent(p_factor auth.mfa_factors, p_code text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _use_recovery_code(p_user auth.users, p_code text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -5551,6 +5653,13 @@ REVOKE ALL ON FUNCTION auth._verify_challenge(p_user auth.users, p_factor auth.m
 --
 
 REVOKE ALL ON FUNCTION auth._verify_error(p_message text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION access_token_claims(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.access_token_claims(p_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.access_token_claims(p_token text) TO authgres_authenticator;
 
 --
 -- Name: FUNCTION add_signing_key(p_algorithm text, p_private_key text, p_public_jwk jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -5635,6 +5744,20 @@ GRANT ALL ON FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid,
 
 REVOKE ALL ON FUNCTION auth.algorithm_sign(signables text, secret text, algorithm text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.algorithm_sign(signables text, secret text, algorithm text) TO authgres_service;
+
+--
+-- Name: FUNCTION authenticate(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.authenticate(p_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.authenticate(p_token text) TO authgres_authenticator;
+
+--
+-- Name: FUNCTION authenticate_api_key(p_key text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.authenticate_api_key(p_key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.authenticate_api_key(p_key text) TO authgres_authenticator;
 
 --
 -- Name: FUNCTION challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -242,7 +242,7 @@ def notes(admin: psycopg.Connection[Any]) -> None:
             create role app_login login;
           end if;
         end $$;
-        grant authenticated, anon to app_login;
+        grant authgres_authenticator, authenticated, anon to app_login;
     """)
 
 

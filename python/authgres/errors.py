@@ -26,6 +26,7 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUJ03": (403, "user_not_found"),
     "AUJ04": (403, "session_not_found"),
     "AUJ05": (403, "user_banned"),
+    "AUJ06": (403, "unexpected_audience"),
     "AUR01": (400, "refresh_token_not_found"),
     "AUR02": (400, "refresh_token_already_used"),
     "AUR03": (400, "session_not_found"),
@@ -54,6 +55,7 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUM07": (422, "mfa_challenge_expired"),
     "AUM08": (422, "mfa_ip_address_mismatch"),
     "AUM09": (403, "no_authorization"),
+    "AUM10": (422, "mfa_code_already_used"),
     "AUA01": (403, "not_admin"),
     "AUA02": (404, "user_not_found"),
     "AUA03": (422, "email_exists"),
@@ -139,7 +141,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if http_error.status < 400:
             raise
         code = _HTTP_ERRORS.get(http_error.status, "unexpected_failure")
-        return error_response(request, AuthError(http_error.status, code, http_error.reason))
+        allow = {"Allow": http_error.headers["Allow"]} if "Allow" in http_error.headers else None  # 405's
+        return error_response(request, AuthError(http_error.status, code, http_error.reason, headers=allow))
     except Exception:
         error_id = str(uuid.uuid4())
         log.exception("unexpected failure %s on %s %s", error_id, request.method, request.path)

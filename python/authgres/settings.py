@@ -313,7 +313,10 @@ class Settings(_FromEnvironment):
     site_url: str = setting("http://localhost:3000", env="AUTHGRES_SITE_URL", read=Text(), sql=True)
     jwt_exp: int = setting(3600, env="AUTHGRES_JWT_EXP", read=Integer(minimum=1), sql=True)
     jwt_aud: str = setting("authenticated", env="AUTHGRES_JWT_AUD", read=Text(), sql=True)
-    jwt_issuer: str | None = setting(None, env="AUTHGRES_JWT_ISSUER", read=OptionalText(), sql=True)
+    # Unset: the API's external URL, as GoTrue deployments set it (sql_settings resolves it).
+    jwt_issuer: str | None = setting(
+        None, env="AUTHGRES_JWT_ISSUER", read=OptionalText(), sql=True, shown="the API's external URL"
+    )
     jwt_default_group: str = setting(
         "authenticated", env="AUTHGRES_JWT_DEFAULT_GROUP_NAME", read=Text(), sql="jwt_default_role"
     )
@@ -400,7 +403,13 @@ class Settings(_FromEnvironment):
 
     def sql_settings(self) -> dict[str, Any]:
         """The part of the configuration that the SQL functions read (auth.settings), by column."""
-        return {each.column: getattr(self, each.name) for each in declarations(Settings) if each.column}
+        values = {each.column: getattr(self, each.name) for each in declarations(Settings) if each.column}
+        return {**values, "jwt_issuer": self.issuer}
+
+    @property
+    def issuer(self) -> str:
+        """The iss of access tokens: AUTHGRES_JWT_ISSUER, else the API's external URL."""
+        return self.jwt_issuer or self.external_url
 
     @property
     def external_url(self) -> str:

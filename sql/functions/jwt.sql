@@ -158,6 +158,8 @@ declare
   v_payload jsonb;
   v_key record;
   v_now numeric;
+  v_audience text;
+  v_issuer text;
 begin
   if pg_catalog.array_length(v_parts, 1) = 3 and pg_catalog.jsonb_typeof(v_header) = 'object' then
     for v_key in
@@ -174,13 +176,28 @@ begin
           end) then
         v_payload := auth._decode_json_segment(v_parts[2])::jsonb;
         v_now := extract(epoch from pg_catalog.now());
-        if pg_catalog.jsonb_typeof(v_payload -> 'exp') = 'number' and (v_payload ->> 'exp')::numeric > v_now
-           and (v_payload -> 'nbf' is null
-                or (pg_catalog.jsonb_typeof(v_payload -> 'nbf') = 'number' and (v_payload ->> 'nbf')::numeric <= v_now)) then
-          return v_payload;
+        if not (pg_catalog.jsonb_typeof(v_payload -> 'exp') = 'number' and (v_payload ->> 'exp')::numeric > v_now
+                and (v_payload -> 'nbf' is null
+                     or (pg_catalog.jsonb_typeof(v_payload -> 'nbf') = 'number'
+                         and (v_payload ->> 'nbf')::numeric <= v_now))) then
+          raise exception using errcode = 'AUJ01',
+            message = 'invalid JWT: unable to parse or verify signature, token has invalid claims: token is expired';
         end if;
-        raise exception using errcode = 'AUJ01',
-          message = 'invalid JWT: unable to parse or verify signature, token has invalid claims: token is expired';
+        -- A user's token must be meant for this audience and, when it names an issuer, this issuer.
+        -- Role keys (anon, service_role: no sub) never carried either, as in GoTrue.
+        if v_payload ? 'sub' then
+          select s.jwt_aud, s.jwt_issuer into v_audience, v_issuer from auth.settings s;
+          if not coalesce(v_payload -> 'aud' = pg_catalog.to_jsonb(v_audience)
+                          or (pg_catalog.jsonb_typeof(v_payload -> 'aud') = 'array' and v_payload -> 'aud' ? v_audience),
+                          false) then
+            raise exception using errcode = 'AUJ06', message = 'Token audience doesn''t match request audience';
+          end if;
+          if v_payload ? 'iss' and v_payload -> 'iss' is distinct from pg_catalog.to_jsonb(v_issuer) then
+            raise exception using errcode = 'AUJ01',
+              message = 'invalid JWT: unable to parse or verify signature, token has invalid claims: token has invalid issuer';
+          end if;
+        end if;
+        return v_payload;
       end if;
     end loop;
   end if;
@@ -191,4 +208,5 @@ $$;
 comment on function auth._verified_jwt_claims(text) is
   'Claims of an unexpired JWT minted under a current or previous key (chosen by kid; none means the '
   'kid-less HS* key of AUTHGRES_JWT_SECRET). HS* tokens by their signature, ES256 tokens by their mac. '
-  'Raises AUJ01 otherwise.';
+  'A user''s token (with a sub) must name settings.jwt_aud in aud (else AUJ06) and, if it has an iss, '
+  'settings.jwt_issuer. Raises AUJ01 otherwise.';

@@ -158,6 +158,29 @@ $$;
 comment on function auth._totp_step_accepted(auth.mfa_factors, text) is
   'The time step whose TOTP code p_code is, within one step of now and after the last used one; else NULL.';
 
+-- Only asked once a code was refused, to tell the user why: it cannot make a spent step count again.
+create or replace function auth._totp_step_spent(p_factor auth.mfa_factors, p_code text) returns boolean
+  language plpgsql stable
+  set search_path = ''
+as $$
+declare
+  v_now bigint := pg_catalog.floor(extract(epoch from pg_catalog.now()) / 30)::bigint;
+begin
+  if p_factor.last_used_step is null then
+    return false;
+  end if;
+  for v_step in v_now - 1 .. least(v_now + 1, p_factor.last_used_step) loop
+    if auth._equal_keyed(pg_catalog.convert_to(auth.hotp(p_factor.secret, v_step), 'UTF8'),
+                         pg_catalog.convert_to(pg_catalog.btrim(p_code), 'UTF8')) then
+      return true;
+    end if;
+  end loop;
+  return false;
+end
+$$;
+comment on function auth._totp_step_spent(auth.mfa_factors, text) is
+  'Whether p_code is the TOTP code of a time step within the window that was already used.';
+
 create or replace function auth._session_of(p_response jsonb) returns uuid
   language sql stable
   return (select r.session_id from auth.refresh_tokens r
@@ -379,6 +402,13 @@ begin
     method := 'recovery_code';
   end if;
 
+  if method is null and p_factor.factor_type = 'totp' and auth._totp_step_spent(p_factor, p_code) then
+    -- Right code, already used (enrolled on one device, signing in on another within 30 s): say so.
+    -- Not counted as a wrong guess: a spent step never becomes acceptable again.
+    failure := pg_catalog.jsonb_build_object('error', 'AUM10', 'message',
+      'This code was already used. Wait for your authenticator app to show the next one.');
+    return;
+  end if;
   if method is null then
     update auth.mfa_challenges set attempts = attempts + 1 where id = v_challenge.id;
     failure := pg_catalog.jsonb_build_object('error', 'AUM06', 'message',

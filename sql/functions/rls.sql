@@ -52,7 +52,7 @@ $$;
 comment on function auth.access_token_claims(text) is
   'Claims of a token this server issued (or an API-role key signed with its secret), after checking '
   'signature, expiry, and that its user and session still exist. Raises AUJ0x otherwise.';
-grant execute on function auth.access_token_claims(text) to public;
+grant execute on function auth.access_token_claims(text) to authgres_authenticator;
 
 create or replace function auth.authenticate(p_token text) returns jsonb
   language plpgsql volatile security invoker
@@ -69,8 +69,9 @@ $$;
 comment on function auth.authenticate(text) is
   'For applications that connect without PostgREST: verifies an access token, then sets '
   'request.jwt.claims and the token''s role for the rest of the transaction, so RLS policies using '
-  'auth.uid() apply. The connecting role must be a member of that role (grant authenticated to app).';
-grant execute on function auth.authenticate(text) to public;
+  'auth.uid() apply. The connecting role must be a member of authgres_authenticator and of the token''s '
+  'role (grant authgres_authenticator, authenticated, anon to app_login).';
+grant execute on function auth.authenticate(text) to authgres_authenticator;
 
 create or replace function auth.authenticate_api_key(p_key text) returns jsonb
   language plpgsql volatile security invoker
@@ -85,4 +86,4 @@ end
 $$;
 comment on function auth.authenticate_api_key(text) is
   'auth.authenticate() for an API key: sets request.jwt.claims and the role for the transaction, so RLS applies to scripts.';
-grant execute on function auth.authenticate_api_key(text) to public;
+grant execute on function auth.authenticate_api_key(text) to authgres_authenticator;

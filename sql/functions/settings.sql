@@ -18,6 +18,14 @@ begin
       raise exception using errcode = 'AUV01',
         message = pg_catalog.format('Hook function %s(jsonb) does not exist', v_hook);
     end if;
+    if v_hook is not null and not exists (
+         select from pg_catalog.pg_proc p
+          where p.oid = pg_catalog.to_regprocedure(v_hook || '(jsonb)')
+            and pg_catalog.has_function_privilege('authgres_hook', p.oid, 'EXECUTE')
+            and pg_catalog.has_schema_privilege('authgres_hook', p.pronamespace, 'USAGE')) then
+      raise exception using errcode = 'AUV01',
+        message = pg_catalog.format('Hook function %s(jsonb) is not executable by authgres_hook, which hooks run as', v_hook);
+    end if;
   end loop;
   delete from auth.settings;
   insert into auth.settings select v_settings.*;

@@ -91,9 +91,38 @@ async def test_garbage_and_forged_tokens_are_403_bad_jwt(client, service):
         assert (await response.json())["code"] == "bad_jwt"
 
 
-async def test_expired_token_is_403_bad_jwt(client, service):
+async def test_a_token_for_another_audience_is_403_unexpected_audience(client, service, admin):
     session = await sign_up(client)
-    claims = service.execute("select auth.access_token_claims(%s)", (session["access_token"],)).fetchone()[0]
+    claims = admin.execute("select auth.access_token_claims(%s)", (session["access_token"],)).fetchone()[0]
+    before = admin.execute("select count(*) from auth.audit_log_entries").fetchone()[0]
+    for audience in ("another-project", ["another-project"]):
+        foreign = service.execute(
+            "select auth.sign(%s::json, %s)", (json.dumps({**claims, "aud": audience}), JWT_SECRET)
+        ).fetchone()[0]
+        for method, path in (("GET", "/user"), ("PUT", "/user"), ("POST", "/logout"), ("GET", "/sessions")):
+            response = await client.request(
+                method, path, json={}, headers={**API_2024, "Authorization": f"Bearer {foreign}"}
+            )
+            assert response.status == 403, (method, path)
+            assert (await response.json())["code"] == "unexpected_audience"
+    assert admin.execute("select count(*) from auth.sessions").fetchone()[0] == 1  # logout ended nothing
+    assert admin.execute("select count(*) from auth.audit_log_entries").fetchone()[0] == before
+
+
+async def test_a_token_from_another_issuer_is_403_bad_jwt(client, service, admin):
+    session = await sign_up(client)
+    claims = admin.execute("select auth.access_token_claims(%s)", (session["access_token"],)).fetchone()[0]
+    assert claims["iss"] == "http://127.0.0.1:9999"  # AUTHGRES_JWT_ISSUER unset: the API's external URL
+    foreign = service.execute(
+        "select auth.sign(%s::json, %s)", (json.dumps({**claims, "iss": "https://elsewhere.example"}), JWT_SECRET)
+    ).fetchone()[0]
+    response = await client.get("/user", headers={**API_2024, "Authorization": f"Bearer {foreign}"})
+    assert (response.status, (await response.json())["code"]) == (403, "bad_jwt")
+
+
+async def test_expired_token_is_403_bad_jwt(client, service, admin):
+    session = await sign_up(client)
+    claims = admin.execute("select auth.access_token_claims(%s)", (session["access_token"],)).fetchone()[0]
     claims["exp"] = int(time.time()) - 10
     expired = service.execute("select auth.sign(%s::json, %s)", (json.dumps(claims), JWT_SECRET)).fetchone()[0]
     response = await client.get("/user", headers={**API_2024, "Authorization": f"Bearer {expired}"})

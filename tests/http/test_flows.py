@@ -42,12 +42,13 @@ async def test_cors_preflight_and_exposed_headers(client):
     assert "x-supabase-api-version" in response.headers["Access-Control-Expose-Headers"]
 
 
-async def test_session_shape_and_claims(client, service):
+async def test_session_shape_and_claims(client, admin):
     session = await sign_up(client, "shape@example.com")
     assert set(session) == {"access_token", "token_type", "expires_in", "expires_at", "refresh_token", "user"}
     assert session["token_type"] == "bearer"
-    claims = service.execute("select auth.access_token_claims(%s)", (session["access_token"],)).fetchone()[0]
+    claims = admin.execute("select auth.access_token_claims(%s)", (session["access_token"],)).fetchone()[0]
     assert set(claims) == {
+        "iss",
         "sub",
         "aud",
         "exp",
@@ -64,16 +65,17 @@ async def test_session_shape_and_claims(client, service):
     }
     assert claims["exp"] == session["expires_at"] == claims["iat"] + 3600
     assert claims["aud"] == "authenticated" and claims["role"] == "authenticated"
+    assert claims["iss"] == "http://127.0.0.1:9999"  # AUTHGRES_JWT_ISSUER unset: the API's external URL
     assert claims["app_metadata"] == {"provider": "email", "providers": ["email"]}
     user = session["user"]
     assert user["email"] == "shape@example.com" and user["phone"] == "" and user["is_anonymous"] is False
     assert "encrypted_password" not in user
 
 
-async def test_issuer_claim_when_configured(make_client, service):
+async def test_issuer_claim_when_configured(make_client, admin):
     client = await make_client(jwt_issuer="https://auth.example.com/auth/v1")
     session = await sign_up(client)
-    claims = service.execute("select auth.access_token_claims(%s)", (session["access_token"],)).fetchone()[0]
+    claims = admin.execute("select auth.access_token_claims(%s)", (session["access_token"],)).fetchone()[0]
     assert claims["iss"] == "https://auth.example.com/auth/v1"
 
 

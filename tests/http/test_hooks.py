@@ -15,11 +15,20 @@ create or replace function public.only_example_org(event jsonb) returns jsonb la
   select case when event->'user'->>'email' like '%@example.org' then '{}'::jsonb
               else jsonb_build_object('error', jsonb_build_object('message', 'Sign-ups are for example.org only')) end
 $$;
+create table public.hook_writes (note text);
+grant insert on public.hook_writes to authgres_hook;
 create or replace function public.broken(event jsonb) returns jsonb language plpgsql as $$
 begin
-  insert into auth.audit_log_entries (payload) values ('{"action": "from a broken hook"}');
+  insert into public.hook_writes values ('from a broken hook');
   raise exception 'boom';
 end $$;
+create or replace function public.peek(event jsonb) returns jsonb language plpgsql as $$
+begin
+  perform count(*) from auth.signing_keys;
+  return '{}';
+end $$;
+create or replace function public.private(event jsonb) returns jsonb language sql as $$ select '{}'::jsonb $$;
+revoke execute on function public.private(jsonb) from public;
 create or replace function public.slow(event jsonb) returns jsonb language sql as $$
   select pg_sleep(5); select '{}'::jsonb
 $$;
@@ -62,6 +71,7 @@ async def test_a_failing_hook_is_a_clean_error_that_changes_nothing(make_client,
     assert "public.broken" in body["message"] and "boom" in body["message"]
     assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
     assert admin.execute("select count(*) from auth.audit_log_entries").fetchone()[0] == 0
+    assert admin.execute("select count(*) from public.hook_writes").fetchone()[0] == 0
 
 
 async def test_a_slow_hook_times_out_cleanly(make_client, hooks, admin):
@@ -82,7 +92,7 @@ def test_configuring_a_missing_hook_fails(service, settings):
 
 LOCKOUT = """
 create table public.failed_logins (user_id uuid primary key, failures int not null);
-grant select, insert, update on public.failed_logins to authgres_owner;  -- hooks run as the owner role
+grant select, insert, update on public.failed_logins to authgres_hook;  -- hooks run as authgres_hook
 create or replace function public.lock_out(event jsonb) returns jsonb language plpgsql as $$
 declare
   v_failures int;
@@ -122,7 +132,7 @@ async def test_password_verification_hook_can_lock_out(make_client, admin):
 
 SEND_EMAIL = """
 create table public.my_outbox (event jsonb not null);
-grant insert on public.my_outbox to authgres_owner;
+grant insert on public.my_outbox to authgres_hook;
 create or replace function public.deliver_my_way(event jsonb) returns jsonb language sql as $$
   insert into public.my_outbox values (event) returning '{}'::jsonb
 $$;
@@ -141,3 +151,30 @@ async def test_send_email_hook_takes_over_delivery(make_client, admin):
         "/verify", json={"type": "email", "email": "hooked@example.com", "token": event["email_data"]["token"]}
     )
     assert response.status == 200
+
+
+async def test_hooks_run_as_authgres_hook_and_cannot_read_the_auth_schema(make_client, hooks, admin):
+    client = await make_client(hook_before_user_created="public.peek")
+    response = await client.post("/signup", json={"email": "peek@example.com", "password": "a good password"})
+    assert response.status == 500
+    assert (await response.json())["error_code"] == "unexpected_failure"
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
+    admin.execute("grant usage on schema auth to authgres_hook")  # even with usage, no table is readable
+    response = await client.post("/signup", json={"email": "peek@example.com", "password": "a good password"})
+    assert response.status == 500
+
+
+def test_a_hook_the_hook_role_cannot_execute_is_refused_at_start(hooks, service, settings):
+    with pytest.raises(psycopg.Error) as raised:
+        service.execute(
+            "select auth.configure(%s, null)",
+            (Jsonb({**settings.sql_settings(), "hook_send_email": "public.private"}),),
+        )
+    assert raised.value.sqlstate == "AUV01"
+
+
+def test_a_hook_granted_to_the_hook_role_is_accepted(hooks, service, settings, admin):
+    admin.execute("grant execute on function public.private(jsonb) to authgres_hook")
+    service.execute(
+        "select auth.configure(%s, null)", (Jsonb({**settings.sql_settings(), "hook_send_email": "public.private"}),)
+    )

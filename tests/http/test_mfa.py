@@ -94,15 +94,22 @@ async def test_regenerating_recovery_codes_kills_the_old_set(client, admin):
     assert (response.status, (await response.json())["code"]) == (403, "insufficient_aal")
 
 
-async def test_a_totp_code_works_once_per_time_step(client):
-    _verified, factor = await enrolled_and_verified(client)
-    device = await password_session(client, "mfa@example.com")
-    code = code_at(factor["totp"]["secret"])  # the step just used by the enrolment
-    response = await verify(client, device, factor, await challenge_of(client, device, factor), code)
-    assert (response.status, (await response.json())["code"]) == (422, "mfa_verification_failed")
-    response = await verify(
-        client, device, factor, await challenge_of(client, device, factor), code_at(factor["totp"]["secret"], 1)
-    )
+async def test_a_totp_code_works_once_per_time_step(client, admin):
+    session = await sign_up(client, "mfa@example.com", PASSWORD)
+    factor = await (await client.post("/factors", json={"factor_type": "totp"}, headers=bearer(session))).json()
+    used = code_at(factor["totp"]["secret"])
+    assert (await verify(client, session, factor, await challenge_of(client, session, factor), used)).status == 200
+
+    device = await password_session(client, "mfa@example.com")  # signing in on another device at once
+    challenge = await challenge_of(client, device, factor)
+    response = await verify(client, device, factor, challenge, used)
+
+    # Refused as before, but with an answer the user can act on; not counted as a wrong guess.
+    assert (response.status, (await response.json())["code"]) == (422, "mfa_code_already_used")
+    assert admin.execute("select attempts from auth.mfa_challenges where id = %s", (challenge,)).fetchone()[0] == 0
+    wrong = await verify(client, device, factor, challenge, "000000" if used != "000000" else "111111")
+    assert (await wrong.json())["code"] == "mfa_verification_failed"
+    response = await verify(client, device, factor, challenge, code_at(factor["totp"]["secret"], 1))
     assert response.status == 200
 
 

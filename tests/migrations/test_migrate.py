@@ -15,6 +15,11 @@ FUNCTION_FILES = [
 ]
 
 
+def migrated(dbname: str) -> None:
+    result = run_migrate(dbname)
+    assert result.returncode == 0, result.stderr
+
+
 def query(dbname: str, sql: str, *params: object) -> list[tuple[object, ...]]:
     with psycopg.connect(conninfo(dbname), autocommit=True) as conn:
         return conn.execute(sql, params).fetchall()
@@ -45,7 +50,7 @@ def test_migrations_are_numbered_in_sequence_and_every_function_file_is_listed()
 
 def test_migrating_again_applies_nothing(empty_database):
     db = empty_database()
-    run_migrate(db)
+    migrated(db)
     before = query(db, "select file, applied_at from auth.schema_function_files order by file")
     again = run_migrate(db)
     assert again.returncode == 0, again.stderr
@@ -55,7 +60,7 @@ def test_migrating_again_applies_nothing(empty_database):
 
 def test_a_changed_function_file_alone_is_applied_again(empty_database, sql_copy):
     db = empty_database()
-    run_migrate(db)
+    migrated(db)
     audit = sql_copy / "functions" / "audit.sql"
     audit.write_text(audit.read_text().replace("'Appends one audit_log_entries row", "'Appends one audit row"))
 
@@ -69,7 +74,7 @@ def test_a_changed_function_file_alone_is_applied_again(empty_database, sql_copy
 
 def test_a_new_migration_is_applied_then_every_function_file(empty_database, sql_copy):
     db = empty_database()
-    run_migrate(db)
+    migrated(db)
     number = int(MIGRATIONS[-1].name[:4]) + 1
     migration = sql_copy / "migrations" / f"{number:04d}_create_probe.sql"
     migration.write_text(
@@ -90,7 +95,7 @@ def test_a_new_migration_is_applied_then_every_function_file(empty_database, sql
 
 def test_an_edited_released_migration_is_refused_and_nothing_is_applied(empty_database, sql_copy):
     db = empty_database()
-    run_migrate(db)
+    migrated(db)
     released = sql_copy / "migrations" / MIGRATIONS[-1].name
     released.write_text(released.read_text() + "\n-- edited after release\n")
     audit = sql_copy / "functions" / "audit.sql"
@@ -108,7 +113,7 @@ def test_an_edited_released_migration_is_refused_and_nothing_is_applied(empty_da
 
 def test_a_removed_released_migration_is_refused(empty_database, sql_copy):
     db = empty_database()
-    run_migrate(db)
+    migrated(db)
     (sql_copy / "migrations" / MIGRATIONS[-1].name).unlink()
     result = run_migrate(db, sql_copy)
     assert result.returncode != 0
@@ -117,7 +122,7 @@ def test_a_removed_released_migration_is_refused(empty_database, sql_copy):
 
 def test_a_failing_file_rolls_back_the_whole_run(empty_database, sql_copy):
     db = empty_database()
-    run_migrate(db)
+    migrated(db)
     number = int(MIGRATIONS[-1].name[:4]) + 1
     (sql_copy / "migrations" / f"{number:04d}_create_probe.sql").write_text(
         "set local role authgres_owner;\n"

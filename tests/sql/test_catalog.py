@@ -2,8 +2,13 @@
 
 import pytest
 
-# Functions anyone may execute: the RLS helpers, and token verification for apps without PostgREST.
-PUBLIC_FUNCTIONS = {"uid", "role", "email", "jwt", "authenticate", "authenticate_api_key", "access_token_claims"}
+# Functions anyone may execute: the RLS helpers, which read only the request's own claims.
+PUBLIC_FUNCTIONS = {"uid", "role", "email", "jwt"}
+# What an application's login role gets through authgres_authenticator: token verification for apps
+# without PostgREST. auth.access_token_claims is SECURITY DEFINER: granted to no client role.
+AUTHENTICATOR_FUNCTIONS = {"authenticate", "authenticate_api_key", "access_token_claims"}
+# Hooks run as authgres_hook, through the one function that role owns.
+HOOK_RUNNER = "_run_hook"
 SECRET_COLUMNS = [
     ("users", "encrypted_password"),
     ("refresh_tokens", "token_hash"),
@@ -48,8 +53,8 @@ def test_security_definer_functions_pin_an_empty_search_path(admin):
 
 def test_security_definer_functions_are_not_executable_by_clients(admin):
     exposed = []
-    for signature, name, definer, _, _ in auth_functions(admin):
-        if not definer or name in PUBLIC_FUNCTIONS:
+    for signature, _, definer, _, _ in auth_functions(admin):
+        if not definer:
             continue
         for role in ("anon", "authenticated"):
             if admin.execute("select has_function_privilege(%s, %s, 'EXECUTE')", (role, signature)).fetchone()[0]:
@@ -119,13 +124,46 @@ def test_every_auth_table_and_function_is_commented(admin):
 
 
 def test_everything_in_auth_belongs_to_the_owner_role(admin):
-    foreign = admin.execute("""
+    foreign = admin.execute(
+        """
         select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
          where n.nspname = 'auth' and pg_get_userbyid(c.relowner) <> 'authgres_owner'
         union all
         select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
          where n.nspname = 'auth' and pg_get_userbyid(p.proowner) <> 'authgres_owner'
-    """).fetchall()
+           and not (p.proname = %s and pg_get_userbyid(p.proowner) = 'authgres_hook')
+    """,
+        (HOOK_RUNNER,),
+    ).fetchall()
     assert foreign == []
     owner = admin.execute("select rolcanlogin, rolsuper from pg_roles where rolname = 'authgres_owner'").fetchone()
     assert owner == (False, False)
+
+
+def test_only_application_logins_may_verify_tokens(admin):
+    granted = admin.execute("""
+        select p.proname from pg_proc p, aclexplode(p.proacl) a
+         where p.pronamespace = 'auth'::regnamespace and a.grantee = 'authgres_authenticator'::regrole
+    """).fetchall()
+    assert {name for (name,) in granted} == AUTHENTICATOR_FUNCTIONS
+    for role in ("anon", "authenticated", "service_role"):
+        for name in AUTHENTICATOR_FUNCTIONS:
+            assert not admin.execute(
+                "select has_function_privilege(%s, %s, 'EXECUTE')", (role, f"auth.{name}(text)")
+            ).fetchone()[0], (role, name)
+
+
+def test_the_hook_runner_runs_as_the_hook_role_and_only_the_owner_calls_it(admin):
+    owner, definer, callers = admin.execute(
+        """select pg_get_userbyid(p.proowner), p.prosecdef,
+                  array(select a.grantee::regrole::text from aclexplode(p.proacl) a order by 1)
+             from pg_proc p where p.oid = 'auth._run_hook(regproc, jsonb)'::regprocedure"""
+    ).fetchone()
+    assert (owner, definer) == ("authgres_hook", True)
+    assert callers == ["authgres_hook", "authgres_owner"]
+    hook = admin.execute(
+        "select rolcanlogin, rolsuper, rolbypassrls from pg_roles where rolname = 'authgres_hook'"
+    ).fetchone()
+    assert hook == (False, False, False)
+    assert not admin.execute("select has_schema_privilege('authgres_hook', 'auth', 'CREATE')").fetchone()[0]
+    assert not admin.execute("select has_schema_privilege('authgres_hook', 'auth', 'USAGE')").fetchone()[0]

@@ -125,7 +125,7 @@ def test_session_past_not_after_cannot_refresh(service, admin):
 def test_refresh_keeps_session_claims(service, admin):
     first = sign_up(service)
     second = refresh(service, first["refresh_token"])
-    claims = [call(service, "access_token_claims", token=s["access_token"]) for s in (first, second)]
+    claims = [call(admin, "access_token_claims", token=s["access_token"]) for s in (first, second)]
     assert claims[0]["session_id"] == claims[1]["session_id"]
     assert claims[1]["aal"] == "aal1"
     assert [entry["method"] for entry in claims[1]["amr"]] == ["password"]

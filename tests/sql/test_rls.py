@@ -71,7 +71,7 @@ def test_anon_sees_nothing(service, admin, app_conn):
 
 def test_authenticate_rejects_an_expired_token(service, app_conn):
     alice = sign_up(service, "alice@example.com")
-    claims = call(service, "access_token_claims", token=alice["access_token"])
+    claims = call(app_conn, "access_token_claims", token=alice["access_token"])
     claims["exp"] = int(time.time()) - 1
     expired = service.execute("select auth.sign(%s::json, %s)", (json.dumps(claims), JWT_SECRET)).fetchone()[0]
     with pytest.raises(psycopg.Error) as raised:
@@ -81,7 +81,7 @@ def test_authenticate_rejects_an_expired_token(service, app_conn):
 
 def test_authenticate_rejects_a_forged_token(service, app_conn):
     alice = sign_up(service, "alice@example.com")
-    claims = call(service, "access_token_claims", token=alice["access_token"])
+    claims = call(app_conn, "access_token_claims", token=alice["access_token"])
     forged = service.execute(
         "select auth.sign(%s::json, %s)", (json.dumps(claims), "not-the-server-secret-at-all-0123456789")
     ).fetchone()[0]
@@ -119,7 +119,7 @@ def test_a_policy_can_require_aal2(service, admin, app_conn):
     with app_conn.transaction():
         app_conn.execute("select auth.authenticate(%s)", (alice["access_token"],))
         assert app_conn.execute("select count(*) from public.vault").fetchone()[0] == 0
-    session_id = call(service, "access_token_claims", token=alice["access_token"])["session_id"]
+    session_id = call(app_conn, "access_token_claims", token=alice["access_token"])["session_id"]
     admin.execute("update auth.sessions set aal = 'aal2' where id = %s", (session_id,))
     raised = refresh(service, alice["refresh_token"])
     with app_conn.transaction():
@@ -157,3 +157,55 @@ def test_get_users_answers_each_token_in_order(service):
     assert [answer.get("id") for answer in answers] == [bob["user"]["id"], None, alice["user"]["id"], bob["user"]["id"]]
     assert answers[1]["error"] == "AUJ01" and "signature is invalid" in answers[1]["message"]
     assert service.execute("select auth.get_users('{}'::text[])").fetchone()[0] == []
+
+
+def resigned(service, token, **changes):
+    """The token's claims with changes, signed with the server's own secret: only the changes are wrong."""
+    claims = {**service.execute("select auth._decode_json_segment(split_part(%s, '.', 2))", (token,)).fetchone()[0]}
+    claims.update(changes)
+    claims = {key: value for key, value in claims.items() if value is not None}
+    return service.execute("select auth.sign(%s::json, %s)", (json.dumps(claims), JWT_SECRET)).fetchone()[0]
+
+
+@pytest.mark.parametrize("audience", ["another-project", ["another-project"], None, 42])
+def test_authenticate_refuses_a_token_for_another_audience(service, app_conn, audience):
+    alice = sign_up(service, "alice@example.com")
+    foreign = resigned(service, alice["access_token"], aud=audience)
+    with pytest.raises(psycopg.Error) as raised:
+        app_conn.execute("select auth.authenticate(%s)", (foreign,))
+    assert raised.value.sqlstate == "AUJ06"
+
+
+def test_authenticate_accepts_an_audience_list_naming_this_one(service, app_conn):
+    alice = sign_up(service, "alice@example.com")
+    listed = resigned(service, alice["access_token"], aud=["another-project", "authenticated"])
+    with app_conn.transaction():
+        assert (
+            app_conn.execute("select auth.authenticate(%s) ->> 'sub'", (listed,)).fetchone()[0] == alice["user"]["id"]
+        )
+
+
+def test_authenticate_checks_the_issuer_when_the_token_names_one(service, app_conn):
+    alice = sign_up(service, "alice@example.com")
+    issuer = service.execute(
+        "select auth._decode_json_segment(split_part(%s, '.', 2)) ->> 'iss'", (alice["access_token"],)
+    )
+    assert issuer.fetchone()[0] == "http://127.0.0.1:9999"  # unset: the API's external URL
+    with pytest.raises(psycopg.Error) as raised:
+        app_conn.execute(
+            "select auth.authenticate(%s)", (resigned(service, alice["access_token"], iss="https://evil"),)
+        )
+    assert raised.value.sqlstate == "AUJ01"
+    app_conn.rollback()
+    with app_conn.transaction():  # minted before issuers were set: no iss, still good for its hour
+        app_conn.execute("select auth.authenticate(%s)", (resigned(service, alice["access_token"], iss=None),))
+
+
+def test_client_roles_cannot_verify_tokens_themselves(service, dsn):
+    alice = sign_up(service, "alice@example.com")
+    with psycopg.connect(dsn()) as conn:
+        for role in ("anon", "authenticated"):
+            conn.execute(f"set role {role}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("select auth.access_token_claims(%s)", (alice["access_token"],))
+            conn.rollback()

@@ -9,7 +9,7 @@ from authgres.cli import api_keys, main, migrate
 from tests.conftest import JWT_SECRET
 
 
-def test_api_keys_are_long_lived_role_tokens_that_verify(dsn, service):
+def test_api_keys_are_long_lived_role_tokens_that_verify(dsn, service, admin):
     keys = api_keys(dsn("authgres_service"), JWT_SECRET)
     assert set(keys) == {"anon", "service_role"}
     for role, key in keys.items():
@@ -17,7 +17,7 @@ def test_api_keys_are_long_lived_role_tokens_that_verify(dsn, service):
         assert valid is True
         assert payload["role"] == role
         assert payload["exp"] - payload["iat"] >= 5 * 365 * 24 * 3600
-        claims = service.execute("select auth.access_token_claims(%s)", (key,)).fetchone()[0]
+        claims = admin.execute("select auth.access_token_claims(%s)", (key,)).fetchone()[0]
         assert claims["role"] == role
 
 

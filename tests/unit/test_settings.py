@@ -170,7 +170,7 @@ def test_the_readme_documents_every_variable_with_its_default():
     ("correct", "wrong"),
     [
         ("| `AUTHGRES_JWT_EXP` | `3600` |", "| `AUTHGRES_JWT_EXP` | `7200` |"),
-        ("| `AUTHGRES_JWT_ISSUER` | unset", "| `AUTHGRES_JWT_ISSUER` | `authgres`"),
+        ("| `AUTHGRES_JWT_ISSUER` | the API's external URL", "| `AUTHGRES_JWT_ISSUER` | `authgres`"),
         ("| `AUTHGRES_HASH_WORKERS` | CPU count |", "| `AUTHGRES_HASH_WORKERS` | `4` |"),
         (
             "| `AUTHGRES_MAILER_DELIVERY`, `AUTHGRES_MAILER_DELIVERY_<KIND>` | `both` |",
@@ -198,6 +198,9 @@ def test_sql_settings_are_the_columns_of_auth_settings_with_their_defaults(admin
             "insert into auth.settings as s default values returning to_jsonb(s) - 'singleton' - 'updated_at'"
         ).fetchone()
     declared = Settings(database_url="postgresql:///x", jwt_secret="s" * 32).sql_settings()
+    # The one default resolved at start-up: unset, the issuer is the API's external URL.
+    assert declared["jwt_issuer"] == "http://127.0.0.1:9999"
+    declared["jwt_issuer"] = None
     assert set(declared) == set(row)
     assert declared == row
 
