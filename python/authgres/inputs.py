@@ -36,12 +36,13 @@ MAX_DEPTH = 32  # nesting levels of a JSON object member (user metadata); the bo
 MAX_ITEMS = 1000  # members of one object or array inside such a member
 MIN_INTEGER, MAX_INTEGER = -(2**63), 2**64 - 1  # integers inside it: what 64-bit clients can read back
 
-_NO_NUL = "^[^\x00]*$"
-_NO_NUL_RULE = f"`str` matching regex {_NO_NUL!r}"
+# Documented on every string; checked by decode_body, decode_query and the form decoding for every
+# string they decode (a scan of the raw body first: msgspec's per-string regex would cost a microsecond).
+_NUL_FREE = {"pattern": "^[^\x00]*$"}
 
-Text = Annotated[str, msgspec.Meta(max_length=1024, pattern=_NO_NUL)]
+Text = Annotated[str, msgspec.Meta(max_length=1024, extra_json_schema=_NUL_FREE)]
 """A short string: an address, a password, a code, a token, a name."""
-Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=_NO_NUL)]
+Url = Annotated[str, msgspec.Meta(max_length=2048, extra_json_schema=_NUL_FREE)]
 JsonObject = Annotated[
     dict[str, Any],
     msgspec.Meta(
@@ -52,16 +53,29 @@ JsonObject = Annotated[
 
 
 class Body(msgspec.Struct):
-    """A JSON request body. msgspec checks the type and bounds of each declared member; what a
-    free-form JsonObject member holds is checked here once it is decoded."""
+    """A JSON request body. msgspec checks the type and bounds of each declared member; NUL characters
+    and what a free-form JsonObject member holds are checked by decode_body."""
 
     form: ClassVar[bool] = False  # also accepted as application/x-www-form-urlencoded
 
-    def __post_init__(self) -> None:
-        for name in self.__struct_fields__:
-            value = getattr(self, name)
-            if type(value) is dict:
-                _check_json(value, name, 1)
+
+@functools.cache
+def _members(kind: type[Body]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A body's text members and its free-form object members."""
+
+    def kinds(info: msgspec.inspect.Type) -> list[msgspec.inspect.Type]:
+        if isinstance(info, msgspec.inspect.Metadata):
+            return kinds(info.type)
+        if isinstance(info, msgspec.inspect.UnionType):
+            return [kind for member in info.types for kind in kinds(member)]
+        return [info]
+
+    text, objects = [], []
+    for field in msgspec.structs.fields(kind):
+        types = kinds(msgspec.inspect.type_info(field.type))
+        text += [field.name] * any(isinstance(t, msgspec.inspect.StrType) for t in types)
+        objects += [field.name] * any(isinstance(t, msgspec.inspect.DictType) for t in types)
+    return tuple(text), tuple(objects)
 
 
 class Query(msgspec.Struct):
@@ -69,7 +83,10 @@ class Query(msgspec.Struct):
 
 
 class Path(msgspec.Struct):
-    """UUID path segments."""
+    """UUID path segments; routes/__init__.py lets only UUID_PATTERN reach them."""
+
+
+UUID_PATTERN = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
 
 class RedirectQuery(Query):
@@ -107,7 +124,7 @@ def _check_json(value: Any, where: str, depth: int) -> None:
     """What msgspec leaves to us in a free-form member: depth, size, NUL characters, integer range."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise validation_failed(f"{where}: text must not contain a NUL character")
+            raise _nul(where)
     elif isinstance(value, dict | list):
         if depth > MAX_DEPTH:
             raise bad_json(f"{where} is nested deeper than {MAX_DEPTH} levels")
@@ -124,6 +141,10 @@ def _check_json(value: Any, where: str, depth: int) -> None:
         raise validation_failed(f"{where}: integers must fit in 64 bits")
 
 
+def _nul(where: str) -> AuthError:
+    return validation_failed(f"{where} must not contain a NUL character")
+
+
 def bad_json(detail: str) -> AuthError:
     return AuthError(400, "bad_json", f"Could not parse request body as JSON: {detail}")
 
@@ -137,7 +158,7 @@ def _refusal(error: msgspec.ValidationError) -> AuthError:
     message = str(error)
     if _TYPE_MISMATCH.match(message):
         return bad_json(message)
-    return validation_failed(message.replace(_NO_NUL_RULE, "`str` without NUL characters"))
+    return validation_failed(message)
 
 
 def decode_body(raw: bytes, kind: type[Body]) -> Body:
@@ -145,7 +166,7 @@ def decode_body(raw: bytes, kind: type[Body]) -> Body:
     if not raw or raw.isspace():
         raw = b"{}"
     try:
-        return msgspec.json.decode(raw, type=kind)
+        body = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as error:
         raise _refusal(error) from None
     except msgspec.DecodeError as error:
@@ -153,15 +174,31 @@ def decode_body(raw: bytes, kind: type[Body]) -> Body:
     except RecursionError:
         # msgspec counts its depth against the interpreter's recursion limit: 100,000 levels end here too.
         raise bad_json(f"nested deeper than {MAX_DEPTH} levels") from None
+    # JSON can only carry a NUL escaped; rare, so the text members are looked at only then.
+    return _checked(body, text=b"\\u0000" in raw)
+
+
+def _checked(body: Body, *, text: bool) -> Body:
+    """body, once NUL characters (in its text members, when `text`) and its free-form objects pass."""
+    text_members, objects = _members(type(body))
+    for name in text_members if text else ():
+        if "\x00" in (getattr(body, name) or ""):
+            raise _nul(f"$.{name}")
+    for name in objects:
+        value = getattr(body, name)
+        if value is not None:
+            _check_json(value, f"$.{name}", 1)
+    return body
 
 
 def _convert(values: dict[str, str], kind: type[msgspec.Struct], what: str) -> Any:
+    for key, value in values.items():
+        if "\x00" in value:
+            raise _nul(f"{what} {key}")
     try:
         return msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as error:
-        raise validation_failed(
-            f"Invalid {what}: {str(error).replace(_NO_NUL_RULE, '`str` without NUL characters')}"
-        ) from None
+        raise validation_failed(f"Invalid {what}: {error}") from None
 
 
 def decode_query(request: web.Request, kind: type[Query]) -> Query:
@@ -185,7 +222,7 @@ async def read_body(request: web.Request, kind: type[Body]) -> Body:
     if kind.form and request.content_type == "application/x-www-form-urlencoded":
         form = await request.post()
         result: Body = _convert({k: v for k, v in form.items() if isinstance(v, str)}, kind, "form field")
-        return result
+        return _checked(result, text=False)  # _convert refused NUL characters
     return decode_body(await request.read(), kind)
 
 

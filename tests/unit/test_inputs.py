@@ -94,8 +94,13 @@ def test_values_out_of_bounds_are_validation_failed(raw):
     assert refusal(raw)[:2] == (400, "validation_failed")
 
 
-def test_nul_refusal_says_so():
-    assert "without NUL characters - at `$.name`" in refusal(b'{"name": "\\u0000"}')[2]
+def test_nul_refusal_names_the_member():
+    assert refusal(b'{"name": "\\u0000"}')[2] == "$.name must not contain a NUL character"
+    assert refusal(b'{"data": {"a": ["\\u0000"]}}')[2] == "$.data.a[0] must not contain a NUL character"
+
+
+def test_an_escaped_backslash_before_u0000_is_no_nul():
+    assert decode_body(b'{"name": "\\\\u0000"}', Sample).name == "\\u0000"
 
 
 def test_msgspec_words_type_mismatches_as_inputs_expects():

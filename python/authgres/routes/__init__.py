@@ -1,7 +1,10 @@
 """HTTP routes, one module per endpoint group. Each is served at / and again under /auth/v1."""
 
+import re
+
 from aiohttp import web
 
+from authgres.inputs import UUID_PATTERN
 from authgres.routes import admin, factors, logout, meta, otp, sessions, signup, token, user, verify
 
 PREFIXES = ("", "/auth/v1")
@@ -24,4 +27,7 @@ def add_routes(app: web.Application) -> None:
         for table in TABLES:
             for route in table:
                 assert isinstance(route, web.RouteDef)
-                app.router.add_route(route.method, prefix + route.path, route.handler, **route.kwargs)
+                # Path segments are UUIDs (inputs.Path): DELETE /factors/recovery_codes is then a method
+                # that /factors/recovery_codes does not allow (405), not a factor that cannot exist.
+                path = re.sub(r"\{(\w+)\}", rf"{{\1:{UUID_PATTERN}}}", route.path)
+                app.router.add_route(route.method, prefix + path, route.handler, **route.kwargs)
