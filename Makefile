@@ -2,16 +2,23 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Flags argon2-cffi's bindings are compiled with, for password hashing about twice as fast as PyPI's portable
+# wheel (README: Installing). Empty keeps the wheel; a build for another machine wants e.g. -march=x86-64-v3.
+ARGON2_CFLAGS ?= -march=native
 
-.PHONY: install postgres dev test lint bench schema clean
+.PHONY: install argon2 postgres dev test lint bench schema clean
 
-install: $(VENV)/.installed postgres
+install: $(VENV)/.installed argon2 postgres
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+# Compiles only when the bindings' version or ARGON2_CFLAGS changed; without a C compiler the wheel stays.
+argon2: $(VENV)/.installed
+	@$(BIN)/python -m authgres.argon2_build $(ARGON2_CFLAGS)
 
 # PostgreSQL server binaries (initdb, pg_ctl) and psql; installed from Debian's packages when missing.
 postgres:
