@@ -88,6 +88,7 @@ async def _pruner(app: web.Application) -> AsyncIterator[None]:
 
 async def _passwords(app: web.Application) -> AsyncIterator[None]:
     app[PASSWORDS] = Passwords(app[SETTINGS])
+    app[PASSWORDS].log_build()
     yield
     app[PASSWORDS].close()
 

@@ -7,6 +7,7 @@ threads would not hash faster, and each argon2 call holds its memory cost (19 Mi
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 import argon2
 import bcrypt
 
+from authgres.argon2_build import build_info, fastest_verify
 from authgres.errors import AuthError
 from authgres.settings import Settings
+
+log = logging.getLogger("authgres")
 
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 
@@ -48,6 +52,20 @@ class Passwords:
         self.executor = ThreadPoolExecutor(max_workers=settings.hash_workers, thread_name_prefix="argon2")
         # Verified when there is no user or no password, so that answering takes as long either way.
         self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(24))
+
+    def log_build(self) -> None:
+        """Logs which argon2 build runs and how fast it verifies, measured in a hashing thread (not blocking)."""
+        self.executor.submit(self._log_build)
+
+    def _log_build(self) -> None:
+        try:
+            took = fastest_verify(lambda: self._verify_argon2(self._dummy_hash, "not the password"))
+            parameters = self.hasher.time_cost, self.hasher.memory_cost, self.hasher.parallelism
+            log.info(
+                "argon2id t=%d m=%d KiB p=%d: %s; one verify %.1f ms", *parameters, build_info().describe(), took * 1000
+            )
+        except Exception:
+            log.exception("could not tell which argon2 build runs")
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

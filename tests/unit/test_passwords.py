@@ -1,6 +1,7 @@
 """Password hashing and policy, with real argon2 and bcrypt; which argon2 build runs."""
 
 import importlib.metadata
+import logging
 import sys
 
 import argon2
@@ -149,3 +150,15 @@ def test_elf_sections_are_read_from_elf_files_only(tmp_path):
     assert _elf_section(str(tmp_path / "missing.so"), b".GCC.command.line") is None
     assert _elf_section(sys.executable, b".no-such-section") is None
     assert _elf_section(sys.executable, b".shstrtab")  # the section names themselves
+
+
+def test_the_build_is_logged_from_a_hashing_thread(caplog):
+    caplog.set_level(logging.INFO, logger="authgres")
+    passwords = Passwords(
+        Settings.from_env({**BASE, "AUTHGRES_ARGON2_MEMORY_KIB": "64", "AUTHGRES_ARGON2_TIME_COST": "1"})
+    )
+    passwords.log_build()
+    passwords.executor.shutdown(wait=True)
+    [record] = [r for r in caplog.records if "argon2id" in r.getMessage()]
+    assert record.threadName.startswith("argon2")
+    assert build_info().describe() in record.getMessage() and "t=1 m=64 KiB p=1" in record.getMessage()
