@@ -26,6 +26,7 @@ from pathlib import Path
 import argon2
 import psycopg
 
+from authgres.argon2_build import DISTRIBUTION, build_info
 from authgres.localpg import LocalCluster, _bindir
 from authgres.settings import Settings
 
@@ -96,6 +97,28 @@ def raw_argon2_verifies(settings: Settings, seconds: float) -> float:
     return total / (time.monotonic() - started)
 
 
+def wheel_raw_argon2_verifies(env: dict[str, str], seconds: int) -> tuple[float, str] | None:
+    """The same figure with PyPI's wheel of the same version, imported in a subprocess (None if unavailable)."""
+    with tempfile.TemporaryDirectory(prefix="authgres-bench-wheel-") as tmp:
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:", "-d", tmp]
+        try:
+            subprocess.run([*pip, f"{DISTRIBUTION}=={build_info().version}"], check=True, capture_output=True)
+            [wheel] = Path(tmp).glob("*.whl")
+            shutil.unpack_archive(wheel, Path(tmp) / "wheel", "zip")
+            output = subprocess.run(
+                [sys.executable, __file__, "--raw-verifies-only", "--seconds", str(seconds)],
+                env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [f"{tmp}/wheel", env.get("PYTHONPATH")]))},
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        except (subprocess.CalledProcessError, OSError, ValueError) as error:
+            print(f"(no figure for PyPI's wheel: {error})", file=sys.stderr)
+            return None
+    result = json.loads(output)
+    return float(result["rate"]), str(result["build"])
+
+
 def sessions(base: str, count: int) -> list[dict[str, object]]:
     return [
         post(f"{base}/token?grant_type=password", {"email": "bench@example.com", "password": PASSWORD})
@@ -139,7 +162,12 @@ def rss_mib(pid: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--raw-verifies-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.raw_verifies_only:  # the wheel's figure, in a process that imports it
+        rate = raw_argon2_verifies(Settings.from_env(dict(os.environ)), args.seconds)
+        print(json.dumps({"rate": rate, "build": build_info().describe()}))
+        return
     if not shutil.which("wrk"):
         sys.exit("bench needs wrk (apt-get install wrk)")
 
@@ -181,7 +209,9 @@ def main() -> None:
             f"p={settings.argon2_parallelism}, {settings.hash_workers} hashing threads, {os.cpu_count()} cores, "
             f"{seconds}s per figure"
         )
+        print(f"argon2 the service runs: {build_info().describe()}")
         raw_verifies = raw_argon2_verifies(settings, seconds)
+        wheel = wheel_raw_argon2_verifies(env, seconds) if build_info().origin == "source" else None
         login_connections = 2 * settings.hash_workers
         login_body = json.dumps({"email": "bench@example.com", "password": PASSWORD})
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
@@ -206,7 +236,12 @@ def main() -> None:
         results["hello"] = wrk(f"http://127.0.0.1:{hello_port}/", seconds, CONNECTIONS)
         rss, peak = rss_mib(server.pid)
 
-        print(f"raw argon2id verifies/s            {raw_verifies:10.1f}")
+        print(f"raw argon2id verifies/s            {raw_verifies:10.1f}   (the build the service runs)")
+        if wheel:
+            print(
+                f"raw argon2id verifies/s, PyPI wheel {wheel[0]:10.1f}   "
+                f"(built here: x{raw_verifies / wheel[0]:.2f}; {wheel[1]})"
+            )
         print(
             f"password logins/s over HTTP        {results['login']['rate']:10.1f}   "
             f"ratio {results['login']['rate'] / raw_verifies:.2f} (target >= 0.9)"
