@@ -11,7 +11,8 @@ What a refusal answers (GoTrue's decoder answers bad_json for whatever Go's json
   nesting deeper than MAX_DEPTH: 400 bad_json;
 - a value of the right type outside its bounds (length, range, a NUL character, which PostgreSQL
   cannot store in text, a malformed UUID), or a bad query parameter: 400 validation_failed;
-- a path segment that is not a UUID: 404 validation_failed (no such resource can exist);
+- a path segment that is not a UUID: 404 (routes/__init__.py routes only UUID-shaped segments, so
+  DELETE /factors/recovery_codes is a 405, not a factor that cannot exist);
 - a body over 1 MiB: 413 request_entity_too_large (aiohttp's client_max_size, see app.py).
 A null or absent member is None, which handlers read as GoTrue reads a missing field: empty.
 """
@@ -36,8 +37,9 @@ MAX_DEPTH = 32  # nesting levels of a JSON object member (user metadata); the bo
 MAX_ITEMS = 1000  # members of one object or array inside such a member
 MIN_INTEGER, MAX_INTEGER = -(2**63), 2**64 - 1  # integers inside it: what 64-bit clients can read back
 
-# Documented on every string; checked by decode_body, decode_query and the form decoding for every
-# string they decode (a scan of the raw body first: msgspec's per-string regex would cost a microsecond).
+# Documented on every string; checked by decode_body (in declared text members, only when the raw body
+# holds an escaped NUL: msgspec's per-string regex would cost a microsecond a request; in free-form
+# objects, always), and in every query parameter and form field. A NUL in an ignored member is harmless.
 _NUL_FREE = {"pattern": "^[^\x00]*$"}
 
 Text = Annotated[str, msgspec.Meta(max_length=1024, extra_json_schema=_NUL_FREE)]
