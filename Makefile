@@ -20,18 +20,23 @@ $(VENV)/.installed: pyproject.toml
 argon2: $(VENV)/.installed
 	@$(BIN)/python -m authgres.argon2_build $(ARGON2_CFLAGS)
 
-# PostgreSQL server binaries (initdb, pg_ctl) and psql; installed from Debian's packages when missing.
+# PostgreSQL server binaries (initdb, pg_ctl), psql, and PgBouncer (the tests put it in front of the
+# service); installed from Debian's packages when missing.
 postgres:
 	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql postgresql-contrib; }
 	@command -v psql >/dev/null 2>&1 || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-client; }
+	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer; }
 
 dev: install
 	$(BIN)/authgres dev
 
+# Everything, then the HTTP and client suites again with the service behind PgBouncer (transaction mode).
 test: install
 	$(BIN)/pytest
+	AUTHGRES_TEST_POOLER=pgbouncer $(BIN)/pytest tests/http tests/compat
 
 lint: install
 	$(BIN)/ruff check python tests bench

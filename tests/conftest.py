@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import os
 import shutil
 import socket
 import subprocess
@@ -27,12 +28,15 @@ from pytest_postgresql import factories
 from supabase_auth import AsyncGoTrueClient
 
 from authgres.app import create_app
-from authgres.localpg import LocalCluster
+from authgres.localpg import LocalCluster, LocalPgBouncer
 from authgres.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 JWT_SECRET = "test-secret-test-secret-test-secret-0123456789"
 CLUSTER = LocalCluster(Path(tempfile.mkdtemp(prefix="authgres-test-")), port=5432)
+# AUTHGRES_TEST_POOLER=pgbouncer: the service under test reaches PostgreSQL through PgBouncer in
+# transaction mode, as in most production set-ups (`make test` runs the HTTP and client suites so too).
+THROUGH_POOLER = os.environ.get("AUTHGRES_TEST_POOLER", "") == "pgbouncer"
 
 
 def _migrate(host: str, port: int, user: str, dbname: str, **_: Any) -> None:
@@ -73,11 +77,29 @@ def dsn(postgresql: psycopg.Connection[Any]) -> Any:
     return for_role
 
 
+@pytest.fixture(scope="session")
+def pgbouncer(pg_cluster: LocalCluster) -> Iterator[LocalPgBouncer]:
+    bouncer = LocalPgBouncer(Path(tempfile.mkdtemp(prefix="authgres-pgbouncer-")), CLUSTER, port=free_port())
+    bouncer.start()
+    yield bouncer
+    bouncer.stop()
+    shutil.rmtree(bouncer.root, ignore_errors=True)
+
+
 @pytest.fixture
-def settings(dsn: Any) -> Settings:
+def service_url(dsn: Any, request: pytest.FixtureRequest) -> str:
+    """Where the service under test connects: directly, or through PgBouncer (AUTHGRES_TEST_POOLER)."""
+    if THROUGH_POOLER:
+        bouncer: LocalPgBouncer = request.getfixturevalue("pgbouncer")
+        return bouncer.conninfo("authgres_service", request.getfixturevalue("postgresql").info.dbname)
+    return str(dsn("authgres_service"))
+
+
+@pytest.fixture
+def settings(service_url: str) -> Settings:
     # Cheap argon2 parameters keep the suite fast; tests/unit checks the production defaults.
     return Settings(
-        database_url=dsn("authgres_service"),
+        database_url=service_url,
         jwt_secret=JWT_SECRET,
         mailer_autoconfirm=True,
         anonymous_users_enabled=True,

@@ -51,8 +51,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        prepared_statements=settings.db_prepared_statements,
     )
     await database.open()
+    if database.behind_pooler:
+        log.info("database: behind a pooler (prepared statements %s)", settings.db_prepared_statements)
     await database.call("configure", settings=Jsonb(settings.sql_settings()), jwt_secret=settings.jwt_secret)
     app[DB] = database
     yield

@@ -34,16 +34,52 @@ class _JsonTextLoader(Loader):
         return JsonText(bytes(data).decode())
 
 
-def _configurer(statement_timeout_ms: int) -> Any:
-    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-        conn.adapters.register_loader("jsonb", _JsonTextLoader)
-        # Timestamps in responses read as UTC whatever the server's TimeZone; no request (a slow hook
-        # included) holds a connection longer than the statement timeout.
-        await conn.execute(
-            sql.SQL("set timezone = 'UTC'; set statement_timeout = {}").format(sql.Literal(statement_timeout_ms))
-        )
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    conn.adapters.register_loader("jsonb", _JsonTextLoader)
 
-    return configure
+
+async def _session_defaults(conninfo: str, statement_timeout_ms: int) -> bool:
+    """Makes the service's connections start in UTC with its statement timeout, and says whether a
+    pooler stands between the service and PostgreSQL.
+
+    Behind a transaction pooler (PgBouncer, Supavisor) a SET would stay on a server connection that
+    other clients get next, and would not follow this client to the next one. Defaults of the login
+    role in this database do both right: every server connection the role opens starts with them (a
+    pooler's connections opened before a change keep the old values until the pooler replaces them).
+    A pooler also hands out its own process ids, which is how it is recognised.
+    """
+    wanted = ["TimeZone=UTC", f"statement_timeout={statement_timeout_ms}ms"]
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
+        # Set only when they differ: a catalog write per start would be harmless but pointless.
+        await conn.execute(
+            sql.SQL("""
+            do $$
+            declare
+              v_setting text;
+            begin
+              foreach v_setting in array array[{}] loop
+                if not exists (
+                     select from pg_catalog.pg_db_role_setting s
+                      where s.setrole = (select r.oid from pg_catalog.pg_roles r where r.rolname = current_user)
+                        and s.setdatabase = (select d.oid from pg_catalog.pg_database d
+                                              where d.datname = pg_catalog.current_database())
+                        and v_setting = any(s.setconfig)) then
+                  execute pg_catalog.format('alter role %I in database %I set %I = %L', current_user,
+                    pg_catalog.current_database(), pg_catalog.split_part(v_setting, '=', 1),
+                    pg_catalog.split_part(v_setting, '=', 2));
+                end if;
+                -- The server connection this runs on may be older than the defaults: a pooler keeps
+                -- it for this role and database, that is, for this service alone.
+                perform pg_catalog.set_config(pg_catalog.split_part(v_setting, '=', 1),
+                                              pg_catalog.split_part(v_setting, '=', 2), false);
+              end loop;
+            end
+            $$""").format(sql.SQL(", ").join(map(sql.Literal, wanted)))
+        )
+        cursor = await conn.execute("select pg_catalog.pg_backend_pid()")
+        row = await cursor.fetchone()
+        assert row is not None
+        return bool(row[0] != conn.info.backend_pid)
 
 
 def _raise_failure(value: Any) -> Any:
@@ -87,14 +123,25 @@ def _auth_error(error: psycopg.Error) -> AuthError | None:
 
 class Database:
     def __init__(
-        self, conninfo: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_ms: int = 10000
+        self,
+        conninfo: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        statement_timeout_ms: int = 10000,
+        prepared_statements: str = "auto",
     ) -> None:
+        self.conninfo = conninfo
+        self.statement_timeout_ms = statement_timeout_ms
+        self.prepared_statements = prepared_statements
+        self.behind_pooler = False
+        self._connect_kwargs: dict[str, Any] = {"autocommit": True}
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             conninfo,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"autocommit": True},
-            configure=_configurer(statement_timeout_ms),
+            kwargs=self._connect_kwargs,
+            configure=_configure,
             open=False,
             name="authgres",
         )
@@ -106,6 +153,12 @@ class Database:
         self.signer = TokenSigner(lambda: self.call_rows("signing_keys_for_service"))
 
     async def open(self) -> None:
+        self.behind_pooler = await _session_defaults(self.conninfo, self.statement_timeout_ms)
+        # Prepared statements save the planning of every call (a third of GET /user's database time),
+        # but a transaction pooler runs the next statement on another server connection, which does
+        # not know them (PgBouncer before 1.21 in transaction mode, for one).
+        prepare = self.prepared_statements == "on" or (self.prepared_statements == "auto" and not self.behind_pooler)
+        self._connect_kwargs["prepare_threshold"] = 5 if prepare else None
         await self.pool.open(wait=True, timeout=30)
 
     async def close(self) -> None:

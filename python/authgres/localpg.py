@@ -9,7 +9,10 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +88,69 @@ class LocalCluster:
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+
+@dataclass(frozen=True)
+class LocalPgBouncer:
+    """PgBouncer in front of a LocalCluster, for tests and benchmarks: every database of the cluster, any
+    user it trusts, on a loopback port. pool_mode is what production poolers use: transaction."""
+
+    root: Path
+    cluster: LocalCluster
+    port: int
+    users: tuple[str, ...] = ("postgres", "authgres_service", "app_login")
+    pool_mode: str = "transaction"
+
+    def url(self, user: str, dbname: str) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    def conninfo(self, user: str, dbname: str) -> str:
+        return make_conninfo(host="127.0.0.1", port=self.port, user=user, dbname=dbname)
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "userlist.txt").write_text("".join(f'"{user}" ""\n' for user in self.users))
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={self.cluster.socket_dir} port={self.cluster.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.root / 'userlist.txt'}\n"
+            f"pool_mode = {self.pool_mode}\nmax_client_conn = 1000\ndefault_pool_size = 20\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\npidfile = {self.root / 'pgbouncer.pid'}\n"
+        )
+        command = [_pgbouncer(), "-d", str(self.root / "pgbouncer.ini")]
+        if os.geteuid() == 0:  # PgBouncer refuses to run as root
+            shutil.chown(self.root, "postgres", "postgres")
+            for path in self.root.iterdir():
+                shutil.chown(path, "postgres", "postgres")
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True)
+        _wait_until(lambda: _accepts(self.port), what=f"pgbouncer on port {self.port}")
+
+    def stop(self) -> None:
+        pidfile = self.root / "pgbouncer.pid"
+        if pidfile.exists():
+            subprocess.run(["kill", pidfile.read_text().strip()], check=False)
+            _wait_until(lambda: not pidfile.exists(), what="pgbouncer to stop")
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_until(ready: Callable[[], bool], *, what: str, seconds: float = 10) -> None:
+    """Polls for a process to be ready (a daemon gives no other signal), for a bounded time."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _pgbouncer() -> str:
+    found = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
+    if not found:
+        raise RuntimeError("pgbouncer not found; install it (Debian: apt-get install pgbouncer)")
+    return found

@@ -135,6 +135,24 @@ def transport_for(settings: Settings) -> Transport:
     return SmtpTransport(settings) if settings.smtp_host else ConsoleTransport(settings.smtp_sender)
 
 
+async def _notified(listener: psycopg.AsyncConnection[Any]) -> None:
+    async for _ in listener.notifies(stop_after=1):
+        return
+
+
+async def _until_woken(listener: psycopg.AsyncConnection[Any] | None, stop: asyncio.Event, sweep: float) -> None:
+    """Waits for a NOTIFY on the listener, for stop, or for the sweep interval, whichever comes first."""
+    waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
+    if listener is not None:
+        waits.add(asyncio.ensure_future(_notified(listener)))
+    try:
+        await asyncio.wait(waits, timeout=sweep, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+
+
 class Mailer:
     def __init__(self, settings: Settings, db: Database, transport: Transport | None = None) -> None:
         self.settings = settings
@@ -148,14 +166,21 @@ class Mailer:
         Stopping lets an email in flight finish: a cancelled send could leave it delivered but unmarked.
         """
         sweep = self.settings.mailer_sweep_seconds
+        # LISTEN needs a connection of its own: through a transaction pooler it would be left on a
+        # server connection that other clients share. Without one, the sweep alone finds new emails.
+        listen_url = self.settings.db_listen_url or (None if self.db.behind_pooler else self.settings.database_url)
         while not stop.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(self.settings.database_url, autocommit=True) as conn:
-                    await conn.execute("listen authgres_outbox")
+                async with contextlib.AsyncExitStack() as stack:
+                    listener = None
+                    if listen_url is not None:
+                        listener = await stack.enter_async_context(
+                            await psycopg.AsyncConnection.connect(listen_url, autocommit=True)
+                        )
+                        await listener.execute("listen authgres_outbox")
                     while not stop.is_set():
                         await self.drain(stop)
-                        async for _ in conn.notifies(timeout=sweep, stop_after=1):
-                            pass
+                        await _until_woken(listener, stop, sweep)
             except Exception:
                 log.exception("mailer: lost the database; retrying")
                 with contextlib.suppress(TimeoutError):

@@ -374,6 +374,10 @@ class Settings(_FromEnvironment):
     )
     hook_send_email: str | None = setting(None, env="AUTHGRES_HOOK_SEND_EMAIL", read=OptionalText(), sql=True)
     db_statement_timeout_ms: int = setting(10000, env="AUTHGRES_DB_STATEMENT_TIMEOUT_MS", read=Integer(minimum=1))
+    db_prepared_statements: str = setting(
+        "auto", env="AUTHGRES_DB_PREPARED_STATEMENTS", read=Choice("auto", "on", "off")
+    )
+    db_listen_url: str | None = setting(None, env="AUTHGRES_DB_LISTEN_URL", read=OptionalText())
     audit_retention_days: int = setting(90, env="AUTHGRES_AUDIT_RETENTION_DAYS", read=Integer(), sql=True)
     prune_interval_seconds: float = setting(600.0, env="AUTHGRES_PRUNE_INTERVAL_SECONDS", read=Number())
     sessions_timebox: int | None = setting(None, env="AUTHGRES_SESSIONS_TIMEBOX", read=OptionalInteger(), sql=True)

@@ -1,5 +1,6 @@
 """A database restart costs at most the in-flight requests, answered as retryable errors."""
 
+from tests.conftest import THROUGH_POOLER
 from tests.http.helpers import API_2024, bearer, sign_up
 
 
@@ -15,5 +16,6 @@ async def test_service_recovers_after_its_connections_are_killed(client, admin, 
             break
         assert response.status == 503  # retryable for both official clients, never a 500
         assert response.headers["X-Supabase-Api-Version"] == "2024-01-01"
-    assert statuses[0] == 503, statuses  # the outage was real
+    if not THROUGH_POOLER:  # a pooler replaces its killed server connections before the service notices
+        assert statuses[0] == 503, statuses  # the outage was real
     assert statuses[-1] == 200, statuses
