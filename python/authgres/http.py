@@ -14,7 +14,7 @@ from authgres.db import Database, JsonText
 from authgres.errors import AuthError
 from authgres.passwords import Passwords
 from authgres.redirects import safe_redirect
-from authgres.settings import Settings
+from authgres.settings import IPNetwork, Settings
 from authgres.state import DB, PASSWORDS, SETTINGS
 
 _BEARER = re.compile(r"^bearer (\S+)$", re.IGNORECASE)
@@ -49,15 +49,33 @@ def bearer_token(request: web.Request) -> Bearer:
 
 
 def client_ip(request: web.Request) -> str | None:
-    """The first parsable X-Forwarded-For entry, else the peer address (as GoTrue does)."""
-    candidates = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
-    candidates.append(request.remote or "")
-    for candidate in candidates:
-        try:
-            return str(ipaddress.ip_address(candidate))
-        except ValueError:
-            continue
-    return None
+    """The client's address: the peer's, unless the peer is a trusted proxy (AUTHGRES_TRUSTED_PROXIES);
+    then X-Forwarded-For is read from the right, past every trusted proxy, to the first address that
+    is not one. A client talking to the service directly cannot choose the address throttles and the
+    audit log see."""
+    trusted = settings(request).trusted_proxies
+    address = _address(request.remote)
+    if address is None or not _within(address, trusted):
+        return str(address) if address else None
+    hops = [_address(part.strip()) for part in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed(hops):
+        if hop is None:
+            break  # a malformed entry: nothing left of it can be trusted
+        address = hop
+        if not _within(hop, trusted):
+            break
+    return str(address)
+
+
+def _address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text or "")
+    except ValueError:
+        return None
+
+
+def _within(address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: tuple[IPNetwork, ...]) -> bool:
+    return any(address in network for network in networks)
 
 
 def redirect_to(request: web.Request, *requested: str | None) -> str:

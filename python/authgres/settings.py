@@ -9,6 +9,7 @@ few variables that only the commands read, the same way.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar, overload
 
 T = TypeVar("T")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -190,6 +192,16 @@ class CommaList(Reader):
         return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+class Networks(Reader):
+    """Comma-separated IP networks in CIDR notation (an address alone is a network of one)."""
+
+    def parse(self, raw: str, name: str, default: Any) -> tuple[IPNetwork, ...]:
+        try:
+            return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in raw.split(",") if item.strip())
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}") from None
+
+
 class CharacterSets(Reader):
     """GoTrue's format: sets separated by ':', with '\\:' standing for a literal colon."""
 
@@ -345,6 +357,7 @@ class Settings(_FromEnvironment):
     # Unset: this server's own address (external_url).
     api_external_url: str = setting("", env="AUTHGRES_API_EXTERNAL_URL", read=Url(), shown="http://HOST:PORT")
     uri_allow_list: tuple[str, ...] = setting((), env="AUTHGRES_URI_ALLOW_LIST", read=CommaList())
+    trusted_proxies: tuple[IPNetwork, ...] = setting((), env="AUTHGRES_TRUSTED_PROXIES", read=Networks())
     mailer_otp_exp: int = setting(3600, env="AUTHGRES_MAILER_OTP_EXP", read=Integer(minimum=1), sql=True)
     mailer_otp_length: int = setting(6, env="AUTHGRES_MAILER_OTP_LENGTH", read=Integer(minimum=6, maximum=10), sql=True)
     mailer_otp_max_attempts: int = setting(5, env="AUTHGRES_MAILER_OTP_MAX_ATTEMPTS", read=Integer(minimum=1), sql=True)

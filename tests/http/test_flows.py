@@ -1,6 +1,7 @@
 """Sign-up, sign-in, refresh, user and logout over HTTP, beyond what the official client shows."""
 
 import asyncio
+import ipaddress
 
 import bcrypt
 import pytest
@@ -258,7 +259,10 @@ async def test_concurrent_http_refreshes_share_one_new_token(client, admin):
     assert admin.execute("select count(*) from auth.refresh_tokens where not revoked").fetchone()[0] == 1
 
 
-async def test_client_ip_and_user_agent_are_recorded(client, admin):
+async def test_client_ip_and_user_agent_are_recorded(make_client, admin):
+    client = await make_client(
+        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
+    )
     await client.post(
         "/signup",
         json={"email": "ip@example.com", "password": "a good password"},
