@@ -24,9 +24,11 @@ quoted() { printf "'%s'" "${1//\'/\\\'}"; }
 
 migrations=("$here"/migrations/[0-9][0-9][0-9][0-9]_*.sql)
 mapfile -t function_files < <(sed -n 's/^\\ir \([A-Za-z0-9_]*\.sql\)$/\1/p' "$here/functions/all.sql")
+listed=" ${function_files[*]} "
 for file in "$here"/functions/*.sql; do
   name=$(basename "$file")
-  if [ "$name" != all.sql ] && ! printf '%s\n' "${function_files[@]}" | grep -qx "$name"; then
+  # (not `printf | grep -q`: with pipefail, grep leaving early fails the pipeline now and then)
+  if [ "$name" != all.sql ] && [[ "$listed" != *" $name "* ]]; then
     echo "migrate: sql/functions/$name is not listed in sql/functions/all.sql" >&2
     exit 1
   fi
