@@ -3382,6 +3382,32 @@ ALTER FUNCTION auth.logout(p_access_token text, p_scope text, p_ip inet) OWNER T
 COMMENT ON FUNCTION auth.logout(p_access_token text, p_scope text, p_ip inet) IS 'Ends the token''s session (local), the user''s other sessions (others) or all of them (global); returns how many ended.';
 
 --
+-- Name: outbox_stats(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) RETURNS record
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  -- Both counts read partial indexes (email_outbox_due_idx, email_outbox_dead_idx): what a scrape
+  -- costs follows the emails waiting and dead, not the sent ones kept for a week.
+  select pg_catalog.count(*) filter (where o.status = 'pending'),
+         pg_catalog.count(*) filter (where o.status = 'sending'),
+         (select pg_catalog.count(*) from auth.email_outbox d where d.status = 'dead'),
+         coalesce(extract(epoch from pg_catalog.now() - pg_catalog.min(o.created_at))::double precision, 0)
+    from auth.email_outbox o
+   where o.status in ('pending', 'sending');
+$$;
+
+ALTER FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) IS 'For the metrics: emails pending, being sent and dead, and the age in seconds of the oldest not yet sent (0 when none).';
+
+--
 -- Name: password_hash_by_email(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -4998,6 +5024,12 @@ CREATE INDEX api_keys_user_id_idx ON auth.api_keys USING btree (user_id);
 CREATE INDEX audit_log_entries_created_at_idx ON auth.audit_log_entries USING btree (created_at);
 
 --
+-- Name: email_outbox_dead_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX email_outbox_dead_idx ON auth.email_outbox USING btree (id) WHERE (status = 'dead'::text);
+
+--
 -- Name: email_outbox_due_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
 --
 
@@ -5877,6 +5909,13 @@ GRANT ALL ON FUNCTION auth.list_signing_keys() TO authgres_service;
 
 REVOKE ALL ON FUNCTION auth.logout(p_access_token text, p_scope text, p_ip inet) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.logout(p_access_token text, p_scope text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) TO authgres_service;
 
 --
 -- Name: FUNCTION password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -13,10 +13,12 @@ from psycopg.types.json import Jsonb
 from authgres.db import Database
 from authgres.errors import Handler, error_middleware
 from authgres.mailer import Mailer
+from authgres.metrics import Metrics
+from authgres.observe import request_middleware
 from authgres.passwords import Passwords
 from authgres.routes import add_routes
 from authgres.settings import Settings
-from authgres.state import DB, MAILER, PASSWORDS, SETTINGS
+from authgres.state import DB, MAILER, METRICS, PASSWORDS, SETTINGS
 
 log = logging.getLogger("authgres")
 
@@ -24,7 +26,7 @@ _CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "authorization, apikey, content-type, x-client-info, x-supabase-api-version, "
     "x-api-key",
-    "Access-Control-Expose-Headers": "x-supabase-api-version, x-total-count, link, x-sb-error-code",
+    "Access-Control-Expose-Headers": "x-supabase-api-version, x-total-count, link, x-sb-error-code, x-request-id",
     "Access-Control-Allow-Credentials": "true",
     "Access-Control-Max-Age": "86400",
 }
@@ -52,6 +54,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         max_size=settings.db_pool_max,
         statement_timeout_ms=settings.db_statement_timeout_ms,
         prepared_statements=settings.db_prepared_statements,
+        metrics=app[METRICS],
     )
     await database.open()
     if database.behind_pooler:
@@ -90,18 +93,30 @@ async def _pruner(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _passwords(app: web.Application) -> AsyncIterator[None]:
-    app[PASSWORDS] = Passwords(app[SETTINGS])
+    app[PASSWORDS] = Passwords(app[SETTINGS], app[METRICS])
     app[PASSWORDS].log_build()
     yield
     app[PASSWORDS].close()
 
 
+async def _metrics(app: web.Application) -> AsyncIterator[None]:
+    app[METRICS].watch(app[DB], app[PASSWORDS])
+    async with app[METRICS].serving(app[SETTINGS].metrics_host, app[SETTINGS].metrics_port):
+        yield
+
+
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=1 << 20)
+    metrics = Metrics()
+    middlewares = [request_middleware(metrics), cors_middleware, error_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
     app[SETTINGS] = settings
+    app[METRICS] = metrics
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_passwords)
+    app.cleanup_ctx.append(_metrics)
     app.cleanup_ctx.append(_mailer)
     app.cleanup_ctx.append(_pruner)
     add_routes(app)
+    if settings.metrics_token:  # at the root only: it is no part of the Auth API
+        app.router.add_get("/metrics", metrics.guarded(settings.metrics_token))
     return app

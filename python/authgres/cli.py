@@ -19,6 +19,7 @@ import uvloop
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
+from authgres import logs
 from authgres.app import create_app
 from authgres.localpg import LocalCluster
 from authgres.settings import CommandSettings, ConfigError, Settings
@@ -130,8 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("dev", help="local PostgreSQL when DATABASE_URL is unset, migrate, then serve")
     args = parser.parse_args(argv)
     try:
-        command_settings = CommandSettings.from_env()
-        logging.basicConfig(level=command_settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+        # JSON lines for a log collector; `dev` writes text for the terminal unless told otherwise.
+        env = {"AUTHGRES_LOG_FORMAT": "text", **os.environ} if args.command == "dev" else os.environ
+        command_settings = CommandSettings.from_env(env)
+        logs.configure(command_settings.log_level, command_settings.log_format)
         if args.command == "migrate":
             if not command_settings.migrate_database_url:
                 raise ConfigError("DATABASE_URL (or AUTHGRES_MIGRATE_DATABASE_URL) is required")

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from authgres.errors import SQLSTATE_ERRORS, AuthError
+from authgres.metrics import Metrics
 from authgres.signing import TokenSigner, has_unsigned_tokens
 
 BATCH_LIMIT = 32  # items per batched call; see sql/migrations/0011 for why not more
@@ -130,6 +131,7 @@ class Database:
         max_size: int = 10,
         statement_timeout_ms: int = 10000,
         prepared_statements: str = "auto",
+        metrics: Metrics | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.statement_timeout_ms = statement_timeout_ms
@@ -151,6 +153,15 @@ class Database:
         self._queues: dict[str, list[tuple[tuple[str | None, ...], asyncio.Future[Any]]]] = {}
         self._batches: set[asyncio.Task[None]] = set()
         self.signer = TokenSigner(lambda: self.call_rows("signing_keys_for_service"))
+        self.metrics = metrics or Metrics()
+
+    def load(self) -> tuple[int, int, int, int]:
+        """Connections in use, idle connections, calls waiting for a connection (a batch counts once),
+        and requests queued for the next batched call: what the metrics show of the pool."""
+        stats = self.pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        waiting = len(self._slots._waiters or ())
+        return size - idle, idle, waiting, sum(map(len, self._queues.values()))
 
     async def open(self) -> None:
         self.behind_pooler = await _session_defaults(self.conninfo, self.statement_timeout_ms)
@@ -214,6 +225,7 @@ class Database:
                 queued, queue[:BATCH_LIMIT] = queue[:BATCH_LIMIT], []
                 if not queued:
                     return
+                self.metrics.batch_size.labels(function).observe(len(queued))
                 columns = [list(column) for column in zip(*(values for values, _ in queued), strict=True)]
                 async with self.pool.connection() as conn:
                     cursor = await conn.execute(_batch_query(function, len(columns)), columns)

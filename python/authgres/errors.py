@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from authgres.logs import REQUEST_ID
+
 log = logging.getLogger("authgres")
 
 API_VERSION_HEADER = "X-Supabase-Api-Version"
@@ -144,7 +146,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         allow = {"Allow": http_error.headers["Allow"]} if "Allow" in http_error.headers else None  # 405's
         return error_response(request, AuthError(http_error.status, code, http_error.reason, headers=allow))
     except Exception:
-        error_id = str(uuid.uuid4())
+        error_id = REQUEST_ID.get() or str(uuid.uuid4())  # GoTrue's error_id is the request's id too
         log.exception("unexpected failure %s on %s %s", error_id, request.method, request.path)
         failure = AuthError(
             500, "unexpected_failure", "Unexpected failure, please check server logs for more information"

@@ -11,12 +11,14 @@ import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from time import perf_counter
 
 import argon2
 import bcrypt
 
 from authgres.argon2_build import build_info, fastest_verify
 from authgres.errors import AuthError
+from authgres.metrics import Metrics
 from authgres.settings import Settings
 
 log = logging.getLogger("authgres")
@@ -40,7 +42,7 @@ class Weakness:
 
 
 class Passwords:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.min_length = settings.password_min_length
         self.required_characters = settings.password_required_characters
         self.hasher = argon2.PasswordHasher(
@@ -50,6 +52,8 @@ class Passwords:
             type=argon2.Type.ID,
         )
         self.executor = ThreadPoolExecutor(max_workers=settings.hash_workers, thread_name_prefix="argon2")
+        hash_seconds = (metrics or Metrics()).hash_seconds
+        self._hash_seconds, self._verify_seconds = hash_seconds.labels("hash"), hash_seconds.labels("verify")
         # Verified when there is no user or no password, so that answering takes as long either way.
         self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(24))
 
@@ -70,12 +74,31 @@ class Passwords:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    def queue_length(self) -> int:
+        """Passwords waiting for a hashing thread (for the metrics)."""
+        return self.executor._work_queue.qsize()
+
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.hasher.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._hash_timed, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> Verification:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._verify_sync, stored_hash, password)
+        return await loop.run_in_executor(self.executor, self._verify_timed, stored_hash, password)
+
+    # Timed in the hashing thread: the time a hash takes, not the time it waited for a thread.
+    def _hash_timed(self, password: str) -> str:
+        started = perf_counter()
+        try:
+            return self.hasher.hash(password)
+        finally:
+            self._hash_seconds.observe(perf_counter() - started)
+
+    def _verify_timed(self, stored_hash: str | None, password: str) -> Verification:
+        started = perf_counter()
+        try:
+            return self._verify_sync(stored_hash, password)
+        finally:
+            self._verify_seconds.observe(perf_counter() - started)
 
     def _verify_sync(self, stored_hash: str | None, password: str) -> Verification:
         if stored_hash and stored_hash.startswith(_BCRYPT_PREFIXES):

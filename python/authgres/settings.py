@@ -105,6 +105,18 @@ class Required(Reader):
         return "—"
 
 
+@dataclass(frozen=True)
+class OptionalSecret(Reader):
+    """A string that may be unset (or empty), and when set is at least min_length characters long."""
+
+    min_length: int = 1
+
+    def parse(self, raw: str, name: str, default: Any) -> Any:
+        if raw and len(raw) < self.min_length:
+            raise ConfigError(f"{name} must be at least {self.min_length} characters")
+        return raw or default
+
+
 class Url(Reader):
     """A base URL, kept without its trailing slash."""
 
@@ -417,6 +429,10 @@ class Settings(_FromEnvironment):
     db_pool_max: int = setting(
         default_factory=_pool_max, env="AUTHGRES_DB_POOL_MAX", read=Integer(minimum=1), shown="max(4, 2 * CPUs)"
     )
+    # GET /metrics on the API's port needs this token; the separate metrics port needs none (metrics.py).
+    metrics_token: str | None = setting(None, env="AUTHGRES_METRICS_TOKEN", read=OptionalSecret(min_length=16))
+    metrics_port: int | None = setting(None, env="AUTHGRES_METRICS_PORT", read=OptionalInteger(maximum=65535))
+    metrics_host: str = setting("127.0.0.1", env="AUTHGRES_METRICS_HOST", read=Text())
 
     def sql_settings(self) -> dict[str, Any]:
         """The part of the configuration that the SQL functions read (auth.settings), by column."""
@@ -445,6 +461,8 @@ class CommandSettings(_FromEnvironment):
 
     migrate_database_url: str = setting("", env="AUTHGRES_MIGRATE_DATABASE_URL", read=OrElse("DATABASE_URL"))
     log_level: str = setting("INFO", env="AUTHGRES_LOG_LEVEL", read=Text())
+    # `authgres dev` reads it with text as the default (cli.py).
+    log_format: str = setting("json", env="AUTHGRES_LOG_FORMAT", read=Choice("json", "text"))
     sql_dir: str = setting(
         default_factory=_checkout_sql, env="AUTHGRES_SQL_DIR", read=OptionalText(), shown="sql/ of the checkout"
     )

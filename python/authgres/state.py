@@ -13,6 +13,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from authgres.db import Database
     from authgres.mailer import Mailer
+    from authgres.metrics import Metrics
     from authgres.passwords import Passwords
     from authgres.settings import Settings
 
@@ -20,3 +21,4 @@ SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 MAILER: web.AppKey[Mailer] = web.AppKey("mailer")
 DB: web.AppKey[Database] = web.AppKey("db")
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

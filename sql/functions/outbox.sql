@@ -60,3 +60,22 @@ $$;
 comment on function auth.fail_outbox(bigint, text, integer, double precision) is
   'Records a failed delivery: retried with exponential backoff, dead (with last_error kept) after p_max_attempts.';
 grant execute on function auth.fail_outbox(bigint, text, integer, double precision) to authgres_service;
+
+create or replace function auth.outbox_stats(
+  out pending bigint, out sending bigint, out dead bigint, out oldest_seconds double precision
+)
+  language sql stable security definer
+  set search_path = ''
+as $$
+  -- Both counts read partial indexes (email_outbox_due_idx, email_outbox_dead_idx): what a scrape
+  -- costs follows the emails waiting and dead, not the sent ones kept for a week.
+  select pg_catalog.count(*) filter (where o.status = 'pending'),
+         pg_catalog.count(*) filter (where o.status = 'sending'),
+         (select pg_catalog.count(*) from auth.email_outbox d where d.status = 'dead'),
+         coalesce(extract(epoch from pg_catalog.now() - pg_catalog.min(o.created_at))::double precision, 0)
+    from auth.email_outbox o
+   where o.status in ('pending', 'sending');
+$$;
+comment on function auth.outbox_stats() is
+  'For the metrics: emails pending, being sent and dead, and the age in seconds of the oldest not yet sent (0 when none).';
+grant execute on function auth.outbox_stats() to authgres_service;

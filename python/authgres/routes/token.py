@@ -9,6 +9,7 @@ from aiohttp import web
 from authgres.errors import AuthError, validation_failed
 from authgres.http import client_ip, db, passwords, reply, user_agent
 from authgres.inputs import Body, Query, Text, declared
+from authgres.state import METRICS
 
 routes = web.RouteTableDef()
 
@@ -40,11 +41,15 @@ async def token(request: web.Request, query: TokenQuery, body: TokenRequest) -> 
     if query.grant_type == "password":
         return await _password_grant(request, body)
     if query.grant_type == "refresh_token":
-        return reply(
-            await db(request).call_batched(
+        try:
+            session = await db(request).call_batched(
                 "refresh_sessions", body.refresh_token or "", user_agent(request), client_ip(request)
             )
-        )
+        except AuthError as error:
+            if error.code == "refresh_token_already_used":  # AUR02: the session was ended
+                request.app[METRICS].refresh_token_replays.inc()
+            raise
+        return reply(session)
     if query.grant_type == "twofa":
         session = await db(request).call(
             "complete_twofa",
@@ -71,6 +76,7 @@ async def _password_grant(request: web.Request, body: TokenRequest) -> web.Respo
     verification = await passwords(request).verify(stored_hash, password)
     if not verification.ok or account is None:
         await db(request).call("record_failed_login", email=email, ip=client_ip(request))
+        request.app[METRICS].login_failures.inc()
         raise INVALID_CREDENTIALS
     session = await db(request).call(
         "sign_in_with_password",
