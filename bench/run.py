@@ -21,13 +21,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import argon2
 import psycopg
 
 from authgres.argon2_build import DISTRIBUTION, build_info
-from authgres.localpg import LocalCluster, _bindir
+from authgres.localpg import LocalCluster, LocalPgBouncer, _bindir
 from authgres.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -162,6 +163,8 @@ def rss_mib(pid: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1, help="authgres serve --workers N")
+    parser.add_argument("--pooler", action="store_true", help="the service reaches PostgreSQL through PgBouncer")
     parser.add_argument("--raw-verifies-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_verifies_only:  # the wheel's figure, in a process that imports it
@@ -174,6 +177,7 @@ def main() -> None:
     cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="authgres-bench-")), port=5432)
     cluster.start(durable=False)
     processes: list[subprocess.Popen[bytes]] = []
+    stops: list[Callable[[], None]] = []
     try:
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
             conn.execute("create database bench")
@@ -183,16 +187,23 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
         port, hello_port = free_port(), free_port()
+        bouncer = None
+        if args.pooler:  # transaction mode, as production poolers run
+            bouncer = LocalPgBouncer(Path(tempfile.mkdtemp(prefix="authgres-bench-pgbouncer-")), cluster, free_port())
+            bouncer.start()
+            stops.append(bouncer.stop)
         env = {
             **os.environ,
-            "DATABASE_URL": cluster.url("authgres_service", "bench"),
+            "DATABASE_URL": bouncer.url("authgres_service", "bench")
+            if bouncer
+            else cluster.url("authgres_service", "bench"),
             "AUTHGRES_JWT_SECRET": SECRET,
             "AUTHGRES_PORT": str(port),
             "AUTHGRES_MAILER_AUTOCONFIRM": "true",
             "AUTHGRES_LOG_LEVEL": "WARNING",
         }
         settings = Settings.from_env(env)
-        server = subprocess.Popen([sys.executable, "-m", "authgres", "serve"], env=env)
+        server = subprocess.Popen([sys.executable, "-m", "authgres", "serve", "--workers", str(args.workers)], env=env)
         hello = subprocess.Popen([sys.executable, str(HERE / "hello.py"), str(hello_port)])
         processes += [server, hello]
         base = f"http://127.0.0.1:{port}"
@@ -207,7 +218,7 @@ def main() -> None:
         print(
             f"argon2id m={settings.argon2_memory_kib} KiB t={settings.argon2_time_cost} "
             f"p={settings.argon2_parallelism}, {settings.hash_workers} hashing threads, {os.cpu_count()} cores, "
-            f"{seconds}s per figure"
+            f"{seconds}s per figure; {args.workers} worker(s), " + ("through PgBouncer" if bouncer else "direct")
         )
         print(f"argon2 the service runs: {build_info().describe()}")
         raw_verifies = raw_argon2_verifies(settings, seconds)
@@ -234,7 +245,8 @@ def main() -> None:
 
         results["get_user"] = wrk(f"{base}/user", seconds, CONNECTIONS, "-H", f"Authorization: Bearer {access_token}")
         results["hello"] = wrk(f"http://127.0.0.1:{hello_port}/", seconds, CONNECTIONS)
-        rss, peak = rss_mib(server.pid)
+        workers = sorted(int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split())
+        rss, peak = max(rss_mib(pid) for pid in (workers or [server.pid]))
 
         print(f"raw argon2id verifies/s            {raw_verifies:10.1f}   (the build the service runs)")
         if wheel:
@@ -267,6 +279,8 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait(timeout=10)
+        for stop in stops:
+            stop()
         cluster.stop()
         shutil.rmtree(cluster.root, ignore_errors=True)
 

@@ -18,7 +18,7 @@ from authgres.observe import request_middleware
 from authgres.passwords import Passwords
 from authgres.routes import add_routes
 from authgres.settings import Settings
-from authgres.state import DB, MAILER, METRICS, PASSWORDS, SETTINGS
+from authgres.state import DB, DRAINING, MAILER, METRICS, PASSWORDS, SETTINGS
 
 log = logging.getLogger("authgres")
 
@@ -105,17 +105,26 @@ async def _metrics(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def create_app(settings: Settings) -> web.Application:
+async def _draining(app: web.Application) -> None:
+    app[DRAINING].set()
+
+
+def create_app(settings: Settings, *, background: bool = True) -> web.Application:
+    """The service. background: this process also runs the mailer and the pruner (with several
+    worker processes, one of them does)."""
     metrics = Metrics()
     middlewares = [request_middleware(metrics), cors_middleware, error_middleware]
     app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    app[DRAINING] = asyncio.Event()
+    app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_passwords)
     app.cleanup_ctx.append(_metrics)
-    app.cleanup_ctx.append(_mailer)
-    app.cleanup_ctx.append(_pruner)
+    if background:
+        app.cleanup_ctx.append(_mailer)
+        app.cleanup_ctx.append(_pruner)
     add_routes(app)
     if settings.metrics_token:  # at the root only: it is no part of the Auth API
         app.router.add_get("/metrics", metrics.guarded(settings.metrics_token))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -15,15 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import psycopg
-import uvloop
-from aiohttp import web
 from psycopg.types.json import Jsonb
 
 from authgres import logs
-from authgres.app import create_app
 from authgres.localpg import LocalCluster
 from authgres.settings import CommandSettings, ConfigError, Settings
 from authgres.signing import generate_es256_key
+from authgres.workers import run_worker, supervise
 
 log = logging.getLogger("authgres")
 
@@ -69,9 +66,11 @@ def manage_signing_keys(database_url: str, action: str, *, algorithm: str = "ES2
     return json.dumps(row[0], indent=2)
 
 
-def serve(settings: Settings) -> None:
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, print=None)
+def serve(settings: Settings, workers: int = 1) -> None:
+    if workers > 1:
+        supervise(settings, workers)
+    else:
+        run_worker(settings, background=True, reuse_port=False)
 
 
 def _print_keys(settings: Settings) -> None:
@@ -116,7 +115,10 @@ def dev(env: Mapping[str, str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="authgres", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve the HTTP API (DATABASE_URL, AUTHGRES_JWT_SECRET)")
+    serve_command = commands.add_parser("serve", help="serve the HTTP API (DATABASE_URL, AUTHGRES_JWT_SECRET)")
+    serve_command.add_argument(
+        "--workers", type=int, default=None, help="processes on one port (default: AUTHGRES_WORKERS, else CPU count)"
+    )
     commands.add_parser("migrate", help="apply sql/migrations (AUTHGRES_MIGRATE_DATABASE_URL or DATABASE_URL)")
     keys = commands.add_parser(
         "keys",
@@ -148,7 +150,10 @@ def main(argv: list[str] | None = None) -> None:
             elif args.command == "keys":
                 _print_keys(settings)
             else:
-                serve(settings)
+                workers = args.workers if args.workers is not None else command_settings.workers
+                if workers < 1:
+                    raise ConfigError("--workers must be at least 1")
+                serve(settings, workers)
     except ConfigError as error:
         sys.exit(f"authgres: {error}")
     except psycopg.Error as error:

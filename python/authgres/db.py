@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
+import psycopg_pool
 from psycopg import sql
 from psycopg.adapt import Loader
 from psycopg.rows import dict_row
@@ -21,7 +22,10 @@ from authgres.errors import SQLSTATE_ERRORS, AuthError
 from authgres.metrics import Metrics
 from authgres.signing import TokenSigner, has_unsigned_tokens
 
-BATCH_LIMIT = 32  # items per batched call; see sql/migrations/0011 for why not more
+# How long a request waits for a connection before it answers 503 (the database is away, say).
+POOL_WAIT_SECONDS = 10.0
+READY_SECONDS = 2.0  # how long /ready waits for the database before it answers 503
+BATCH_LIMIT = 32  # items per batched call; sql/functions/users.sql (auth.get_users) says why not more
 
 
 class JsonText(str):
@@ -58,6 +62,8 @@ async def _session_defaults(conninfo: str, statement_timeout_ms: int) -> bool:
             declare
               v_setting text;
             begin
+              -- Workers start together: one at a time, or two inserts of the same setting collide.
+              perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('authgres session defaults'));
               foreach v_setting in array array[{}] loop
                 if not exists (
                      select from pg_catalog.pg_db_role_setting s
@@ -144,6 +150,7 @@ class Database:
             max_size=max_size,
             kwargs=self._connect_kwargs,
             configure=_configure,
+            timeout=POOL_WAIT_SECONDS,
             open=False,
             name="authgres",
         )
@@ -172,6 +179,15 @@ class Database:
         self._connect_kwargs["prepare_threshold"] = 5 if prepare else None
         await self.pool.open(wait=True, timeout=30)
 
+    async def reachable(self) -> bool:
+        """Whether a pooled connection answers within READY_SECONDS (readiness)."""
+        try:
+            async with asyncio.timeout(READY_SECONDS), self.pool.connection() as conn:
+                await conn.execute("select 1")
+        except (psycopg.Error, TimeoutError, psycopg_pool.PoolTimeout):
+            return False
+        return True
+
     async def close(self) -> None:
         for batch in self._batches:
             batch.cancel()
@@ -186,12 +202,15 @@ class Database:
         AuthError a raised SQLSTATE would.
         """
         query = _call_query(function, tuple(params), rows=False)
-        async with self._slots, self.pool.connection() as conn:
+        # Getting the connection is inside the try too: while the database is away, the pool's wait
+        # ends in PoolTimeout, which like a broken connection is a retryable 503.
+        async with self._slots:
             try:
-                cursor = await conn.execute(query, params)
+                async with self.pool.connection() as conn:
+                    cursor = await conn.execute(query, params)
+                    row = await cursor.fetchone()
             except psycopg.Error as error:
                 raise _auth_error(error) or error from None
-            row = await cursor.fetchone()
         return _raise_failure(await self._signed(row[0] if row else None))
 
     async def _signed(self, value: Any) -> Any:
@@ -250,12 +269,13 @@ class Database:
     async def call_rows(self, function: str, **params: Any) -> list[dict[str, Any]]:
         """The rows of a set- or record-returning auth.<function>, as dicts."""
         query = _call_query(function, tuple(params), rows=True)
-        async with self._slots, self.pool.connection() as conn:
+        async with self._slots:
             try:
-                cursor = await conn.cursor(row_factory=dict_row).execute(query, params)
+                async with self.pool.connection() as conn:
+                    cursor = await conn.cursor(row_factory=dict_row).execute(query, params)
+                    return await cursor.fetchall()
             except psycopg.Error as error:
                 raise _auth_error(error) or error from None
-            return await cursor.fetchall()
 
     async def call_row(self, function: str, **params: Any) -> dict[str, Any] | None:
         """The first row of a set- or record-returning auth.<function>, as a dict."""

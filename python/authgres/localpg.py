@@ -89,6 +89,10 @@ class LocalCluster:
         if (self.data_dir / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
 
+    def restart(self) -> None:
+        """Stops (ending every session) and starts again with the same options, as a failover would."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "restart")
+
 
 @dataclass(frozen=True)
 class LocalPgBouncer:
@@ -117,6 +121,9 @@ class LocalPgBouncer:
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {self.root / 'userlist.txt'}\n"
             f"pool_mode = {self.pool_mode}\nmax_client_conn = 1000\ndefault_pool_size = 20\n"
+            # After a failed server login PgBouncer refuses every client for this long (default 15 s):
+            # a database restart would then cost 15 s more than it takes.
+            "server_login_retry = 1\n"
             f"logfile = {self.root / 'pgbouncer.log'}\npidfile = {self.root / 'pgbouncer.pid'}\n"
         )
         command = [_pgbouncer(), "-d", str(self.root / "pgbouncer.ini")]

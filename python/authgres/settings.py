@@ -468,3 +468,6 @@ class CommandSettings(_FromEnvironment):
     )
     dev_dir: str = setting(".authgres", env="AUTHGRES_DEV_DIR", read=Text())
     dev_pg_port: int = setting(54329, env="AUTHGRES_DEV_PG_PORT", read=Integer(minimum=1))
+    workers: int = setting(
+        default_factory=lambda: os.cpu_count() or 1, env="AUTHGRES_WORKERS", read=Integer(minimum=1), shown="CPU count"
+    )

@@ -6,6 +6,7 @@ reach the state through http.py without loading the mailer, which only app.py st
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -22,3 +23,5 @@ MAILER: web.AppKey[Mailer] = web.AppKey("mailer")
 DB: web.AppKey[Database] = web.AppKey("db")
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+# Set when the service begins to stop: /ready then answers 503 while in-flight requests finish.
+DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")

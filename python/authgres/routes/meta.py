@@ -6,6 +6,7 @@ from authgres import __version__
 from authgres.http import db, reply, settings
 from authgres.inputs import declared
 from authgres.openapi import document
+from authgres.state import DRAINING
 
 routes = web.RouteTableDef()
 
@@ -40,6 +41,16 @@ _OAUTH_PROVIDERS = [
 @declared
 async def health(request: web.Request) -> web.Response:
     return reply({"version": __version__, "name": "authgres", "description": "Postgres-native authentication"})
+
+
+@routes.get("/ready")
+@declared
+async def ready(request: web.Request) -> web.Response:
+    """Readiness, unlike /health: the database answers and the service is not stopping."""
+    draining = request.app[DRAINING].is_set()
+    reachable = await db(request).reachable()
+    body = {"ready": reachable and not draining, "database": reachable, "draining": draining}
+    return reply(body, status=200 if body["ready"] else 503)
 
 
 @routes.get("/settings")
