@@ -72,6 +72,8 @@ def supervise(settings: Settings, workers: int) -> None:
                 # Worker 0 also runs the mailer and the pruner: one listener, one pruning loop.
                 run_worker(share, background=index == 0, reuse_port=True)
                 status = 0
+            except BaseException:
+                log.exception("authgres: worker %d failed", index)  # os._exit would swallow the traceback
             finally:
                 logs.flush()  # os._exit skips the buffered last lines otherwise
                 os._exit(status)
