@@ -30,9 +30,10 @@ def children_of(pid: int) -> set[int]:
     return {int(child) for child in path.read_text().split()} if path.exists() else set()
 
 
-def get(url: str) -> tuple[int, bytes]:
+def get(request: str | urllib.request.Request) -> tuple[int, bytes]:
+    """Status and body of a URL (or a prepared request), error answers included."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=SERVICE_DEADLINE) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -121,7 +122,7 @@ def test_sigterm_lets_a_request_in_flight_finish(serve, admin):
             json.dumps({"email": "drained@example.com", "password": "a good password"}).encode(),
             {"Content-Type": "application/json"},
         )
-        outcome["status"], outcome["body"] = get_request(request)
+        outcome["status"], outcome["body"] = get(request)
 
     thread = threading.Thread(target=sign_up_slowly)
     thread.start()
@@ -136,14 +137,6 @@ def test_sigterm_lets_a_request_in_flight_finish(serve, admin):
     assert admin.execute("select count(*) from auth.users where email = 'drained@example.com'").fetchone()[0] == 1
     assert process.wait(SERVICE_DEADLINE) == 0
     assert not answers(f"{base}/health")
-
-
-def get_request(request: urllib.request.Request) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(request, timeout=SERVICE_DEADLINE) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 async def test_ready_reports_the_database(client, postgresql):
