@@ -12,7 +12,6 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
-import psycopg_pool
 from psycopg import sql
 from psycopg.adapt import Loader
 from psycopg.rows import dict_row
@@ -184,7 +183,7 @@ class Database:
         try:
             async with asyncio.timeout(READY_SECONDS), self.pool.connection() as conn:
                 await conn.execute("select 1")
-        except (psycopg.Error, TimeoutError, psycopg_pool.PoolTimeout):
+        except (psycopg.Error, TimeoutError):  # psycopg_pool.PoolTimeout is a psycopg.Error
             return False
         return True
 

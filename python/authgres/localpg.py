@@ -50,16 +50,10 @@ class LocalCluster:
         return f"postgresql://{user}@/{dbname}?host={self.socket_dir}&port={self.port}"
 
     def _run(self, *args: str) -> None:
-        command = [str(_bindir() / args[0]), *args[1:]]
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(_as_postgres([str(_bindir() / args[0]), *args[1:]]), check=True, stdout=subprocess.DEVNULL)
 
     def _hand_over(self) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
-            for path in self.root.rglob("*"):
-                shutil.chown(path, "postgres", "postgres")
+        _hand_over(self.root)
 
     def is_running(self) -> bool:
         return (self.data_dir / "postmaster.pid").exists() and (self.socket_dir / f".s.PGSQL.{self.port}").exists()
@@ -126,13 +120,8 @@ class LocalPgBouncer:
             "server_login_retry = 1\n"
             f"logfile = {self.root / 'pgbouncer.log'}\npidfile = {self.root / 'pgbouncer.pid'}\n"
         )
-        command = [_pgbouncer(), "-d", str(self.root / "pgbouncer.ini")]
-        if os.geteuid() == 0:  # PgBouncer refuses to run as root
-            shutil.chown(self.root, "postgres", "postgres")
-            for path in self.root.iterdir():
-                shutil.chown(path, "postgres", "postgres")
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True)
+        _hand_over(self.root)  # PgBouncer, like PostgreSQL, refuses to run as root
+        subprocess.run(_as_postgres([_pgbouncer(), "-d", str(self.root / "pgbouncer.ini")]), check=True)
         _wait_until(lambda: _accepts(self.port), what=f"pgbouncer on port {self.port}")
 
     def stop(self) -> None:
@@ -140,6 +129,19 @@ class LocalPgBouncer:
         if pidfile.exists():
             subprocess.run(["kill", pidfile.read_text().strip()], check=False)
             _wait_until(lambda: not pidfile.exists(), what="pgbouncer to stop")
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """The command, run as the `postgres` system user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def _hand_over(root: Path) -> None:
+    """Gives the folder and what it holds to the `postgres` system user when we are root."""
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        for path in root.rglob("*"):
+            shutil.chown(path, "postgres", "postgres")
 
 
 def _accepts(port: int) -> bool:
