@@ -1622,6 +1622,33 @@ ALTER FUNCTION auth._session_response(p_user auth.users, p_session auth.sessions
 COMMENT ON FUNCTION auth._session_response(p_user auth.users, p_session auth.sessions, p_refresh_token text) IS 'GoTrue''s AccessTokenResponse for a session and the refresh token just handed out.';
 
 --
+-- Name: _sessions_ended(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._sessions_ended() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_session record;
+begin
+  for v_session in select e.id, e.user_id from ended e order by e.user_id, e.id loop
+    perform auth._user_event(v_session.user_id, 'session_revoked',
+                             pg_catalog.jsonb_build_object('session_id', v_session.id));
+  end loop;
+  return null;
+end
+$$;
+
+ALTER FUNCTION auth._sessions_ended() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _sessions_ended(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._sessions_ended() IS 'Trigger: a session_revoked event for each deleted session.';
+
+--
 -- Name: _sign_claims(jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1965,6 +1992,31 @@ ALTER FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet
 --
 
 COMMENT ON FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) IS 'Spends one unused recovery code matching p_code.';
+
+--
+-- Name: _user_event(uuid, text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb DEFAULT '{}'::jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_event auth.user_events;
+begin
+  insert into auth.user_events (user_id, kind, data) values (p_user_id, p_kind, p_data)
+  returning * into v_event;
+  perform pg_catalog.pg_notify('authgres_user_events', pg_catalog.to_jsonb(v_event)::text);
+end
+$$;
+
+ALTER FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _user_event(p_user_id uuid, p_kind text, p_data jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb) IS 'Records an event for the user''s clients and NOTIFYs it on authgres_user_events at commit.';
 
 --
 -- Name: _user_json(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2941,7 +2993,8 @@ begin
   v_settings := pg_catalog.jsonb_populate_record(v_settings, p_settings - 'singleton');
   v_settings.updated_at := pg_catalog.now();
   for v_hook in select unnest(array[v_settings.hook_custom_access_token, v_settings.hook_before_user_created,
-                                    v_settings.hook_password_verification_attempt, v_settings.hook_send_email]) loop
+                                    v_settings.hook_password_verification_attempt, v_settings.hook_send_email,
+                                    v_settings.hook_before_user_deleted]) loop
     if v_hook is not null and pg_catalog.to_regprocedure(v_hook || '(jsonb)') is null then
       raise exception using errcode = 'AUV01',
         message = pg_catalog.format('Hook function %s(jsonb) does not exist', v_hook);
@@ -3458,6 +3511,14 @@ begin
   v_deleted := v_deleted + v_count;
   delete from auth.one_time_tokens where id in (
     select id from auth.one_time_tokens where expires_at < pg_catalog.now() limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.pending_signups where id in (
+    select id from auth.pending_signups where expires_at < pg_catalog.now() limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.user_events where id in (
+    select id from auth.user_events where created_at < pg_catalog.now() - interval '1 day' limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
   delete from auth.mfa_challenges where id in (
@@ -4554,7 +4615,7 @@ COMMENT ON TABLE auth.mfa_recovery_codes IS 'One-time recovery codes (80 random 
 
 CREATE TABLE auth.one_time_tokens (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
-    user_id uuid NOT NULL,
+    user_id uuid,
     token_type text NOT NULL,
     token_digest bytea NOT NULL,
     relates_to text NOT NULL,
@@ -4562,6 +4623,8 @@ CREATE TABLE auth.one_time_tokens (
     attempts integer DEFAULT 0 NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone NOT NULL,
+    pending_signup_id uuid,
+    CONSTRAINT one_time_tokens_owner_check CHECK (((user_id IS NULL) <> (pending_signup_id IS NULL))),
     CONSTRAINT one_time_tokens_token_type_check CHECK ((token_type = ANY (ARRAY['confirmation'::text, 'invite'::text, 'magiclink'::text, 'recovery'::text, 'email_change_current'::text, 'email_change_new'::text, 'reauthentication'::text, 'mfa_email'::text])))
 );
 
@@ -4590,6 +4653,28 @@ COMMENT ON COLUMN auth.one_time_tokens.relates_to IS 'The address the token was 
 --
 
 COMMENT ON COLUMN auth.one_time_tokens.attempts IS 'Wrong codes presented so far.';
+
+--
+-- Name: pending_signups; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.pending_signups (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    email text NOT NULL,
+    password_hash text,
+    data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT pending_signups_email_check CHECK ((email = lower(email)))
+);
+
+ALTER TABLE auth.pending_signups OWNER TO authgres_owner;
+
+--
+-- Name: TABLE pending_signups; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.pending_signups IS 'Sign-ups waiting for their address to be proven; several may wait for one address, the first verified wins.';
 
 --
 -- Name: rate_limits; Type: TABLE; Schema: auth; Owner: authgres_owner
@@ -4708,11 +4793,18 @@ CREATE TABLE auth.settings (
     mfa_email text DEFAULT 'off'::text NOT NULL,
     mfa_email_strict boolean DEFAULT false NOT NULL,
     audit_retention_days integer DEFAULT 90 NOT NULL,
+    signup_deferred boolean DEFAULT false NOT NULL,
+    account_deletion text DEFAULT 'hard'::text NOT NULL,
+    hook_before_user_deleted text,
+    mailer_test_otp jsonb DEFAULT '{}'::jsonb NOT NULL,
+    mailer_test_otp_valid_until timestamp with time zone,
+    CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
     CONSTRAINT settings_jwt_exp_check CHECK ((jwt_exp > 0)),
     CONSTRAINT settings_mailer_otp_exp_check CHECK ((mailer_otp_exp > 0)),
     CONSTRAINT settings_mailer_otp_length_check CHECK (((mailer_otp_length >= 6) AND (mailer_otp_length <= 10))),
     CONSTRAINT settings_mailer_otp_max_attempts_check CHECK ((mailer_otp_max_attempts > 0)),
+    CONSTRAINT settings_mailer_test_otp_check CHECK ((jsonb_typeof(mailer_test_otp) = 'object'::text)),
     CONSTRAINT settings_mfa_challenge_expiry_check CHECK ((mfa_challenge_expiry > 0)),
     CONSTRAINT settings_mfa_email_check CHECK ((mfa_email = ANY (ARRAY['off'::text, 'optional'::text, 'required'::text]))),
     CONSTRAINT settings_mfa_max_attempts_check CHECK ((mfa_max_attempts > 0)),
@@ -4832,6 +4924,40 @@ COMMENT ON COLUMN auth.settings.mfa_email_strict IS 'The password grant answers 
 COMMENT ON COLUMN auth.settings.audit_retention_days IS 'Audit entries older than this many days are pruned (0 keeps them).';
 
 --
+-- Name: user_events; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.user_events (
+    id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    kind text NOT NULL,
+    data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT user_events_kind_check CHECK ((kind = ANY (ARRAY['session_revoked'::text, 'password_changed'::text, 'factor_changed'::text, 'account_deleted'::text])))
+);
+
+ALTER TABLE auth.user_events OWNER TO authgres_owner;
+
+--
+-- Name: TABLE user_events; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.user_events IS 'Events for a user''s clients (GET /sessions/events), kept a day for resumption; NOTIFYed on authgres_user_events.';
+
+--
+-- Name: user_events_id_seq; Type: SEQUENCE; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.user_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME auth.user_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
 -- Name: email_outbox id; Type: DEFAULT; Schema: auth; Owner: authgres_owner
 --
 
@@ -4935,6 +5061,13 @@ ALTER TABLE ONLY auth.one_time_tokens
     ADD CONSTRAINT one_time_tokens_user_id_token_type_key UNIQUE (user_id, token_type);
 
 --
+-- Name: pending_signups pending_signups_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.pending_signups
+    ADD CONSTRAINT pending_signups_pkey PRIMARY KEY (id);
+
+--
 -- Name: rate_limits rate_limits_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
 --
 
@@ -4996,6 +5129,13 @@ ALTER TABLE ONLY auth.signing_keys
 
 ALTER TABLE ONLY auth.signing_keys
     ADD CONSTRAINT signing_keys_pkey PRIMARY KEY (id);
+
+--
+-- Name: user_events user_events_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.user_events
+    ADD CONSTRAINT user_events_pkey PRIMARY KEY (id);
 
 --
 -- Name: users users_phone_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -5084,10 +5224,28 @@ CREATE INDEX mfa_recovery_codes_user_id_idx ON auth.mfa_recovery_codes USING btr
 CREATE INDEX one_time_tokens_digest_idx ON auth.one_time_tokens USING btree (token_digest);
 
 --
+-- Name: one_time_tokens_pending_signup_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX one_time_tokens_pending_signup_id_idx ON auth.one_time_tokens USING btree (pending_signup_id) WHERE (pending_signup_id IS NOT NULL);
+
+--
 -- Name: one_time_tokens_relates_to_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
 --
 
 CREATE INDEX one_time_tokens_relates_to_idx ON auth.one_time_tokens USING btree (relates_to, token_type);
+
+--
+-- Name: pending_signups_email_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX pending_signups_email_idx ON auth.pending_signups USING btree (email);
+
+--
+-- Name: pending_signups_expires_at_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX pending_signups_expires_at_idx ON auth.pending_signups USING btree (expires_at);
 
 --
 -- Name: refresh_tokens_one_live_per_session; Type: INDEX; Schema: auth; Owner: authgres_owner
@@ -5126,6 +5284,18 @@ CREATE UNIQUE INDEX signing_keys_one_current ON auth.signing_keys USING btree (s
 CREATE UNIQUE INDEX signing_keys_one_next ON auth.signing_keys USING btree (status) WHERE (status = 'next'::text);
 
 --
+-- Name: user_events_created_at_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX user_events_created_at_idx ON auth.user_events USING btree (created_at);
+
+--
+-- Name: user_events_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX user_events_user_id_idx ON auth.user_events USING btree (user_id, id);
+
+--
 -- Name: users_email_partial_key; Type: INDEX; Schema: auth; Owner: authgres_owner
 --
 
@@ -5136,6 +5306,12 @@ CREATE UNIQUE INDEX users_email_partial_key ON auth.users USING btree (email) WH
 --
 
 CREATE INDEX users_instance_id_idx ON auth.users USING btree (instance_id);
+
+--
+-- Name: sessions sessions_ended; Type: TRIGGER; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TRIGGER sessions_ended AFTER DELETE ON auth.sessions REFERENCING OLD TABLE AS ended FOR EACH STATEMENT EXECUTE FUNCTION auth._sessions_ended();
 
 --
 -- Name: api_keys api_keys_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -5192,6 +5368,13 @@ ALTER TABLE ONLY auth.mfa_factors
 
 ALTER TABLE ONLY auth.mfa_recovery_codes
     ADD CONSTRAINT mfa_recovery_codes_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: one_time_tokens one_time_tokens_pending_signup_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.one_time_tokens
+    ADD CONSTRAINT one_time_tokens_pending_signup_id_fkey FOREIGN KEY (pending_signup_id) REFERENCES auth.pending_signups(id) ON DELETE CASCADE;
 
 --
 -- Name: one_time_tokens one_time_tokens_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -5269,6 +5452,12 @@ ALTER TABLE auth.mfa_recovery_codes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE auth.one_time_tokens ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: pending_signups; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.pending_signups ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: rate_limits; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
 --
 
@@ -5309,6 +5498,12 @@ ALTER TABLE auth.settings ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE auth.signing_keys ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: user_events; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.user_events ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: users; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
@@ -5597,6 +5792,12 @@ REVOKE ALL ON FUNCTION auth._session_of(p_response jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._session_response(p_user auth.users, p_session auth.sessions, p_refresh_token text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _sessions_ended(); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._sessions_ended() FROM PUBLIC;
+
+--
 -- Name: FUNCTION _sign_claims(p_claims jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -5649,6 +5850,12 @@ REVOKE ALL ON FUNCTION auth._totp_step_spent(p_factor auth.mfa_factors, p_code t
 --
 
 REVOKE ALL ON FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _user_event(p_user_id uuid, p_kind text, p_data jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _user_json(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -12,8 +12,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar, overload
 
@@ -214,6 +216,37 @@ class Networks(Reader):
             raise ConfigError(f"{name}: {error}") from None
 
 
+class FixedCodes(Reader):
+    """Comma-separated `recipient:code` pairs (GoTrue's SMS_TEST_OTP format), codes of 6 to 10 digits."""
+
+    _CODE = re.compile(r"^[0-9]{6,10}$")
+
+    def parse(self, raw: str, name: str, default: Any) -> dict[str, str]:
+        codes = {}
+        for item in filter(None, (part.strip() for part in raw.split(","))):
+            recipient, _, code = item.rpartition(":")
+            if not recipient or not self._CODE.match(code.strip()):
+                raise ConfigError(f"{name}: {item!r} is not recipient:code with a code of 6 to 10 digits")
+            codes[recipient.strip().lower()] = code.strip()
+        return codes
+
+    def show(self, default: Any) -> str:
+        return "unset"
+
+
+class Timestamp(Reader):
+    """An ISO 8601 date and time (UTC unless it says otherwise); blank is unset."""
+
+    def parse(self, raw: str, name: str, default: Any) -> Any:
+        if not raw.strip():
+            return default
+        try:
+            value = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name} must be an ISO 8601 date and time, not {raw!r}") from None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 class CharacterSets(Reader):
     """GoTrue's format: sets separated by ':', with '\\:' standing for a literal colon."""
 
@@ -346,6 +379,8 @@ class Settings(_FromEnvironment):
     )
     mailer_autoconfirm: bool = setting(False, env="AUTHGRES_MAILER_AUTOCONFIRM", read=Flag(), sql=True)
     disable_signup: bool = setting(False, env="AUTHGRES_DISABLE_SIGNUP", read=Flag(), sql=True)
+    signup_deferred: bool = setting(False, env="AUTHGRES_SIGNUP_DEFERRED", read=Flag(), sql=True)
+    account_deletion: str = setting("hard", env="AUTHGRES_ACCOUNT_DELETION", read=Choice("hard", "soft"), sql=True)
     anonymous_users_enabled: bool = setting(
         False, env="AUTHGRES_EXTERNAL_ANONYMOUS_USERS_ENABLED", read=Flag(), sql=True
     )
@@ -376,6 +411,13 @@ class Settings(_FromEnvironment):
     mailer_secure_email_change: bool = setting(
         True, env="AUTHGRES_MAILER_SECURE_EMAIL_CHANGE_ENABLED", read=Flag(), sql=True
     )
+    # Checked in __post_init__: fixed codes need a valid-until in the future.
+    mailer_test_otp: dict[str, str] = setting(
+        default_factory=dict, env="AUTHGRES_MAILER_TEST_OTP", read=FixedCodes(), sql=True
+    )
+    mailer_test_otp_valid_until: datetime | None = setting(
+        None, env="AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL", read=Timestamp(), sql=True
+    )
     mailer_link_confirm_page: bool = setting(False, env="AUTHGRES_MAILER_LINK_CONFIRM_PAGE", read=Flag())
     mailer_templates: str | None = setting(None, env="AUTHGRES_MAILER_TEMPLATES", read=OptionalText())
     mailer_delivery: tuple[tuple[str, str], ...] = setting((), env="AUTHGRES_MAILER_DELIVERY", read=DeliveryModes())
@@ -398,6 +440,9 @@ class Settings(_FromEnvironment):
         None, env="AUTHGRES_HOOK_PASSWORD_VERIFICATION_ATTEMPT", read=OptionalText(), sql=True
     )
     hook_send_email: str | None = setting(None, env="AUTHGRES_HOOK_SEND_EMAIL", read=OptionalText(), sql=True)
+    hook_before_user_deleted: str | None = setting(
+        None, env="AUTHGRES_HOOK_BEFORE_USER_DELETED", read=OptionalText(), sql=True
+    )
     db_statement_timeout_ms: int = setting(10000, env="AUTHGRES_DB_STATEMENT_TIMEOUT_MS", read=Integer(minimum=1))
     db_prepared_statements: str = setting(
         "auto", env="AUTHGRES_DB_PREPARED_STATEMENTS", read=Choice("auto", "on", "off")
@@ -434,9 +479,18 @@ class Settings(_FromEnvironment):
     metrics_port: int | None = setting(None, env="AUTHGRES_METRICS_PORT", read=OptionalInteger(maximum=65535))
     metrics_host: str = setting("127.0.0.1", env="AUTHGRES_METRICS_HOST", read=Text())
 
+    def __post_init__(self) -> None:
+        if self.mailer_test_otp and not (
+            self.mailer_test_otp_valid_until and self.mailer_test_otp_valid_until > datetime.now(UTC)
+        ):
+            raise ConfigError(
+                "AUTHGRES_MAILER_TEST_OTP needs AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL, a time in the future"
+            )
+
     def sql_settings(self) -> dict[str, Any]:
         """The part of the configuration that the SQL functions read (auth.settings), by column."""
         values = {each.column: getattr(self, each.name) for each in declarations(Settings) if each.column}
+        values = {column: v.isoformat() if isinstance(v, datetime) else v for column, v in values.items()}
         return {**values, "jwt_issuer": self.issuer}
 
     @property

@@ -4,6 +4,7 @@
 \ir jwt.sql
 \ir settings.sql
 \ir audit.sql
+\ir events.sql
 \ir hooks.sql
 \ir users.sql
 \ir api_keys.sql

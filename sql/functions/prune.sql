@@ -29,6 +29,14 @@ begin
     select id from auth.one_time_tokens where expires_at < pg_catalog.now() limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
+  delete from auth.pending_signups where id in (
+    select id from auth.pending_signups where expires_at < pg_catalog.now() limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.user_events where id in (
+    select id from auth.user_events where created_at < pg_catalog.now() - interval '1 day' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
   delete from auth.mfa_challenges where id in (
     select id from auth.mfa_challenges where expires_at < pg_catalog.now() - interval '1 day' limit p_batch);
   get diagnostics v_count = row_count;
