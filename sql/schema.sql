@@ -560,6 +560,88 @@ ALTER FUNCTION auth._decode_json_segment(p_segment text) OWNER TO authgres_owner
 COMMENT ON FUNCTION auth._decode_json_segment(p_segment text) IS 'JSON from one base64url JWT segment, or NULL when the segment is not valid base64url JSON.';
 
 --
+-- Name: _defer_signup(text, text, jsonb, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_user auth.users;
+  v_pending auth.pending_signups;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_user from auth.users where email = p_email and not is_sso_user;
+  if not found then
+    insert into auth.pending_signups (email, password_hash, data, expires_at)
+    values (p_email, p_password_hash, coalesce(p_data, '{}'),
+            pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
+    returning * into v_pending;
+    v_user.email := p_email;
+    v_user.raw_user_meta_data := v_pending.data;
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id);
+  elsif v_user.email_confirmed_at is null then
+    -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to);
+  end if;
+  -- The same answer whether the address is new, pending or registered: nothing in it depends on which
+  -- (no timestamps; the id is derived from the address and is not the id the user will have).
+  return pg_catalog.jsonb_build_object(
+    'id', pg_catalog.encode(pg_catalog.substr(pg_catalog.sha256(
+            pg_catalog.convert_to('authgres pending sign-up ' || p_email, 'UTF8')), 1, 16), 'hex')::uuid,
+    'aud', v_settings.jwt_aud, 'role', '', 'email', p_email, 'phone', '',
+    'app_metadata', '{"provider": "email", "providers": ["email"]}'::jsonb,
+    'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb, 'is_anonymous', false);
+end
+$$;
+
+ALTER FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text) IS 'Deferred sign-up: records a pending sign-up and emails its code (nothing for a registered address); the answer is the same for new, pending and registered addresses.';
+
+--
+-- Name: _delete_user(auth.users, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._delete_user(p_user auth.users, p_soft boolean) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  -- Told before the rows go: the sessions' own session_revoked events follow from the cascade.
+  perform auth._user_event(p_user.id, 'account_deleted');
+  if not p_soft then
+    delete from auth.users where id = p_user.id;
+    return;
+  end if;
+  -- Soft: the row stays for foreign keys, but nothing can sign in with it and its address is free.
+  delete from auth.sessions where user_id = p_user.id;
+  delete from auth.identities where user_id = p_user.id;
+  delete from auth.mfa_factors where user_id = p_user.id;
+  delete from auth.mfa_recovery_codes where user_id = p_user.id;
+  delete from auth.one_time_tokens where user_id = p_user.id;
+  update auth.api_keys set revoked_at = pg_catalog.now() where user_id = p_user.id and revoked_at is null;
+  update auth.users set email = null, phone = null, encrypted_password = null, email_change = '',
+         deleted_at = pg_catalog.now(), updated_at = pg_catalog.now()
+   where id = p_user.id;
+end
+$$;
+
+ALTER FUNCTION auth._delete_user(p_user auth.users, p_soft boolean) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _delete_user(p_user auth.users, p_soft boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._delete_user(p_user auth.users, p_soft boolean) IS 'Removes a user with everything it signs in with (sessions, identities, factors, API keys), or with p_soft keeps the row freed of address and secrets; emits account_deleted.';
+
+--
 -- Name: mfa_factors; Type: TABLE; Schema: auth; Owner: authgres_owner
 --
 
@@ -735,6 +817,190 @@ ALTER FUNCTION auth._factor_of(p_user_id uuid, p_factor_id uuid) OWNER TO authgr
 COMMENT ON FUNCTION auth._factor_of(p_user_id uuid, p_factor_id uuid) IS 'The user''s factor, or AUM01.';
 
 --
+-- Name: settings; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.settings (
+    singleton boolean DEFAULT true NOT NULL,
+    site_url text DEFAULT 'http://localhost:3000'::text NOT NULL,
+    jwt_exp integer DEFAULT 3600 NOT NULL,
+    jwt_aud text DEFAULT 'authenticated'::text NOT NULL,
+    jwt_issuer text,
+    jwt_default_role text DEFAULT 'authenticated'::text NOT NULL,
+    mailer_autoconfirm boolean DEFAULT false NOT NULL,
+    disable_signup boolean DEFAULT false NOT NULL,
+    anonymous_users_enabled boolean DEFAULT false NOT NULL,
+    refresh_token_reuse_interval integer DEFAULT 10 NOT NULL,
+    refresh_token_replay_revokes text DEFAULT 'session'::text NOT NULL,
+    sessions_timebox integer,
+    sessions_inactivity_timeout integer,
+    sessions_single_per_user boolean DEFAULT false NOT NULL,
+    hook_custom_access_token text,
+    hook_before_user_created text,
+    hook_password_verification_attempt text,
+    hook_send_email text,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    mailer_otp_exp integer DEFAULT 3600 NOT NULL,
+    mailer_otp_length integer DEFAULT 6 NOT NULL,
+    mailer_otp_max_attempts integer DEFAULT 5 NOT NULL,
+    mailer_secure_email_change boolean DEFAULT true NOT NULL,
+    smtp_max_frequency integer DEFAULT 60 NOT NULL,
+    rate_limit_email_per_address integer DEFAULT 30 NOT NULL,
+    rate_limit_email_per_ip integer DEFAULT 100 NOT NULL,
+    secure_password_change boolean DEFAULT false NOT NULL,
+    mfa_challenge_expiry integer DEFAULT 300 NOT NULL,
+    mfa_max_attempts integer DEFAULT 5 NOT NULL,
+    mfa_max_enrolled_factors integer DEFAULT 10 NOT NULL,
+    mfa_email text DEFAULT 'off'::text NOT NULL,
+    mfa_email_strict boolean DEFAULT false NOT NULL,
+    audit_retention_days integer DEFAULT 90 NOT NULL,
+    signup_deferred boolean DEFAULT false NOT NULL,
+    account_deletion text DEFAULT 'hard'::text NOT NULL,
+    hook_before_user_deleted text,
+    mailer_test_otp jsonb DEFAULT '{}'::jsonb NOT NULL,
+    mailer_test_otp_valid_until timestamp with time zone,
+    CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
+    CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
+    CONSTRAINT settings_jwt_exp_check CHECK ((jwt_exp > 0)),
+    CONSTRAINT settings_mailer_otp_exp_check CHECK ((mailer_otp_exp > 0)),
+    CONSTRAINT settings_mailer_otp_length_check CHECK (((mailer_otp_length >= 6) AND (mailer_otp_length <= 10))),
+    CONSTRAINT settings_mailer_otp_max_attempts_check CHECK ((mailer_otp_max_attempts > 0)),
+    CONSTRAINT settings_mailer_test_otp_check CHECK ((jsonb_typeof(mailer_test_otp) = 'object'::text)),
+    CONSTRAINT settings_mfa_challenge_expiry_check CHECK ((mfa_challenge_expiry > 0)),
+    CONSTRAINT settings_mfa_email_check CHECK ((mfa_email = ANY (ARRAY['off'::text, 'optional'::text, 'required'::text]))),
+    CONSTRAINT settings_mfa_max_attempts_check CHECK ((mfa_max_attempts > 0)),
+    CONSTRAINT settings_mfa_max_enrolled_factors_check CHECK ((mfa_max_enrolled_factors > 0)),
+    CONSTRAINT settings_rate_limit_email_per_address_check CHECK ((rate_limit_email_per_address >= 0)),
+    CONSTRAINT settings_rate_limit_email_per_ip_check CHECK ((rate_limit_email_per_ip >= 0)),
+    CONSTRAINT settings_refresh_token_replay_revokes_check CHECK ((refresh_token_replay_revokes = ANY (ARRAY['session'::text, 'user'::text]))),
+    CONSTRAINT settings_refresh_token_reuse_interval_check CHECK ((refresh_token_reuse_interval >= 0)),
+    CONSTRAINT settings_sessions_inactivity_timeout_check CHECK ((sessions_inactivity_timeout > 0)),
+    CONSTRAINT settings_sessions_timebox_check CHECK ((sessions_timebox > 0)),
+    CONSTRAINT settings_singleton_check CHECK (singleton),
+    CONSTRAINT settings_smtp_max_frequency_check CHECK ((smtp_max_frequency >= 0))
+);
+
+ALTER TABLE auth.settings OWNER TO authgres_owner;
+
+--
+-- Name: TABLE settings; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.settings IS 'The one row of behaviour settings the SQL functions read; the service writes it at start-up from its AUTHGRES_* environment (auth.configure).';
+
+--
+-- Name: COLUMN settings.refresh_token_reuse_interval; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.refresh_token_reuse_interval IS 'Seconds after its rotation during which a refresh token may still be presented (concurrent tabs).';
+
+--
+-- Name: COLUMN settings.refresh_token_replay_revokes; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.refresh_token_replay_revokes IS 'What a replayed refresh token ends: its own session, or every session of its user.';
+
+--
+-- Name: COLUMN settings.sessions_timebox; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.sessions_timebox IS 'Seconds after sign-in when a session can no longer refresh (NULL: never).';
+
+--
+-- Name: COLUMN settings.sessions_inactivity_timeout; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.sessions_inactivity_timeout IS 'Seconds without a refresh after which a session ends (NULL: never).';
+
+--
+-- Name: COLUMN settings.sessions_single_per_user; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.sessions_single_per_user IS 'A new sign-in ends the user''s older sessions at their next refresh.';
+
+--
+-- Name: COLUMN settings.hook_custom_access_token; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.hook_custom_access_token IS 'A function f(event jsonb) returns jsonb that may change access-token claims (see auth._call_hook).';
+
+--
+-- Name: COLUMN settings.hook_before_user_created; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.hook_before_user_created IS 'A function f(event jsonb) returns jsonb that may reject a new user with {"error": {"message": ...}}.';
+
+--
+-- Name: COLUMN settings.hook_password_verification_attempt; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.hook_password_verification_attempt IS 'A function f(event jsonb) returns jsonb told of every password check; it may refuse a correct one.';
+
+--
+-- Name: COLUMN settings.hook_send_email; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.hook_send_email IS 'A function f(event jsonb) returns jsonb that delivers emails itself, in place of the outbox.';
+
+--
+-- Name: COLUMN settings.smtp_max_frequency; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.smtp_max_frequency IS 'Minimum seconds between two emails of one kind to one address.';
+
+--
+-- Name: COLUMN settings.rate_limit_email_per_address; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.rate_limit_email_per_address IS 'Emails per hour to one address.';
+
+--
+-- Name: COLUMN settings.rate_limit_email_per_ip; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.rate_limit_email_per_ip IS 'Emails per hour requested from one client IP.';
+
+--
+-- Name: COLUMN settings.secure_password_change; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.secure_password_change IS 'A password change needs a reauthentication nonce when the session is older than 24 hours.';
+
+--
+-- Name: COLUMN settings.mfa_email; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.mfa_email IS 'Email as a second step after the password: off, optional (users who enrol an email factor), or required.';
+
+--
+-- Name: COLUMN settings.mfa_email_strict; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.mfa_email_strict IS 'The password grant answers twofa_required and no session until the emailed code is given.';
+
+--
+-- Name: COLUMN settings.audit_retention_days; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.audit_retention_days IS 'Audit entries older than this many days are pruned (0 keeps them).';
+
+--
+-- Name: _fixed_code(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._fixed_code(p_address text) RETURNS text
+    LANGUAGE sql STABLE
+    RETURN (SELECT (s.mailer_test_otp ->> _fixed_code.p_address) FROM auth.settings s WHERE (s.mailer_test_otp_valid_until > now()));
+
+ALTER FUNCTION auth._fixed_code(p_address text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _fixed_code(p_address text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._fixed_code(p_address text) IS 'The fixed development code of an address listed in mailer_test_otp, while mailer_test_otp_valid_until is ahead; else NULL.';
+
+--
 -- Name: _get_user(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -889,10 +1155,10 @@ ALTER FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factor
 COMMENT ON FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) IS 'Emails a second-step code and records the challenge it answers.';
 
 --
--- Name: _issue_token(auth.users, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: _issue_token(auth.users, text, text, text, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text) RETURNS record
+CREATE FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid DEFAULT NULL::uuid, OUT code text, OUT link_token text) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -900,13 +1166,18 @@ declare
   v_settings auth.settings;
 begin
   select * into v_settings from auth.settings;
-  code := pg_catalog.lpad(
+  code := coalesce(auth._fixed_code(p_address), pg_catalog.lpad(
     ((('x' || pg_catalog.encode(auth._random_bytes(7), 'hex'))::bit(56)::bigint
       % (10::bigint ^ v_settings.mailer_otp_length)::bigint))::text,
-    v_settings.mailer_otp_length, '0');
+    v_settings.mailer_otp_length, '0'));
   link_token := auth._link_token(p_address, code);
-  insert into auth.one_time_tokens as t (user_id, token_type, token_digest, relates_to, redirect_to, expires_at)
-  values (p_user.id, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
+  if p_pending_signup is not null then
+    -- A pending sign-up has no user row to key on: its live token is replaced by hand.
+    delete from auth.one_time_tokens where pending_signup_id = p_pending_signup and token_type = p_token_type;
+  end if;
+  insert into auth.one_time_tokens as t
+    (user_id, pending_signup_id, token_type, token_digest, relates_to, redirect_to, expires_at)
+  values (p_user.id, p_pending_signup, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
           pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
   on conflict (user_id, token_type) do update
      set token_digest = excluded.token_digest, relates_to = excluded.relates_to,
@@ -915,13 +1186,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text) OWNER TO authgres_owner;
+ALTER FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text) IS 'Issues a fresh token of p_token_type (replacing any live one); the code and link token are returned, never stored.';
+COMMENT ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text) IS 'Issues a fresh token of p_token_type for the user, or for the pending sign-up p_pending_signup (replacing any live one); the code and link token are returned, never stored.';
 
 --
 -- Name: _link_token(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1226,10 +1497,10 @@ ALTER FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) OWNER 
 COMMENT ON FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) IS 'The "mac" header member of an ES256 token minted with this mac_key.';
 
 --
--- Name: _queue_email(auth.users, text, text, text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: _queue_email(auth.users, text, text, text, jsonb, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb DEFAULT '{}'::jsonb) RETURNS void
+CREATE FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb DEFAULT '{}'::jsonb, p_pending_signup uuid DEFAULT NULL::uuid) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -1239,7 +1510,7 @@ declare
   v_payload jsonb;
 begin
   select * into v_settings from auth.settings;
-  select * into v_token from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to);
+  select * into v_token from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to, p_pending_signup);
   v_payload := pg_catalog.jsonb_build_object(
       'token', v_token.code,
       'token_hash', v_token.link_token,
@@ -1248,7 +1519,9 @@ begin
       'site_url', v_settings.site_url,
       'data', p_user.raw_user_meta_data,
       'verify_type', auth._verification_type(p_token_type)) || p_extra;
-  if v_settings.hook_send_email is not null then
+  if auth._fixed_code(p_address) is not null then
+    null;  -- a development address: its code is known, nothing is sent
+  elsif v_settings.hook_send_email is not null then
     -- The hook takes over delivery, in this transaction: typically it queues the email its own way.
     perform auth._call_hook(v_settings.hook_send_email, pg_catalog.jsonb_build_object(
       'user', auth._user_json(p_user), 'email_data', v_payload || pg_catalog.jsonb_build_object(
@@ -1267,13 +1540,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb) OWNER TO authgres_owner;
+ALTER FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb) IS 'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction.';
+COMMENT ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid) IS 'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction (for a pending sign-up: p_user holds only its address and metadata, p_pending_signup its id).';
 
 --
 -- Name: _raise_session_aal(auth.users, auth.sessions, auth.mfa_factors, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1485,6 +1758,40 @@ ALTER FUNCTION auth._require_admin(p_token text) OWNER TO authgres_owner;
 --
 
 COMMENT ON FUNCTION auth._require_admin(p_token text) IS 'The claims of an admin token (role service_role); AUA01 for any other.';
+
+--
+-- Name: _resend_pending_signup(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_pending auth.pending_signups;
+  v_user auth.users;
+begin
+  update auth.pending_signups
+     set expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => (select s.mailer_otp_exp from auth.settings s))
+   where id = (select p.id from auth.pending_signups p
+                where p.email = p_email and p.expires_at > pg_catalog.now()
+                order by p.created_at desc limit 1)
+  returning * into v_pending;
+  if found then
+    v_user.email := p_email;
+    v_user.raw_user_meta_data := v_pending.data;
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id);
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _resend_pending_signup(p_email text, p_redirect_to text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text) IS 'POST /resend for an address with a pending sign-up: a fresh code for the newest one, which lives on.';
 
 --
 -- Name: _run_hook(regproc, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_hook
@@ -1797,6 +2104,38 @@ ALTER FUNCTION auth._signing_key_json(p_key auth.signing_keys) OWNER TO authgres
 COMMENT ON FUNCTION auth._signing_key_json(p_key auth.signing_keys) IS 'A signing key without its secrets.';
 
 --
+-- Name: _spend_reauthentication_nonce(auth.users, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_nonce auth.one_time_tokens;
+begin
+  if p_nonce is null then
+    raise exception using errcode = 'AUE02', message = p_missing;
+  end if;
+  select * into v_nonce from auth.one_time_tokens
+   where user_id = p_user.id and token_type = 'reauthentication' for update;
+  if not found or v_nonce.expires_at <= pg_catalog.now() or not auth._equal_keyed(
+       v_nonce.token_digest, auth._token_hash(auth._link_token(v_nonce.relates_to, pg_catalog.btrim(p_nonce)))) then
+    raise exception using errcode = 'AUE03', message = 'Nonce has expired or is invalid';
+  end if;
+  delete from auth.one_time_tokens where id = v_nonce.id;
+end
+$$;
+
+ALTER FUNCTION auth._spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text) IS 'Consumes the user''s GET /reauthenticate nonce: AUE02 (with p_missing) when none is given, AUE03 when it is wrong or expired.';
+
+--
 -- Name: _start_session(auth.users, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -2017,6 +2356,36 @@ ALTER FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb) OWNER
 --
 
 COMMENT ON FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb) IS 'Records an event for the user''s clients and NOTIFYs it on authgres_user_events at commit.';
+
+--
+-- Name: _user_from_pending_signup(uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._user_from_pending_signup(p_pending_signup uuid, p_ip inet) RETURNS auth.users
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_pending auth.pending_signups;
+  v_user auth.users;
+begin
+  delete from auth.pending_signups where id = p_pending_signup returning * into v_pending;
+  if not found or v_pending.expires_at <= pg_catalog.now() then
+    return null;
+  end if;
+  -- Two pending sign-ups of one address verified at once: the unique address lets one insert win, and
+  -- the other finds it taken.
+  return auth._new_email_user(v_pending.email, v_pending.password_hash, v_pending.data, p_ip);
+end
+$$;
+
+ALTER FUNCTION auth._user_from_pending_signup(p_pending_signup uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _user_from_pending_signup(p_pending_signup uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._user_from_pending_signup(p_pending_signup uuid, p_ip inet) IS 'The user a verified pending sign-up becomes (unconfirmed yet); NULL when it expired or its address is taken.';
 
 --
 -- Name: _user_json(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2468,18 +2837,7 @@ begin
   perform auth._require_admin(p_admin_token);
   v_user := auth._admin_user(p_user_id);
   perform auth._audit_admin('user_deleted', v_user, p_ip, pg_catalog.jsonb_build_object('soft', p_soft));
-  if not p_soft then
-    delete from auth.users where id = v_user.id;
-    return '{}';
-  end if;
-  -- Soft delete: the row stays for foreign keys, but nothing can sign in with it and its address is free.
-  delete from auth.sessions where user_id = v_user.id;
-  delete from auth.identities where user_id = v_user.id;
-  delete from auth.mfa_factors where user_id = v_user.id;
-  delete from auth.one_time_tokens where user_id = v_user.id;
-  update auth.users set email = null, phone = null, encrypted_password = null, email_change = '',
-         deleted_at = pg_catalog.now(), updated_at = pg_catalog.now()
-   where id = v_user.id;
+  perform auth._delete_user(v_user, p_soft);
   return '{}';
 end
 $$;
@@ -3094,6 +3452,56 @@ ALTER FUNCTION auth.current_password_hash(p_access_token text) OWNER TO authgres
 COMMENT ON FUNCTION auth.current_password_hash(p_access_token text) IS 'The token user''s password hash, for the service to compare a new password with the old one.';
 
 --
+-- Name: delete_own_account(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.delete_own_account(p_access_token text, p_verified_hash text DEFAULT NULL::text, p_nonce text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_auth record;
+  v_user auth.users;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_auth from auth._signed_in(p_access_token);
+  v_user := v_auth.usr;
+  if (v_auth.sess).aal is distinct from 'aal2'
+     and exists (select from auth.mfa_factors where user_id = v_user.id and status = 'verified') then
+    raise exception using errcode = 'AUM02', message = 'AAL2 session is required to delete an account with MFA';
+  end if;
+  if v_user.encrypted_password is not null then
+    if p_verified_hash is null then
+      raise exception using errcode = 'AUE02', message = 'Deleting the account requires the password';
+    end if;
+    -- The hash must still be the one the service verified: a password changed meanwhile wins.
+    if p_verified_hash is distinct from v_user.encrypted_password then
+      raise exception using errcode = 'AUS05', message = 'Invalid login credentials';
+    end if;
+  elsif not v_user.is_anonymous then
+    perform auth._spend_reauthentication_nonce(v_user, p_nonce, 'Deleting the account requires reauthentication');
+  end if;
+  if v_settings.hook_before_user_deleted is not null then
+    perform auth._call_hook(v_settings.hook_before_user_deleted, pg_catalog.jsonb_build_object(
+      'user', auth._user_json(v_user),
+      'metadata', pg_catalog.jsonb_build_object('ip_address', pg_catalog.host(p_ip), 'actor', 'self')));
+  end if;
+  perform auth._audit(v_user, 'user_deleted', 'user', p_ip,
+                      pg_catalog.jsonb_build_object('soft', v_settings.account_deletion = 'soft'));
+  perform auth._delete_user(v_user, v_settings.account_deletion = 'soft');
+end
+$$;
+
+ALTER FUNCTION auth.delete_own_account(p_access_token text, p_verified_hash text, p_nonce text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION delete_own_account(p_access_token text, p_verified_hash text, p_nonce text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.delete_own_account(p_access_token text, p_verified_hash text, p_nonce text, p_ip inet) IS 'DELETE /user: the signed-in user deletes their account (hard or soft per account_deletion). A user with a password proves it (p_verified_hash: the hash the service verified it against), one without a nonce from GET /reauthenticate; an anonymous user needs neither; verified factors require an aal2 session. The before_user_deleted hook may veto.';
+
+--
 -- Name: email(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -3683,6 +4091,9 @@ begin
   perform auth._throttle_email(v_email, 'resend-' || p_type, p_ip);
   select * into v_user from auth.users where email = v_email and not is_sso_user and deleted_at is null;
   if not found then
+    if p_type = 'signup' then
+      perform auth._resend_pending_signup(v_email, p_redirect_to);
+    end if;
     return '{}';
   end if;
   if p_type = 'signup' and v_user.email_confirmed_at is null then
@@ -3837,6 +4248,10 @@ begin
   if not found then
     -- Unknown address without permission to create it: nothing to send, and the caller is not told.
     if not p_create_user or v_settings.disable_signup then
+      return '{}';
+    end if;
+    if v_settings.signup_deferred then
+      perform auth._defer_signup(v_email, null, p_data, p_redirect_to);
       return '{}';
     end if;
     v_user := auth._new_email_user(v_email, null, p_data, p_ip);
@@ -4049,6 +4464,9 @@ begin
   end if;
   if not v_settings.mailer_autoconfirm then
     perform auth._throttle_email(v_email, 'confirmation', p_ip);
+    if v_settings.signup_deferred then
+      return auth._defer_signup(v_email, p_password_hash, p_data, p_redirect_to);
+    end if;
   end if;
 
   v_user := auth._new_email_user(v_email, p_password_hash, p_data, p_ip);
@@ -4090,7 +4508,7 @@ ALTER FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_
 -- Name: FUNCTION sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) IS 'Email + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken address. Otherwise the unconfirmed user with a confirmation email queued (a look-alike without identities when the address is already confirmed).';
+COMMENT ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) IS 'Email + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken address. Deferred: a pending sign-up (see _defer_signup). Otherwise the unconfirmed user with a confirmation email queued (a look-alike without identities when the address is already confirmed).';
 
 --
 -- Name: signing_keys_for_service(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4191,7 +4609,6 @@ declare
   v_auth record;
   v_user auth.users;
   v_email text;
-  v_nonce auth.one_time_tokens;
 begin
   select * into v_settings from auth.settings;
   select * into v_auth from auth._authorize(p_access_token, true);
@@ -4215,16 +4632,7 @@ begin
     end if;
     if p_nonce is not null or (v_settings.secure_password_change
         and coalesce((v_auth.sess).created_at, '-infinity') < pg_catalog.now() - interval '24 hours') then
-      if p_nonce is null then
-        raise exception using errcode = 'AUE02', message = 'Password update requires reauthentication';
-      end if;
-      select * into v_nonce from auth.one_time_tokens
-       where user_id = v_user.id and token_type = 'reauthentication' for update;
-      if not found or v_nonce.expires_at <= pg_catalog.now() or not auth._equal_keyed(
-           v_nonce.token_digest, auth._token_hash(auth._link_token(v_nonce.relates_to, pg_catalog.btrim(p_nonce)))) then
-        raise exception using errcode = 'AUE03', message = 'Nonce has expired or is invalid';
-      end if;
-      delete from auth.one_time_tokens where id = v_nonce.id;
+      perform auth._spend_reauthentication_nonce(v_user, p_nonce, 'Password update requires reauthentication');
     end if;
     update auth.users set encrypted_password = p_password_hash, updated_at = pg_catalog.now()
      where id = v_user.id
@@ -4305,10 +4713,10 @@ ALTER FUNCTION auth.verify(token text, secret text, algorithm text) OWNER TO aut
 COMMENT ON FUNCTION auth.verify(token text, secret text, algorithm text) IS 'Verifies a compact JWT (pgjwt-compatible): valid only with a matching signature under the given algorithm, a header naming that algorithm, a numeric exp in the future and no nbf in the future.';
 
 --
--- Name: verify_email_token(text, text, text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: verify_email_token(text, text, text, text, text, inet, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.verify_email_token(p_type text, p_email text DEFAULT NULL::text, p_code text DEFAULT NULL::text, p_token_hash text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.verify_email_token(p_type text, p_email text DEFAULT NULL::text, p_code text DEFAULT NULL::text, p_token_hash text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_password_hash text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -4373,8 +4781,18 @@ begin
     end if;
   end if;
 
+  if p_password_hash is not null and v_token.token_type <> 'recovery' then
+    raise exception using errcode = 'AUV01', message = 'A new password can only be set with a recovery code';
+  end if;
   delete from auth.one_time_tokens where id = v_token.id;
-  select * into strict v_user from auth.users where id = v_token.user_id;
+  if v_token.pending_signup_id is not null then
+    v_user := auth._user_from_pending_signup(v_token.pending_signup_id, p_ip);
+    if v_user.id is null then
+      return auth._verify_error('Email link is invalid or has expired');
+    end if;
+  else
+    select * into strict v_user from auth.users where id = v_token.user_id;
+  end if;
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
   end if;
@@ -4416,6 +4834,15 @@ begin
     v_user := auth._confirm_email(v_user);
   end if;
 
+  if p_password_hash is not null then
+    -- The one-call reset: the new password, and every session that knew the old one ends.
+    update auth.users set encrypted_password = p_password_hash, updated_at = pg_catalog.now()
+     where id = v_user.id
+    returning * into v_user;
+    delete from auth.sessions where user_id = v_user.id;
+    perform auth._audit(v_user, 'user_updated_password', 'user', p_ip, '{"via": "recovery"}');
+    perform auth._user_event(v_user.id, 'password_changed');
+  end if;
   delete from auth.one_time_tokens
    where user_id = v_user.id and token_type in ('confirmation', 'invite', 'magiclink', 'recovery');
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
@@ -4426,13 +4853,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet) IS 'POST/GET /verify: consumes an emailed token (by address + code, or by link token) and signs the user in, in one transaction. Wrong codes count against the token; the failure is returned as {"error": "AUO01"} so that the count commits. The response also names the token''s redirect_to.';
+COMMENT ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text) IS 'POST/GET /verify: consumes an emailed token (by address + code, or by link token) and signs the user in, in one transaction; with p_password_hash (recovery tokens only) it also sets the new password and ends the user''s other sessions. Wrong codes count against the token; the failure is returned as {"error": "AUO01"} so that the count commits. The response also names the token''s redirect_to.';
 
 --
 -- Name: verify_factor(text, uuid, uuid, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4754,174 +5181,6 @@ COMMENT ON TABLE auth.schema_migrations IS 'Versions of sql/migrations applied t
 --
 
 COMMENT ON COLUMN auth.schema_migrations.checksum IS 'SHA-256 of the migration file: sql/migrate.sh refuses to run when an applied migration has changed.';
-
---
--- Name: settings; Type: TABLE; Schema: auth; Owner: authgres_owner
---
-
-CREATE TABLE auth.settings (
-    singleton boolean DEFAULT true NOT NULL,
-    site_url text DEFAULT 'http://localhost:3000'::text NOT NULL,
-    jwt_exp integer DEFAULT 3600 NOT NULL,
-    jwt_aud text DEFAULT 'authenticated'::text NOT NULL,
-    jwt_issuer text,
-    jwt_default_role text DEFAULT 'authenticated'::text NOT NULL,
-    mailer_autoconfirm boolean DEFAULT false NOT NULL,
-    disable_signup boolean DEFAULT false NOT NULL,
-    anonymous_users_enabled boolean DEFAULT false NOT NULL,
-    refresh_token_reuse_interval integer DEFAULT 10 NOT NULL,
-    refresh_token_replay_revokes text DEFAULT 'session'::text NOT NULL,
-    sessions_timebox integer,
-    sessions_inactivity_timeout integer,
-    sessions_single_per_user boolean DEFAULT false NOT NULL,
-    hook_custom_access_token text,
-    hook_before_user_created text,
-    hook_password_verification_attempt text,
-    hook_send_email text,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    mailer_otp_exp integer DEFAULT 3600 NOT NULL,
-    mailer_otp_length integer DEFAULT 6 NOT NULL,
-    mailer_otp_max_attempts integer DEFAULT 5 NOT NULL,
-    mailer_secure_email_change boolean DEFAULT true NOT NULL,
-    smtp_max_frequency integer DEFAULT 60 NOT NULL,
-    rate_limit_email_per_address integer DEFAULT 30 NOT NULL,
-    rate_limit_email_per_ip integer DEFAULT 100 NOT NULL,
-    secure_password_change boolean DEFAULT false NOT NULL,
-    mfa_challenge_expiry integer DEFAULT 300 NOT NULL,
-    mfa_max_attempts integer DEFAULT 5 NOT NULL,
-    mfa_max_enrolled_factors integer DEFAULT 10 NOT NULL,
-    mfa_email text DEFAULT 'off'::text NOT NULL,
-    mfa_email_strict boolean DEFAULT false NOT NULL,
-    audit_retention_days integer DEFAULT 90 NOT NULL,
-    signup_deferred boolean DEFAULT false NOT NULL,
-    account_deletion text DEFAULT 'hard'::text NOT NULL,
-    hook_before_user_deleted text,
-    mailer_test_otp jsonb DEFAULT '{}'::jsonb NOT NULL,
-    mailer_test_otp_valid_until timestamp with time zone,
-    CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
-    CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
-    CONSTRAINT settings_jwt_exp_check CHECK ((jwt_exp > 0)),
-    CONSTRAINT settings_mailer_otp_exp_check CHECK ((mailer_otp_exp > 0)),
-    CONSTRAINT settings_mailer_otp_length_check CHECK (((mailer_otp_length >= 6) AND (mailer_otp_length <= 10))),
-    CONSTRAINT settings_mailer_otp_max_attempts_check CHECK ((mailer_otp_max_attempts > 0)),
-    CONSTRAINT settings_mailer_test_otp_check CHECK ((jsonb_typeof(mailer_test_otp) = 'object'::text)),
-    CONSTRAINT settings_mfa_challenge_expiry_check CHECK ((mfa_challenge_expiry > 0)),
-    CONSTRAINT settings_mfa_email_check CHECK ((mfa_email = ANY (ARRAY['off'::text, 'optional'::text, 'required'::text]))),
-    CONSTRAINT settings_mfa_max_attempts_check CHECK ((mfa_max_attempts > 0)),
-    CONSTRAINT settings_mfa_max_enrolled_factors_check CHECK ((mfa_max_enrolled_factors > 0)),
-    CONSTRAINT settings_rate_limit_email_per_address_check CHECK ((rate_limit_email_per_address >= 0)),
-    CONSTRAINT settings_rate_limit_email_per_ip_check CHECK ((rate_limit_email_per_ip >= 0)),
-    CONSTRAINT settings_refresh_token_replay_revokes_check CHECK ((refresh_token_replay_revokes = ANY (ARRAY['session'::text, 'user'::text]))),
-    CONSTRAINT settings_refresh_token_reuse_interval_check CHECK ((refresh_token_reuse_interval >= 0)),
-    CONSTRAINT settings_sessions_inactivity_timeout_check CHECK ((sessions_inactivity_timeout > 0)),
-    CONSTRAINT settings_sessions_timebox_check CHECK ((sessions_timebox > 0)),
-    CONSTRAINT settings_singleton_check CHECK (singleton),
-    CONSTRAINT settings_smtp_max_frequency_check CHECK ((smtp_max_frequency >= 0))
-);
-
-ALTER TABLE auth.settings OWNER TO authgres_owner;
-
---
--- Name: TABLE settings; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON TABLE auth.settings IS 'The one row of behaviour settings the SQL functions read; the service writes it at start-up from its AUTHGRES_* environment (auth.configure).';
-
---
--- Name: COLUMN settings.refresh_token_reuse_interval; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.refresh_token_reuse_interval IS 'Seconds after its rotation during which a refresh token may still be presented (concurrent tabs).';
-
---
--- Name: COLUMN settings.refresh_token_replay_revokes; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.refresh_token_replay_revokes IS 'What a replayed refresh token ends: its own session, or every session of its user.';
-
---
--- Name: COLUMN settings.sessions_timebox; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.sessions_timebox IS 'Seconds after sign-in when a session can no longer refresh (NULL: never).';
-
---
--- Name: COLUMN settings.sessions_inactivity_timeout; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.sessions_inactivity_timeout IS 'Seconds without a refresh after which a session ends (NULL: never).';
-
---
--- Name: COLUMN settings.sessions_single_per_user; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.sessions_single_per_user IS 'A new sign-in ends the user''s older sessions at their next refresh.';
-
---
--- Name: COLUMN settings.hook_custom_access_token; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.hook_custom_access_token IS 'A function f(event jsonb) returns jsonb that may change access-token claims (see auth._call_hook).';
-
---
--- Name: COLUMN settings.hook_before_user_created; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.hook_before_user_created IS 'A function f(event jsonb) returns jsonb that may reject a new user with {"error": {"message": ...}}.';
-
---
--- Name: COLUMN settings.hook_password_verification_attempt; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.hook_password_verification_attempt IS 'A function f(event jsonb) returns jsonb told of every password check; it may refuse a correct one.';
-
---
--- Name: COLUMN settings.hook_send_email; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.hook_send_email IS 'A function f(event jsonb) returns jsonb that delivers emails itself, in place of the outbox.';
-
---
--- Name: COLUMN settings.smtp_max_frequency; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.smtp_max_frequency IS 'Minimum seconds between two emails of one kind to one address.';
-
---
--- Name: COLUMN settings.rate_limit_email_per_address; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.rate_limit_email_per_address IS 'Emails per hour to one address.';
-
---
--- Name: COLUMN settings.rate_limit_email_per_ip; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.rate_limit_email_per_ip IS 'Emails per hour requested from one client IP.';
-
---
--- Name: COLUMN settings.secure_password_change; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.secure_password_change IS 'A password change needs a reauthentication nonce when the session is older than 24 hours.';
-
---
--- Name: COLUMN settings.mfa_email; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.mfa_email IS 'Email as a second step after the password: off, optional (users who enrol an email factor), or required.';
-
---
--- Name: COLUMN settings.mfa_email_strict; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.mfa_email_strict IS 'The password grant answers twofa_required and no session until the emailed code is given.';
-
---
--- Name: COLUMN settings.audit_retention_days; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.settings.audit_retention_days IS 'Audit entries older than this many days are pruned (0 keeps them).';
 
 --
 -- Name: user_events; Type: TABLE; Schema: auth; Owner: authgres_owner
@@ -5590,6 +5849,18 @@ REVOKE ALL ON FUNCTION auth._decode_json_segment(p_segment text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth._decode_json_segment(p_segment text) TO authgres_service;
 
 --
+-- Name: FUNCTION _defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _delete_user(p_user auth.users, p_soft boolean); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._delete_user(p_user auth.users, p_soft boolean) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _email_factor(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -5627,6 +5898,12 @@ REVOKE ALL ON FUNCTION auth._factor_json(p_factor auth.mfa_factors) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._factor_of(p_user_id uuid, p_factor_id uuid) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _fixed_code(p_address text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._fixed_code(p_address text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _get_user(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -5652,10 +5929,10 @@ REVOKE ALL ON FUNCTION auth._identity_json(p_identity auth.identities) FROM PUBL
 REVOKE ALL ON FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) FROM PUBLIC;
 
 --
--- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, OUT code text, OUT link_token text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _link_token(p_address text, p_code text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -5731,10 +6008,10 @@ REVOKE ALL ON FUNCTION auth._password_attempt_hook(p_user auth.users, p_valid bo
 REVOKE ALL ON FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) FROM PUBLIC;
 
 --
--- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -5765,6 +6042,12 @@ REVOKE ALL ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_
 --
 
 REVOKE ALL ON FUNCTION auth._require_admin(p_token text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _resend_pending_signup(p_email text, p_redirect_to text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _run_hook(p_function regproc, p_event jsonb); Type: ACL; Schema: auth; Owner: authgres_hook
@@ -5816,6 +6099,12 @@ REVOKE ALL ON FUNCTION auth._signed_in(p_access_token text, OUT usr auth.users, 
 REVOKE ALL ON FUNCTION auth._signing_key_json(p_key auth.signing_keys) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -5856,6 +6145,12 @@ REVOKE ALL ON FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p
 --
 
 REVOKE ALL ON FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _user_from_pending_signup(p_pending_signup uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._user_from_pending_signup(p_pending_signup uuid, p_ip inet) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _user_json(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6046,6 +6341,13 @@ GRANT ALL ON FUNCTION auth.create_api_key(p_access_token text, p_name text, p_ex
 
 REVOKE ALL ON FUNCTION auth.current_password_hash(p_access_token text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.current_password_hash(p_access_token text) TO authgres_service;
+
+--
+-- Name: FUNCTION delete_own_account(p_access_token text, p_verified_hash text, p_nonce text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.delete_own_account(p_access_token text, p_verified_hash text, p_nonce text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.delete_own_account(p_access_token text, p_verified_hash text, p_nonce text, p_ip inet) TO authgres_service;
 
 --
 -- Name: FUNCTION end_session(p_access_token text, p_session_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6279,11 +6581,11 @@ REVOKE ALL ON FUNCTION auth.verify(token text, secret text, algorithm text) FROM
 GRANT ALL ON FUNCTION auth.verify(token text, secret text, algorithm text) TO authgres_service;
 
 --
--- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text) TO authgres_service;
 
 --
 -- Name: FUNCTION verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -78,6 +78,16 @@ def _print_keys(settings: Settings) -> None:
         print(f"{role} key: {key}")
 
 
+def _fixed_codes_hint(settings: Settings) -> str:
+    if not settings.mailer_test_otp or settings.mailer_test_otp_valid_until is None:
+        return (
+            "Emails print here. For fixed codes and no emails, e.g. in end-to-end tests: "
+            "AUTHGRES_MAILER_TEST_OTP=you@example.com:123456 AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL=2030-01-01T00:00:00Z"
+        )
+    listed = ", ".join(f"{address} -> {code}" for address, code in settings.mailer_test_otp.items())
+    return f"Fixed email codes until {settings.mailer_test_otp_valid_until.isoformat()} (no email sent): {listed}"
+
+
 def dev(env: Mapping[str, str]) -> None:
     """Local PostgreSQL (in AUTHGRES_DEV_DIR) unless DATABASE_URL is set; migrate; serve."""
     env = dict(env)
@@ -105,6 +115,7 @@ def dev(env: Mapping[str, str]) -> None:
     try:
         settings = Settings.from_env(env)
         _print_keys(settings)
+        print(_fixed_codes_hint(settings))
         print(f"authgres listening on http://{settings.host}:{settings.port} (and under /auth/v1)")
         serve(settings)
     finally:

@@ -199,18 +199,7 @@ begin
   perform auth._require_admin(p_admin_token);
   v_user := auth._admin_user(p_user_id);
   perform auth._audit_admin('user_deleted', v_user, p_ip, pg_catalog.jsonb_build_object('soft', p_soft));
-  if not p_soft then
-    delete from auth.users where id = v_user.id;
-    return '{}';
-  end if;
-  -- Soft delete: the row stays for foreign keys, but nothing can sign in with it and its address is free.
-  delete from auth.sessions where user_id = v_user.id;
-  delete from auth.identities where user_id = v_user.id;
-  delete from auth.mfa_factors where user_id = v_user.id;
-  delete from auth.one_time_tokens where user_id = v_user.id;
-  update auth.users set email = null, phone = null, encrypted_password = null, email_change = '',
-         deleted_at = pg_catalog.now(), updated_at = pg_catalog.now()
-   where id = v_user.id;
+  perform auth._delete_user(v_user, p_soft);
   return '{}';
 end
 $$;

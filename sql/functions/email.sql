@@ -30,7 +30,8 @@ comment on function auth._throttle_email(text, text, inet) is
   'address and per client IP.';
 
 create or replace function auth._queue_email(
-  p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb default '{}'
+  p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb default '{}',
+  p_pending_signup uuid default null
 ) returns void
   language plpgsql volatile
   set search_path = ''
@@ -41,7 +42,7 @@ declare
   v_payload jsonb;
 begin
   select * into v_settings from auth.settings;
-  select * into v_token from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to);
+  select * into v_token from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to, p_pending_signup);
   v_payload := pg_catalog.jsonb_build_object(
       'token', v_token.code,
       'token_hash', v_token.link_token,
@@ -50,7 +51,9 @@ begin
       'site_url', v_settings.site_url,
       'data', p_user.raw_user_meta_data,
       'verify_type', auth._verification_type(p_token_type)) || p_extra;
-  if v_settings.hook_send_email is not null then
+  if auth._fixed_code(p_address) is not null then
+    null;  -- a development address: its code is known, nothing is sent
+  elsif v_settings.hook_send_email is not null then
     -- The hook takes over delivery, in this transaction: typically it queues the email its own way.
     perform auth._call_hook(v_settings.hook_send_email, pg_catalog.jsonb_build_object(
       'user', auth._user_json(p_user), 'email_data', v_payload || pg_catalog.jsonb_build_object(
@@ -68,8 +71,9 @@ begin
    where id = p_user.id;
 end
 $$;
-comment on function auth._queue_email(auth.users, text, text, text, jsonb) is
-  'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction.';
+comment on function auth._queue_email(auth.users, text, text, text, jsonb, uuid) is
+  'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction (for a pending '
+  'sign-up: p_user holds only its address and metadata, p_pending_signup its id).';
 
 create or replace function auth._confirm_email(p_user auth.users) returns auth.users
   language plpgsql volatile
@@ -132,6 +136,68 @@ $$;
 comment on function auth._new_email_user(text, text, jsonb, inet) is
   'Inserts an unconfirmed email user with its identity; NULL when the address is taken (concurrently too).';
 
+-- Deferred sign-up (signup_deferred): until its address is proven a sign-up is a pending_signups row and
+-- a one-time token pointing at it; the user is made only when that token is verified. Several may wait
+-- for one address (whoever asked, only the mailbox's owner gets the codes); the first verified wins.
+create or replace function auth._defer_signup(
+  p_email text, p_password_hash text, p_data jsonb, p_redirect_to text
+) returns jsonb
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_settings auth.settings;
+  v_user auth.users;
+  v_pending auth.pending_signups;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_user from auth.users where email = p_email and not is_sso_user;
+  if not found then
+    insert into auth.pending_signups (email, password_hash, data, expires_at)
+    values (p_email, p_password_hash, coalesce(p_data, '{}'),
+            pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
+    returning * into v_pending;
+    v_user.email := p_email;
+    v_user.raw_user_meta_data := v_pending.data;
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id);
+  elsif v_user.email_confirmed_at is null then
+    -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to);
+  end if;
+  -- The same answer whether the address is new, pending or registered: nothing in it depends on which
+  -- (no timestamps; the id is derived from the address and is not the id the user will have).
+  return pg_catalog.jsonb_build_object(
+    'id', pg_catalog.encode(pg_catalog.substr(pg_catalog.sha256(
+            pg_catalog.convert_to('authgres pending sign-up ' || p_email, 'UTF8')), 1, 16), 'hex')::uuid,
+    'aud', v_settings.jwt_aud, 'role', '', 'email', p_email, 'phone', '',
+    'app_metadata', '{"provider": "email", "providers": ["email"]}'::jsonb,
+    'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb, 'is_anonymous', false);
+end
+$$;
+comment on function auth._defer_signup(text, text, jsonb, text) is
+  'Deferred sign-up: records a pending sign-up and emails its code (nothing for a registered address); '
+  'the answer is the same for new, pending and registered addresses.';
+
+create or replace function auth._user_from_pending_signup(p_pending_signup uuid, p_ip inet) returns auth.users
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_pending auth.pending_signups;
+  v_user auth.users;
+begin
+  delete from auth.pending_signups where id = p_pending_signup returning * into v_pending;
+  if not found or v_pending.expires_at <= pg_catalog.now() then
+    return null;
+  end if;
+  -- Two pending sign-ups of one address verified at once: the unique address lets one insert win, and
+  -- the other finds it taken.
+  return auth._new_email_user(v_pending.email, v_pending.password_hash, v_pending.data, p_ip);
+end
+$$;
+comment on function auth._user_from_pending_signup(uuid, inet) is
+  'The user a verified pending sign-up becomes (unconfirmed yet); NULL when it expired or its address is taken.';
+
 create or replace function auth.sign_up(
   p_email text, p_password_hash text, p_data jsonb default '{}', p_redirect_to text default null,
   p_user_agent text default null, p_ip inet default null
@@ -153,6 +219,9 @@ begin
   end if;
   if not v_settings.mailer_autoconfirm then
     perform auth._throttle_email(v_email, 'confirmation', p_ip);
+    if v_settings.signup_deferred then
+      return auth._defer_signup(v_email, p_password_hash, p_data, p_redirect_to);
+    end if;
   end if;
 
   v_user := auth._new_email_user(v_email, p_password_hash, p_data, p_ip);
@@ -189,8 +258,8 @@ end
 $$;
 comment on function auth.sign_up(text, text, jsonb, text, text, inet) is
   'Email + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken address. '
-  'Otherwise the unconfirmed user with a confirmation email queued (a look-alike without identities '
-  'when the address is already confirmed).';
+  'Deferred: a pending sign-up (see _defer_signup). Otherwise the unconfirmed user with a confirmation '
+  'email queued (a look-alike without identities when the address is already confirmed).';
 grant execute on function auth.sign_up(text, text, jsonb, text, text, inet) to authgres_service;
 
 create or replace function auth.send_magic_link(
@@ -211,6 +280,10 @@ begin
   if not found then
     -- Unknown address without permission to create it: nothing to send, and the caller is not told.
     if not p_create_user or v_settings.disable_signup then
+      return '{}';
+    end if;
+    if v_settings.signup_deferred then
+      perform auth._defer_signup(v_email, null, p_data, p_redirect_to);
       return '{}';
     end if;
     v_user := auth._new_email_user(v_email, null, p_data, p_ip);
@@ -252,6 +325,30 @@ $$;
 comment on function auth.send_recovery(text, text, inet) is 'POST /recover: emails a recovery code and link; always {}.';
 grant execute on function auth.send_recovery(text, text, inet) to authgres_service;
 
+create or replace function auth._resend_pending_signup(p_email text, p_redirect_to text) returns void
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_pending auth.pending_signups;
+  v_user auth.users;
+begin
+  update auth.pending_signups
+     set expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => (select s.mailer_otp_exp from auth.settings s))
+   where id = (select p.id from auth.pending_signups p
+                where p.email = p_email and p.expires_at > pg_catalog.now()
+                order by p.created_at desc limit 1)
+  returning * into v_pending;
+  if found then
+    v_user.email := p_email;
+    v_user.raw_user_meta_data := v_pending.data;
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id);
+  end if;
+end
+$$;
+comment on function auth._resend_pending_signup(text, text) is
+  'POST /resend for an address with a pending sign-up: a fresh code for the newest one, which lives on.';
+
 create or replace function auth.resend(p_type text, p_email text, p_redirect_to text default null, p_ip inet default null)
   returns jsonb
   language plpgsql volatile security definer
@@ -267,6 +364,9 @@ begin
   perform auth._throttle_email(v_email, 'resend-' || p_type, p_ip);
   select * into v_user from auth.users where email = v_email and not is_sso_user and deleted_at is null;
   if not found then
+    if p_type = 'signup' then
+      perform auth._resend_pending_signup(v_email, p_redirect_to);
+    end if;
     return '{}';
   end if;
   if p_type = 'signup' and v_user.email_confirmed_at is null then
@@ -290,7 +390,7 @@ grant execute on function auth.resend(text, text, text, inet) to authgres_servic
 
 create or replace function auth.verify_email_token(
   p_type text, p_email text default null, p_code text default null, p_token_hash text default null,
-  p_user_agent text default null, p_ip inet default null
+  p_user_agent text default null, p_ip inet default null, p_password_hash text default null
 ) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
@@ -356,8 +456,18 @@ begin
     end if;
   end if;
 
+  if p_password_hash is not null and v_token.token_type <> 'recovery' then
+    raise exception using errcode = 'AUV01', message = 'A new password can only be set with a recovery code';
+  end if;
   delete from auth.one_time_tokens where id = v_token.id;
-  select * into strict v_user from auth.users where id = v_token.user_id;
+  if v_token.pending_signup_id is not null then
+    v_user := auth._user_from_pending_signup(v_token.pending_signup_id, p_ip);
+    if v_user.id is null then
+      return auth._verify_error('Email link is invalid or has expired');
+    end if;
+  else
+    select * into strict v_user from auth.users where id = v_token.user_id;
+  end if;
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
   end if;
@@ -399,6 +509,15 @@ begin
     v_user := auth._confirm_email(v_user);
   end if;
 
+  if p_password_hash is not null then
+    -- The one-call reset: the new password, and every session that knew the old one ends.
+    update auth.users set encrypted_password = p_password_hash, updated_at = pg_catalog.now()
+     where id = v_user.id
+    returning * into v_user;
+    delete from auth.sessions where user_id = v_user.id;
+    perform auth._audit(v_user, 'user_updated_password', 'user', p_ip, '{"via": "recovery"}');
+    perform auth._user_event(v_user.id, 'password_changed');
+  end if;
   delete from auth.one_time_tokens
    where user_id = v_user.id and token_type in ('confirmation', 'invite', 'magiclink', 'recovery');
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
@@ -408,8 +527,9 @@ begin
     || pg_catalog.jsonb_build_object('redirect_to', v_token.redirect_to, 'verification_type', v_token.token_type);
 end
 $$;
-comment on function auth.verify_email_token(text, text, text, text, text, inet) is
+comment on function auth.verify_email_token(text, text, text, text, text, inet, text) is
   'POST/GET /verify: consumes an emailed token (by address + code, or by link token) and signs the user '
-  'in, in one transaction. Wrong codes count against the token; the failure is returned as '
+  'in, in one transaction; with p_password_hash (recovery tokens only) it also sets the new password and '
+  'ends the user''s other sessions. Wrong codes count against the token; the failure is returned as '
   '{"error": "AUO01"} so that the count commits. The response also names the token''s redirect_to.';
-grant execute on function auth.verify_email_token(text, text, text, text, text, inet) to authgres_service;
+grant execute on function auth.verify_email_token(text, text, text, text, text, inet, text) to authgres_service;

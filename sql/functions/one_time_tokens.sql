@@ -13,8 +13,17 @@ create or replace function auth._link_token(p_address text, p_code text) returns
   return pg_catalog.encode(pg_catalog.sha224(pg_catalog.convert_to(p_address || p_code, 'UTF8')), 'hex');
 comment on function auth._link_token(text, text) is 'GoTrue''s token_hash: hex SHA-224 of address || code.';
 
+-- Development's fixed codes (AUTHGRES_MAILER_TEST_OTP): a listed address always gets its own code, and no
+-- email, until the configured time; after it the address is treated like any other.
+create or replace function auth._fixed_code(p_address text) returns text
+  language sql stable
+  return (select s.mailer_test_otp ->> p_address from auth.settings s
+           where s.mailer_test_otp_valid_until > pg_catalog.now());
+comment on function auth._fixed_code(text) is
+  'The fixed development code of an address listed in mailer_test_otp, while mailer_test_otp_valid_until is ahead; else NULL.';
+
 create or replace function auth._issue_token(
-  p_user auth.users, p_token_type text, p_address text, p_redirect_to text,
+  p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid default null,
   out code text, out link_token text
 )
   language plpgsql volatile
@@ -24,13 +33,18 @@ declare
   v_settings auth.settings;
 begin
   select * into v_settings from auth.settings;
-  code := pg_catalog.lpad(
+  code := coalesce(auth._fixed_code(p_address), pg_catalog.lpad(
     ((('x' || pg_catalog.encode(auth._random_bytes(7), 'hex'))::bit(56)::bigint
       % (10::bigint ^ v_settings.mailer_otp_length)::bigint))::text,
-    v_settings.mailer_otp_length, '0');
+    v_settings.mailer_otp_length, '0'));
   link_token := auth._link_token(p_address, code);
-  insert into auth.one_time_tokens as t (user_id, token_type, token_digest, relates_to, redirect_to, expires_at)
-  values (p_user.id, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
+  if p_pending_signup is not null then
+    -- A pending sign-up has no user row to key on: its live token is replaced by hand.
+    delete from auth.one_time_tokens where pending_signup_id = p_pending_signup and token_type = p_token_type;
+  end if;
+  insert into auth.one_time_tokens as t
+    (user_id, pending_signup_id, token_type, token_digest, relates_to, redirect_to, expires_at)
+  values (p_user.id, p_pending_signup, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
           pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
   on conflict (user_id, token_type) do update
      set token_digest = excluded.token_digest, relates_to = excluded.relates_to,
@@ -38,8 +52,9 @@ begin
          expires_at = excluded.expires_at;
 end
 $$;
-comment on function auth._issue_token(auth.users, text, text, text) is
-  'Issues a fresh token of p_token_type (replacing any live one); the code and link token are returned, never stored.';
+comment on function auth._issue_token(auth.users, text, text, text, uuid) is
+  'Issues a fresh token of p_token_type for the user, or for the pending sign-up p_pending_signup (replacing '
+  'any live one); the code and link token are returned, never stored.';
 
 create or replace function auth._verification_type(p_token_type text) returns text
   language sql immutable parallel safe

@@ -150,6 +150,29 @@ comment on function auth.current_password_hash(text) is
   'The token user''s password hash, for the service to compare a new password with the old one.';
 grant execute on function auth.current_password_hash(text) to authgres_service;
 
+create or replace function auth._spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text)
+  returns void
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_nonce auth.one_time_tokens;
+begin
+  if p_nonce is null then
+    raise exception using errcode = 'AUE02', message = p_missing;
+  end if;
+  select * into v_nonce from auth.one_time_tokens
+   where user_id = p_user.id and token_type = 'reauthentication' for update;
+  if not found or v_nonce.expires_at <= pg_catalog.now() or not auth._equal_keyed(
+       v_nonce.token_digest, auth._token_hash(auth._link_token(v_nonce.relates_to, pg_catalog.btrim(p_nonce)))) then
+    raise exception using errcode = 'AUE03', message = 'Nonce has expired or is invalid';
+  end if;
+  delete from auth.one_time_tokens where id = v_nonce.id;
+end
+$$;
+comment on function auth._spend_reauthentication_nonce(auth.users, text, text) is
+  'Consumes the user''s GET /reauthenticate nonce: AUE02 (with p_missing) when none is given, AUE03 when it is wrong or expired.';
+
 create or replace function auth.update_user(
   p_access_token text, p_data jsonb default null, p_password_hash text default null,
   p_email text default null, p_nonce text default null, p_redirect_to text default null,
@@ -163,7 +186,6 @@ declare
   v_auth record;
   v_user auth.users;
   v_email text;
-  v_nonce auth.one_time_tokens;
 begin
   select * into v_settings from auth.settings;
   select * into v_auth from auth._authorize(p_access_token, true);
@@ -187,16 +209,7 @@ begin
     end if;
     if p_nonce is not null or (v_settings.secure_password_change
         and coalesce((v_auth.sess).created_at, '-infinity') < pg_catalog.now() - interval '24 hours') then
-      if p_nonce is null then
-        raise exception using errcode = 'AUE02', message = 'Password update requires reauthentication';
-      end if;
-      select * into v_nonce from auth.one_time_tokens
-       where user_id = v_user.id and token_type = 'reauthentication' for update;
-      if not found or v_nonce.expires_at <= pg_catalog.now() or not auth._equal_keyed(
-           v_nonce.token_digest, auth._token_hash(auth._link_token(v_nonce.relates_to, pg_catalog.btrim(p_nonce)))) then
-        raise exception using errcode = 'AUE03', message = 'Nonce has expired or is invalid';
-      end if;
-      delete from auth.one_time_tokens where id = v_nonce.id;
+      perform auth._spend_reauthentication_nonce(v_user, p_nonce, 'Password update requires reauthentication');
     end if;
     update auth.users set encrypted_password = p_password_hash, updated_at = pg_catalog.now()
      where id = v_user.id
@@ -256,3 +269,76 @@ $$;
 comment on function auth.reauthenticate(text, inet) is
   'GET /reauthenticate: emails the signed-in user a nonce that PUT /user accepts for a password change.';
 grant execute on function auth.reauthenticate(text, inet) to authgres_service;
+
+create or replace function auth._delete_user(p_user auth.users, p_soft boolean) returns void
+  language plpgsql volatile
+  set search_path = ''
+as $$
+begin
+  -- Told before the rows go: the sessions' own session_revoked events follow from the cascade.
+  perform auth._user_event(p_user.id, 'account_deleted');
+  if not p_soft then
+    delete from auth.users where id = p_user.id;
+    return;
+  end if;
+  -- Soft: the row stays for foreign keys, but nothing can sign in with it and its address is free.
+  delete from auth.sessions where user_id = p_user.id;
+  delete from auth.identities where user_id = p_user.id;
+  delete from auth.mfa_factors where user_id = p_user.id;
+  delete from auth.mfa_recovery_codes where user_id = p_user.id;
+  delete from auth.one_time_tokens where user_id = p_user.id;
+  update auth.api_keys set revoked_at = pg_catalog.now() where user_id = p_user.id and revoked_at is null;
+  update auth.users set email = null, phone = null, encrypted_password = null, email_change = '',
+         deleted_at = pg_catalog.now(), updated_at = pg_catalog.now()
+   where id = p_user.id;
+end
+$$;
+comment on function auth._delete_user(auth.users, boolean) is
+  'Removes a user with everything it signs in with (sessions, identities, factors, API keys), or with p_soft '
+  'keeps the row freed of address and secrets; emits account_deleted.';
+
+create or replace function auth.delete_own_account(
+  p_access_token text, p_verified_hash text default null, p_nonce text default null, p_ip inet default null
+) returns void
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_settings auth.settings;
+  v_auth record;
+  v_user auth.users;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_auth from auth._signed_in(p_access_token);
+  v_user := v_auth.usr;
+  if (v_auth.sess).aal is distinct from 'aal2'
+     and exists (select from auth.mfa_factors where user_id = v_user.id and status = 'verified') then
+    raise exception using errcode = 'AUM02', message = 'AAL2 session is required to delete an account with MFA';
+  end if;
+  if v_user.encrypted_password is not null then
+    if p_verified_hash is null then
+      raise exception using errcode = 'AUE02', message = 'Deleting the account requires the password';
+    end if;
+    -- The hash must still be the one the service verified: a password changed meanwhile wins.
+    if p_verified_hash is distinct from v_user.encrypted_password then
+      raise exception using errcode = 'AUS05', message = 'Invalid login credentials';
+    end if;
+  elsif not v_user.is_anonymous then
+    perform auth._spend_reauthentication_nonce(v_user, p_nonce, 'Deleting the account requires reauthentication');
+  end if;
+  if v_settings.hook_before_user_deleted is not null then
+    perform auth._call_hook(v_settings.hook_before_user_deleted, pg_catalog.jsonb_build_object(
+      'user', auth._user_json(v_user),
+      'metadata', pg_catalog.jsonb_build_object('ip_address', pg_catalog.host(p_ip), 'actor', 'self')));
+  end if;
+  perform auth._audit(v_user, 'user_deleted', 'user', p_ip,
+                      pg_catalog.jsonb_build_object('soft', v_settings.account_deletion = 'soft'));
+  perform auth._delete_user(v_user, v_settings.account_deletion = 'soft');
+end
+$$;
+comment on function auth.delete_own_account(text, text, text, inet) is
+  'DELETE /user: the signed-in user deletes their account (hard or soft per account_deletion). A user with a '
+  'password proves it (p_verified_hash: the hash the service verified it against), one without a nonce '
+  'from GET /reauthenticate; an anonymous user needs neither; verified factors require an aal2 session. '
+  'The before_user_deleted hook may veto.';
+grant execute on function auth.delete_own_account(text, text, text, inet) to authgres_service;

@@ -6,6 +6,8 @@
 --   user_events         what happened to a user that their signed-in clients should learn at once (a session
 --                       revoked, the password changed, a factor changed, the account deleted), kept a day so
 --                       that a reconnecting client can resume; each is also NOTIFYed on authgres_user_events.
+--   verify_email_token  gains p_password_hash (the one-call password reset), and _issue_token and
+--                       _queue_email a pending sign-up: their old signatures go.
 --   settings            deferred sign-up, self-deletion mode, the before_user_deleted hook, fixed email codes.
 set local role authgres_owner;
 insert into auth.schema_migrations (version) values ('0015');
@@ -50,3 +52,7 @@ alter table auth.settings
   add column hook_before_user_deleted text,
   add column mailer_test_otp jsonb not null default '{}' check (pg_catalog.jsonb_typeof(mailer_test_otp) = 'object'),
   add column mailer_test_otp_valid_until timestamptz;
+
+drop function if exists auth.verify_email_token(text, text, text, text, text, inet);
+drop function if exists auth._queue_email(auth.users, text, text, text, jsonb);
+drop function if exists auth._issue_token(auth.users, text, text, text);

@@ -57,6 +57,39 @@ async def test_reset_password_then_update_user(auth, inbox):
         await auth.sign_in_with_password({"email": "reset@example.com", "password": "forgotten password"})
 
 
+async def test_reset_password_in_one_verify_otp_call(auth, inbox):
+    await auth.sign_up({"email": "onecall@example.com", "password": "forgotten password"})
+    confirmation = await inbox.next_to("onecall@example.com")
+    await auth.verify_otp({"email": "onecall@example.com", "token": code_in(confirmation), "type": "signup"})
+    await auth.sign_out()
+    events = []
+    auth.on_auth_state_change(lambda event, session: events.append(event))
+
+    await auth.reset_password_for_email("onecall@example.com")
+    message = await inbox.next_to("onecall@example.com", 1)
+    recovered = await auth.verify_otp(
+        {"email": "onecall@example.com", "token": code_in(message), "type": "recovery", "password": "new password"}
+    )
+    assert recovered.session is not None and "PASSWORD_RECOVERY" in events
+    await auth.sign_out()
+    signed_in = await auth.sign_in_with_password({"email": "onecall@example.com", "password": "new password"})
+    assert signed_in.session is not None
+
+
+async def test_delete_own_account_through_the_clients_request(auth, inbox):
+    await auth.sign_up({"email": "bye@example.com", "password": "a good password"})
+    confirmation = await inbox.next_to("bye@example.com")
+    session = (
+        await auth.verify_otp({"email": "bye@example.com", "token": code_in(confirmation), "type": "signup"})
+    ).session
+    # The client has no method for it; apps call the endpoint with the session's token.
+    response = await auth._request("DELETE", "user", jwt=session.access_token, body={"password": "a good password"})
+    assert response.status_code == 204
+    with pytest.raises(AuthApiError) as refused:
+        await auth.get_user(session.access_token)
+    assert refused.value.code == "user_not_found"
+
+
 async def test_resend_a_confirmation(auth, inbox):
     await auth.sign_up({"email": "again@example.com", "password": "a good password"})
     first = await inbox.next_to("again@example.com")

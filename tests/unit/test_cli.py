@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from authgres.cli import api_keys, main, migrate
+from authgres.cli import _fixed_codes_hint, api_keys, main, migrate
+from authgres.settings import Settings
 from tests.conftest import JWT_SECRET
 
 
@@ -52,3 +53,18 @@ def test_keys_add_then_rotate_from_the_command_line(dsn, service, admin, monkeyp
     assert json.loads(capsys.readouterr().out)["kid"] == added["kid"]
     statuses = admin.execute("select algorithm, status from auth.signing_keys order by created_at").fetchall()
     assert statuses == [("HS256", "previous"), ("ES256", "current")]
+
+
+def test_dev_says_how_to_use_fixed_email_codes_and_which_are_set():
+    base = {"DATABASE_URL": "postgresql:///x", "AUTHGRES_JWT_SECRET": JWT_SECRET}
+    assert "AUTHGRES_MAILER_TEST_OTP=" in _fixed_codes_hint(Settings.from_env(base))
+    configured = Settings.from_env(
+        {
+            **base,
+            "AUTHGRES_MAILER_TEST_OTP": "dev@example.com:123456",
+            "AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL": "2999-01-01T00:00:00Z",
+        }
+    )
+    assert _fixed_codes_hint(configured) == (
+        "Fixed email codes until 2999-01-01T00:00:00+00:00 (no email sent): dev@example.com -> 123456"
+    )

@@ -229,3 +229,24 @@ def test_sql_checks_the_bounds_that_from_env_checks(admin):
         for value in refused:
             with pytest.raises(psycopg.errors.CheckViolation), admin.transaction(force_rollback=True):
                 admin.execute(update, (value,))
+
+
+def test_fixed_email_codes_need_a_valid_until_in_the_future():
+    codes = {"AUTHGRES_MAILER_TEST_OTP": "Dev@Example.com:123456, qa@example.com:0000000"}
+    for until in ({}, {"AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL": "2020-01-01T00:00:00Z"}):
+        with pytest.raises(ConfigError, match="AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL"):
+            Settings.from_env({**BASE, **codes, **until})
+    settings = Settings.from_env({**BASE, **codes, "AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL": "2999-01-01T00:00:00"})
+    assert settings.mailer_test_otp == {"dev@example.com": "123456", "qa@example.com": "0000000"}
+    assert settings.sql_settings()["mailer_test_otp_valid_until"] == "2999-01-01T00:00:00+00:00"
+    for malformed in ("dev@example.com", "dev@example.com:12ab56", ":123456", "dev@example.com:12345"):
+        with pytest.raises(ConfigError, match="AUTHGRES_MAILER_TEST_OTP"):
+            Settings.from_env(
+                {
+                    **BASE,
+                    "AUTHGRES_MAILER_TEST_OTP": malformed,
+                    "AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL": "2999-01-01T00:00:00Z",
+                }
+            )
+    with pytest.raises(ConfigError, match="ISO 8601"):
+        Settings.from_env({**BASE, "AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL": "tomorrow"})

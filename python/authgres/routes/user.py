@@ -45,6 +45,19 @@ class UserUpdate(Body):
     )
 
 
+class AccountDeletion(Body):
+    """What proves it is the user who deletes the account."""
+
+    password: Annotated[Text, Meta(description="The current password: required when the user has one")] | None = None
+    nonce: (
+        Annotated[
+            Text,
+            Meta(description="A code from GET /reauthenticate: required when the user has no password"),
+        ]
+        | None
+    ) = None
+
+
 @routes.get("/user")
 @declared
 async def get_user(request: web.Request, token: Bearer) -> web.Response:
@@ -70,6 +83,24 @@ async def update_user(request: web.Request, token: Bearer, body: UserUpdate, que
         ip=client_ip(request),
     )
     return reply(user)
+
+
+@routes.delete("/user")
+@declared
+async def delete_user(request: web.Request, token: Bearer, body: AccountDeletion) -> web.Response:
+    verified_hash = None
+    if body.password:
+        verified_hash = await db(request).call("current_password_hash", access_token=token)
+        if not (await passwords(request).verify(verified_hash, body.password)).ok:
+            raise AuthError(400, "invalid_credentials", "Invalid login credentials")
+    await db(request).call(
+        "delete_own_account",
+        access_token=token,
+        verified_hash=verified_hash,
+        nonce=body.nonce or None,
+        ip=client_ip(request),
+    )
+    return web.Response(status=204)
 
 
 @routes.get("/reauthenticate")

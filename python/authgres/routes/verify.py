@@ -10,7 +10,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import client_ip, db, redirect_to, reply, settings, user_agent
+from authgres.http import client_ip, db, passwords, redirect_to, reply, settings, user_agent
 from authgres.inputs import Body, RedirectQuery, Text, Url, declared
 
 routes = web.RouteTableDef()
@@ -31,6 +31,16 @@ class VerifyRequest(Body):
     token: Annotated[Text, Meta(description="The emailed code; the link token in a form post")] | None = None
     token_hash: Annotated[Text, Meta(description="The link token")] | None = None
     redirect_to: Annotated[Url, Meta(description="Form posts only")] | None = None
+    password: (
+        Annotated[
+            Text,
+            Meta(
+                description="With type recovery: the new password, set in the same transaction as the code is "
+                "spent; the user's other sessions end"
+            ),
+        ]
+        | None
+    ) = None
 
 
 class VerifyLinkQuery(RedirectQuery):
@@ -42,12 +52,23 @@ _OAUTH_ERRORS = {400: "invalid_request", 401: "unauthorized_client", 403: "acces
 
 
 async def _verify(
-    request: web.Request, kind: str | None, code: str | None, email: str | None, token_hash: str | None
+    request: web.Request,
+    kind: str | None,
+    code: str | None,
+    email: str | None,
+    token_hash: str | None,
+    new_password: str | None = None,
 ) -> dict[str, Any]:
     if not kind:
         raise validation_failed("Verify requires a verification type")
     if not token_hash and not (code and email):
         raise validation_failed("Verify requires either a token or a token hash")
+    password_hash = None
+    if new_password:
+        if kind != "recovery":
+            raise validation_failed("A new password can only be set with a recovery code")
+        passwords(request).require_strong(new_password)
+        password_hash = await passwords(request).hash(new_password)
     result = await db(request).call(
         "verify_email_token",
         type=kind,
@@ -56,6 +77,7 @@ async def _verify(
         token_hash=token_hash,
         user_agent=user_agent(request),
         ip=client_ip(request),
+        password_hash=password_hash,
     )
     outcome: dict[str, Any] = json.loads(result)
     return outcome
@@ -66,7 +88,7 @@ async def _verify(
 async def verify(request: web.Request, body: VerifyRequest) -> web.StreamResponse:
     if request.content_type == "application/x-www-form-urlencoded":
         return await _verify_link(request, body.token or "", body.type or "", body.redirect_to or "")
-    outcome = await _verify(request, body.type, body.token, body.email, body.token_hash)
+    outcome = await _verify(request, body.type, body.token, body.email, body.token_hash, body.password)
     outcome.pop("redirect_to", None)
     outcome.pop("verification_type", None)
     return reply(outcome)
