@@ -35,6 +35,12 @@ EMAIL_KINDS = (
     "reauthentication",
 )
 
+# Each captcha provider and the URL its tokens are checked at (GoTrue's two).
+CAPTCHA_SITEVERIFY = {
+    "hcaptcha": "https://hcaptcha.com/siteverify",
+    "turnstile": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+}
+
 
 class ConfigError(ValueError):
     """An environment variable is missing or malformed."""
@@ -478,6 +484,17 @@ class Settings(_FromEnvironment):
     metrics_token: str | None = setting(None, env="AUTHGRES_METRICS_TOKEN", read=OptionalSecret(min_length=16))
     metrics_port: int | None = setting(None, env="AUTHGRES_METRICS_PORT", read=OptionalInteger(maximum=65535))
     metrics_host: str = setting("127.0.0.1", env="AUTHGRES_METRICS_HOST", read=Text())
+    # Checked in __post_init__: enabled needs a secret and an http(s) verify URL (captcha.py calls it).
+    captcha_enabled: bool = setting(False, env="AUTHGRES_SECURITY_CAPTCHA_ENABLED", read=Flag())
+    captcha_provider: str = setting(
+        "hcaptcha", env="AUTHGRES_SECURITY_CAPTCHA_PROVIDER", read=Choice(*CAPTCHA_SITEVERIFY)
+    )
+    captcha_secret: str | None = setting(None, env="AUTHGRES_SECURITY_CAPTCHA_SECRET", read=OptionalText())
+    # Unset: the provider's own (captcha_siteverify_url); tests point it at a loopback stand-in.
+    captcha_verify_url: str | None = setting(
+        None, env="AUTHGRES_SECURITY_CAPTCHA_VERIFY_URL", read=OptionalText(), shown="the provider's siteverify URL"
+    )
+    captcha_timeout: float = setting(10.0, env="AUTHGRES_SECURITY_CAPTCHA_TIMEOUT", read=Number())
 
     def __post_init__(self) -> None:
         if self.mailer_test_otp and not (
@@ -486,6 +503,10 @@ class Settings(_FromEnvironment):
             raise ConfigError(
                 "AUTHGRES_MAILER_TEST_OTP needs AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL, a time in the future"
             )
+        if self.captcha_enabled and not (self.captcha_secret or "").strip():
+            raise ConfigError("AUTHGRES_SECURITY_CAPTCHA_ENABLED needs AUTHGRES_SECURITY_CAPTCHA_SECRET")
+        if self.captcha_enabled and not self.captcha_siteverify_url.startswith(("https://", "http://")):
+            raise ConfigError("AUTHGRES_SECURITY_CAPTCHA_VERIFY_URL must be an http:// or https:// URL")
 
     def sql_settings(self) -> dict[str, Any]:
         """The part of the configuration that the SQL functions read (auth.settings), by column."""
@@ -502,6 +523,11 @@ class Settings(_FromEnvironment):
     def external_url(self) -> str:
         """Where email links point: AUTHGRES_API_EXTERNAL_URL, else this server's own address."""
         return self.api_external_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def captcha_siteverify_url(self) -> str:
+        """Where captcha tokens are checked: AUTHGRES_SECURITY_CAPTCHA_VERIFY_URL, else the provider's."""
+        return self.captcha_verify_url or CAPTCHA_SITEVERIFY[self.captcha_provider]
 
     def delivery(self, kind: str) -> str:
         """link, code or both: what the email of this kind offers."""
