@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
+from authgres.captcha import Captcha
 from authgres.db import Database
 from authgres.errors import Handler, error_middleware
 from authgres.mailer import Mailer
@@ -18,7 +19,7 @@ from authgres.observe import request_middleware
 from authgres.passwords import Passwords
 from authgres.routes import add_routes
 from authgres.settings import Settings
-from authgres.state import DB, DRAINING, MAILER, METRICS, PASSWORDS, SETTINGS
+from authgres.state import CAPTCHA, DB, DRAINING, MAILER, METRICS, PASSWORDS, SETTINGS
 
 log = logging.getLogger("authgres")
 
@@ -99,6 +100,13 @@ async def _passwords(app: web.Application) -> AsyncIterator[None]:
     app[PASSWORDS].close()
 
 
+async def _captcha(app: web.Application) -> AsyncIterator[None]:
+    # One HTTP session to the captcha provider for the app's lifetime (none while captcha is disabled).
+    app[CAPTCHA] = Captcha(app[SETTINGS])
+    async with app[CAPTCHA].running():
+        yield
+
+
 async def _metrics(app: web.Application) -> AsyncIterator[None]:
     app[METRICS].watch(app[DB], app[PASSWORDS])
     async with app[METRICS].serving(app[SETTINGS].metrics_host, app[SETTINGS].metrics_port):
@@ -121,6 +129,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.on_shutdown.append(_draining)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_passwords)
+    app.cleanup_ctx.append(_captcha)
     app.cleanup_ctx.append(_metrics)
     if background:
         app.cleanup_ctx.append(_mailer)

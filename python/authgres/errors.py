@@ -100,6 +100,11 @@ def validation_failed(message: str, status: int = 400) -> AuthError:
     return AuthError(status, "validation_failed", message)
 
 
+def captcha_failed(message: str, status: int = 400) -> AuthError:
+    """A captcha that is missing or refused (400), or that could not be checked (503: captcha.py)."""
+    return AuthError(status, "captcha_failed", message)
+
+
 def _body(request: web.Request, error: AuthError, error_id: str | None) -> dict[str, Any]:
     if request.headers.get(API_VERSION_HEADER, "") >= API_VERSION_2024:
         body: dict[str, Any] = {"code": error.code, "message": error.message}

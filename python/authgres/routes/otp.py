@@ -7,9 +7,10 @@ from aiohttp import web
 from msgspec import Meta
 from psycopg.types.json import Jsonb
 
+from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, validation_failed
 from authgres.http import client_ip, db, redirect_to, reply
-from authgres.inputs import Body, JsonObject, RedirectQuery, Text, declared
+from authgres.inputs import JsonObject, RedirectQuery, Text, declared
 
 routes = web.RouteTableDef()
 
@@ -18,8 +19,8 @@ PHONE_DISABLED = AuthError(400, "phone_provider_disabled", "Unsupported phone pr
 Phone = Annotated[Text, Meta(description="Not supported yet: answers phone_provider_disabled")]
 
 
-class EmailRequest(Body):
-    """An address to email (clients also send gotrue_meta_security and PKCE fields, which are ignored)."""
+class EmailRequest(CaptchaProtected):
+    """An address to email (clients also send PKCE fields, which are ignored)."""
 
     email: Text | None = None
     phone: Phone | None = None
@@ -64,6 +65,7 @@ async def _send_magic_link(
 @routes.post("/otp")
 @declared
 async def otp(request: web.Request, body: OtpRequest, query: RedirectQuery) -> web.Response:
+    await require_captcha(request, body)
     if body.email and body.phone:
         raise validation_failed("Only an email address or phone number should be provided")
     email = _email(body, "One of email or phone must be set")
@@ -75,6 +77,7 @@ async def otp(request: web.Request, body: OtpRequest, query: RedirectQuery) -> w
 @routes.post("/magiclink")
 @declared
 async def magiclink(request: web.Request, body: MagicLinkRequest, query: RedirectQuery) -> web.Response:
+    await require_captcha(request, body)
     await _send_magic_link(request, _email(body, "An email address is required"), True, body.data, query)
     return reply({})
 
@@ -82,6 +85,7 @@ async def magiclink(request: web.Request, body: MagicLinkRequest, query: Redirec
 @routes.post("/recover")
 @declared
 async def recover(request: web.Request, body: EmailRequest, query: RedirectQuery) -> web.Response:
+    await require_captcha(request, body)
     await db(request).call(
         "send_recovery",
         email=_email(body, "Password recovery requires an email"),
@@ -94,6 +98,7 @@ async def recover(request: web.Request, body: EmailRequest, query: RedirectQuery
 @routes.post("/resend")
 @declared
 async def resend(request: web.Request, body: ResendRequest, query: RedirectQuery) -> web.Response:
+    await require_captcha(request, body)
     if body.type in ("sms", "phone_change"):
         raise PHONE_DISABLED
     if body.type not in ("signup", "email_change"):

@@ -3,16 +3,17 @@
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
+from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, validation_failed
 from authgres.http import client_ip, db, passwords, redirect_to, reply, user_agent
-from authgres.inputs import Body, JsonObject, RedirectQuery, Text, declared
+from authgres.inputs import JsonObject, RedirectQuery, Text, declared
 
 routes = web.RouteTableDef()
 
 
-class SignupRequest(Body):
+class SignupRequest(CaptchaProtected):
     """Email and password; neither email nor phone signs in anonymously. Clients also send
-    code_challenge, code_challenge_method and gotrue_meta_security, which are ignored."""
+    code_challenge and code_challenge_method, which are ignored."""
 
     email: Text | None = None
     password: Text | None = None
@@ -23,6 +24,7 @@ class SignupRequest(Body):
 @routes.post("/signup")
 @declared
 async def signup(request: web.Request, body: SignupRequest, query: RedirectQuery) -> web.Response:
+    await require_captcha(request, body)
     data = Jsonb(body.data or {})
     if body.email and body.phone:
         raise validation_failed("Only an email address or phone number should be provided on signup.")

@@ -6,9 +6,10 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
+from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, validation_failed
 from authgres.http import client_ip, db, passwords, reply, user_agent
-from authgres.inputs import Body, Query, Text, declared
+from authgres.inputs import Query, Text, declared
 from authgres.state import METRICS
 
 routes = web.RouteTableDef()
@@ -23,9 +24,9 @@ class TokenQuery(Query):
     grant_type: GrantType = ""
 
 
-class TokenRequest(Body):
-    """password grant: email (or phone) and password; refresh_token grant: refresh_token; twofa grant:
-    challenge_token and code."""
+class TokenRequest(CaptchaProtected):
+    """password grant: email (or phone) and password (and the captcha token, when captcha is enabled);
+    refresh_token grant: refresh_token; twofa grant: challenge_token and code."""
 
     email: Text | None = None
     phone: Text | None = None
@@ -63,6 +64,7 @@ async def token(request: web.Request, query: TokenQuery, body: TokenRequest) -> 
 
 
 async def _password_grant(request: web.Request, body: TokenRequest) -> web.Response:
+    await require_captcha(request, body)  # the password grant only, as in GoTrue
     email, password = body.email, body.password or ""
     if email and body.phone:
         raise validation_failed("Only an email address or phone number should be provided on login.")
