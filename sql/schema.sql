@@ -560,10 +560,10 @@ ALTER FUNCTION auth._decode_json_segment(p_segment text) OWNER TO authgres_owner
 COMMENT ON FUNCTION auth._decode_json_segment(p_segment text) IS 'JSON from one base64url JWT segment, or NULL when the segment is not valid base64url JSON.';
 
 --
--- Name: _defer_signup(text, text, jsonb, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: _defer_signup(text, text, jsonb, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text) RETURNS jsonb
+CREATE FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -581,10 +581,12 @@ begin
     returning * into v_pending;
     v_user.email := p_email;
     v_user.raw_user_meta_data := v_pending.data;
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id);
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id,
+                              p_code_challenge, p_code_challenge_method);
   elsif v_user.email_confirmed_at is null then
     -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', null,
+                              p_code_challenge, p_code_challenge_method);
   end if;
   -- The same answer whether the address is new, pending or registered: nothing in it depends on which
   -- (no timestamps; the id is derived from the address and is not the id the user will have).
@@ -597,13 +599,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text) OWNER TO authgres_owner;
+ALTER FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION _defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text) IS 'Deferred sign-up: records a pending sign-up and emails its code (nothing for a registered address); the answer is the same for new, pending and registered addresses.';
+COMMENT ON FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) IS 'Deferred sign-up: records a pending sign-up and emails its code (nothing for a registered address); the answer is the same for new, pending and registered addresses.';
 
 --
 -- Name: _delete_user(auth.users, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -859,8 +861,10 @@ CREATE TABLE auth.settings (
     hook_before_user_deleted text,
     mailer_test_otp jsonb DEFAULT '{}'::jsonb NOT NULL,
     mailer_test_otp_valid_until timestamp with time zone,
+    flow_state_expiry integer DEFAULT 300 NOT NULL,
     CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
+    CONSTRAINT settings_flow_state_expiry_check CHECK ((flow_state_expiry > 0)),
     CONSTRAINT settings_jwt_exp_check CHECK ((jwt_exp > 0)),
     CONSTRAINT settings_mailer_otp_exp_check CHECK ((mailer_otp_exp > 0)),
     CONSTRAINT settings_mailer_otp_length_check CHECK (((mailer_otp_length >= 6) AND (mailer_otp_length <= 10))),
@@ -1001,6 +1005,22 @@ ALTER FUNCTION auth._fixed_code(p_address text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._fixed_code(p_address text) IS 'The fixed development code of an address listed in mailer_test_otp, while mailer_test_otp_valid_until is ahead; else NULL.';
 
 --
+-- Name: _flow_authentication_method(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._flow_authentication_method(p_token_type text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE p_token_type WHEN 'confirmation'::text THEN 'email/signup'::text WHEN 'email_change_current'::text THEN 'email_change'::text WHEN 'email_change_new'::text THEN 'email_change'::text ELSE p_token_type END;
+
+ALTER FUNCTION auth._flow_authentication_method(p_token_type text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _flow_authentication_method(p_token_type text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._flow_authentication_method(p_token_type text) IS 'What a flow whose emailed token is of this kind signs in with, as GoTrue names it.';
+
+--
 -- Name: _get_user(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1084,6 +1104,35 @@ ALTER FUNCTION auth._identity_json(p_identity auth.identities) OWNER TO authgres
 COMMENT ON FUNCTION auth._identity_json(p_identity auth.identities) IS 'An identity as GoTrue serialises it.';
 
 --
+-- Name: _issue_auth_code(uuid, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._issue_auth_code(p_flow_state uuid, p_user_id uuid) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_code text := pg_catalog.gen_random_uuid()::text;  -- 122 random bits, GoTrue's shape
+begin
+  update auth.flow_state
+     set user_id = p_user_id, auth_code_digest = auth._token_hash(v_code), auth_code_issued_at = pg_catalog.now()
+   where id = p_flow_state and auth_code_digest is null;
+  if not found then
+    return null;
+  end if;
+  return v_code;
+end
+$$;
+
+ALTER FUNCTION auth._issue_auth_code(p_flow_state uuid, p_user_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _issue_auth_code(p_flow_state uuid, p_user_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._issue_auth_code(p_flow_state uuid, p_user_id uuid) IS 'Issues the flow''s single-use auth code for the user (once per flow; NULL when the flow is gone or has one); only its digest is kept.';
+
+--
 -- Name: mfa_challenges; Type: TABLE; Schema: auth; Owner: authgres_owner
 --
 
@@ -1155,10 +1204,10 @@ ALTER FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factor
 COMMENT ON FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) IS 'Emails a second-step code and records the challenge it answers.';
 
 --
--- Name: _issue_token(auth.users, text, text, text, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: _issue_token(auth.users, text, text, text, uuid, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid DEFAULT NULL::uuid, OUT code text, OUT link_token text) RETURNS record
+CREATE FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid DEFAULT NULL::uuid, p_flow_state uuid DEFAULT NULL::uuid, OUT code text, OUT link_token text) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -1171,28 +1220,37 @@ begin
       % (10::bigint ^ v_settings.mailer_otp_length)::bigint))::text,
     v_settings.mailer_otp_length, '0'));
   link_token := auth._link_token(p_address, code);
+  if p_flow_state is not null then
+    -- A PKCE flow's token lives for its own flow: a newer one of the same purpose replaces nothing.
+    insert into auth.one_time_tokens
+      (user_id, pending_signup_id, flow_state_id, token_type, token_digest, relates_to, redirect_to, expires_at)
+    values (p_user.id, p_pending_signup, p_flow_state, p_token_type, auth._token_hash(link_token), p_address,
+            p_redirect_to, pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp));
+    return;
+  end if;
   if p_pending_signup is not null then
     -- A pending sign-up has no user row to key on: its live token is replaced by hand.
-    delete from auth.one_time_tokens where pending_signup_id = p_pending_signup and token_type = p_token_type;
+    delete from auth.one_time_tokens
+     where pending_signup_id = p_pending_signup and token_type = p_token_type and flow_state_id is null;
   end if;
   insert into auth.one_time_tokens as t
     (user_id, pending_signup_id, token_type, token_digest, relates_to, redirect_to, expires_at)
   values (p_user.id, p_pending_signup, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
           pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
-  on conflict (user_id, token_type) do update
+  on conflict (user_id, token_type) where flow_state_id is null do update
      set token_digest = excluded.token_digest, relates_to = excluded.relates_to,
          redirect_to = excluded.redirect_to, attempts = 0, created_at = excluded.created_at,
          expires_at = excluded.expires_at;
 end
 $$;
 
-ALTER FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text) OWNER TO authgres_owner;
+ALTER FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, p_flow_state uuid, OUT code text, OUT link_token text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, p_flow_state uuid, OUT code text, OUT link_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text) IS 'Issues a fresh token of p_token_type for the user, or for the pending sign-up p_pending_signup (replacing any live one); the code and link token are returned, never stored.';
+COMMENT ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, p_flow_state uuid, OUT code text, OUT link_token text) IS 'Issues a fresh token of p_token_type for the user, or for the pending sign-up p_pending_signup (replacing any live one), or bound to the PKCE flow p_flow_state (replacing none); the code and link token are returned, never stored.';
 
 --
 -- Name: _link_token(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1346,6 +1404,149 @@ ALTER FUNCTION auth._new_email_user(p_email text, p_password_hash text, p_data j
 COMMENT ON FUNCTION auth._new_email_user(p_email text, p_password_hash text, p_data jsonb, p_ip inet) IS 'Inserts an unconfirmed email user with its identity; NULL when the address is taken (concurrently too).';
 
 --
+-- Name: _pkce_method(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._pkce_method(p_code_challenge text, p_code_challenge_method text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_method text := pg_catalog.lower(p_code_challenge_method);
+begin
+  if coalesce(p_code_challenge, '') = '' and coalesce(p_code_challenge_method, '') = '' then
+    return null;  -- no PKCE: the implicit flow
+  end if;
+  if coalesce(p_code_challenge, '') = '' or coalesce(p_code_challenge_method, '') = '' then
+    raise exception using errcode = 'AUV01', message = 'PKCE flow requires code_challenge_method and code_challenge';
+  end if;
+  if v_method not in ('s256', 'plain') then
+    raise exception using errcode = 'AUV01', message = 'code challenge method not supported';
+  end if;
+  if p_code_challenge !~ '^[A-Za-z0-9._~-]{43,128}$' then
+    raise exception using errcode = 'AUV01',
+      message = 'code challenge must be 43 to 128 characters of A-Z, a-z, 0-9, hyphen, period, underscore and tilde';
+  end if;
+  return v_method;
+end
+$_$;
+
+ALTER FUNCTION auth._pkce_method(p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _pkce_method(p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._pkce_method(p_code_challenge text, p_code_challenge_method text) IS 'The code challenge method, lowercased (s256 or plain), or NULL without PKCE; AUV01 when only one of the pair is given or either is malformed.';
+
+--
+-- Name: flow_state; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.flow_state (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid,
+    auth_code_digest bytea,
+    code_challenge text NOT NULL,
+    code_challenge_method text NOT NULL,
+    authentication_method text NOT NULL,
+    provider_type text DEFAULT 'email'::text NOT NULL,
+    provider_access_token bytea,
+    provider_refresh_token bytea,
+    referrer text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    auth_code_issued_at timestamp with time zone,
+    CONSTRAINT flow_state_authentication_method_check CHECK ((authentication_method = ANY (ARRAY['email/signup'::text, 'magiclink'::text, 'recovery'::text, 'email_change'::text, 'invite'::text, 'oauth'::text, 'sso/saml'::text]))),
+    CONSTRAINT flow_state_check CHECK (((auth_code_digest IS NULL) = (auth_code_issued_at IS NULL))),
+    CONSTRAINT flow_state_check1 CHECK (((auth_code_digest IS NULL) OR (user_id IS NOT NULL))),
+    CONSTRAINT flow_state_code_challenge_check CHECK ((code_challenge ~ '^[A-Za-z0-9._~-]{43,128}$'::text)),
+    CONSTRAINT flow_state_code_challenge_method_check CHECK ((code_challenge_method = ANY (ARRAY['s256'::text, 'plain'::text])))
+);
+
+ALTER TABLE auth.flow_state OWNER TO authgres_owner;
+
+--
+-- Name: TABLE flow_state; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.flow_state IS 'PKCE flows: a code challenge waiting for its emailed link (or, later, a provider''s callback), then the single-use auth code POST /token?grant_type=pkce exchanges, with the verifier, for a session.';
+
+--
+-- Name: COLUMN flow_state.user_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.user_id IS 'The user, once known (a deferred sign-up has none before its link).';
+
+--
+-- Name: COLUMN flow_state.auth_code_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.auth_code_digest IS 'SHA-256 of the auth code, set when the code is issued (the link is followed); the code itself is never stored.';
+
+--
+-- Name: COLUMN flow_state.code_challenge; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.code_challenge IS 'The client''s code challenge (RFC 7636): S256 or the plain verifier.';
+
+--
+-- Name: COLUMN flow_state.authentication_method; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.authentication_method IS 'What the flow signs in with, as GoTrue names it.';
+
+--
+-- Name: COLUMN flow_state.provider_type; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.provider_type IS 'email for the email flows; the OAuth provider''s name later.';
+
+--
+-- Name: COLUMN flow_state.provider_access_token; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.provider_access_token IS 'An OAuth provider''s access token, sealed (encrypted), never in the clear; unused by the email flows.';
+
+--
+-- Name: COLUMN flow_state.provider_refresh_token; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.provider_refresh_token IS 'An OAuth provider''s refresh token, sealed (encrypted), never in the clear; unused by the email flows.';
+
+--
+-- Name: COLUMN flow_state.referrer; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.referrer IS 'Where the flow returns the browser to (redirect_to).';
+
+--
+-- Name: COLUMN flow_state.auth_code_issued_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.auth_code_issued_at IS 'When the auth code was issued: its lifetime counts from here.';
+
+--
+-- Name: _new_flow_state(uuid, text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._new_flow_state(p_user_id uuid, p_token_type text, p_code_challenge text, p_code_challenge_method text, p_referrer text) RETURNS uuid
+    LANGUAGE sql
+    SET search_path TO ''
+    BEGIN ATOMIC
+ INSERT INTO auth.flow_state (user_id, code_challenge, code_challenge_method, authentication_method, referrer)
+   VALUES (_new_flow_state.p_user_id, _new_flow_state.p_code_challenge, auth._pkce_method(_new_flow_state.p_code_challenge, _new_flow_state.p_code_challenge_method), auth._flow_authentication_method(_new_flow_state.p_token_type), _new_flow_state.p_referrer)
+   RETURNING flow_state.id;
+END;
+
+ALTER FUNCTION auth._new_flow_state(p_user_id uuid, p_token_type text, p_code_challenge text, p_code_challenge_method text, p_referrer text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _new_flow_state(p_user_id uuid, p_token_type text, p_code_challenge text, p_code_challenge_method text, p_referrer text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._new_flow_state(p_user_id uuid, p_token_type text, p_code_challenge text, p_code_challenge_method text, p_referrer text) IS 'Starts the PKCE flow of one emailed token (user_id NULL for a pending sign-up); returns its id.';
+
+--
 -- Name: _new_recovery_codes(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1497,10 +1698,27 @@ ALTER FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) OWNER 
 COMMENT ON FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) IS 'The "mac" header member of an ES256 token minted with this mac_key.';
 
 --
--- Name: _queue_email(auth.users, text, text, text, jsonb, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: _pkce_verifier_matches(auth.flow_state, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb DEFAULT '{}'::jsonb, p_pending_signup uuid DEFAULT NULL::uuid) RETURNS void
+CREATE FUNCTION auth._pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    RETURN CASE (p_flow).code_challenge_method WHEN 's256'::text THEN auth._equal_secure(auth.url_encode(sha256(convert_to(p_code_verifier, 'UTF8'::name))), (p_flow).code_challenge) WHEN 'plain'::text THEN auth._equal_secure(p_code_verifier, (p_flow).code_challenge) ELSE false END;
+
+ALTER FUNCTION auth._pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text) IS 'Whether the verifier answers the flow''s challenge (S256: base64url-nopad(SHA-256(verifier))), compared without revealing either through timing.';
+
+--
+-- Name: _queue_email(auth.users, text, text, text, jsonb, uuid, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb DEFAULT '{}'::jsonb, p_pending_signup uuid DEFAULT NULL::uuid, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -1508,12 +1726,19 @@ declare
   v_settings auth.settings;
   v_token record;
   v_payload jsonb;
+  v_flow uuid;
 begin
   select * into v_settings from auth.settings;
-  select * into v_token from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to, p_pending_signup);
+  if coalesce(p_code_challenge, '') <> '' then
+    v_flow := auth._new_flow_state(p_user.id, p_token_type, p_code_challenge, p_code_challenge_method,
+                                   coalesce(p_redirect_to, v_settings.site_url));
+  end if;
+  select * into v_token
+    from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to, p_pending_signup, v_flow);
   v_payload := pg_catalog.jsonb_build_object(
       'token', v_token.code,
-      'token_hash', v_token.link_token,
+      -- GoTrue marks a PKCE flow's link token with pkce_: the link then answers with an auth code.
+      'token_hash', case when v_flow is null then v_token.link_token else 'pkce_' || v_token.link_token end,
       'email', p_address,
       'redirect_to', coalesce(p_redirect_to, v_settings.site_url),
       'site_url', v_settings.site_url,
@@ -1540,13 +1765,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid) OWNER TO authgres_owner;
+ALTER FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid) IS 'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction (for a pending sign-up: p_user holds only its address and metadata, p_pending_signup its id).';
+COMMENT ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text) IS 'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction (for a pending sign-up: p_user holds only its address and metadata, p_pending_signup its id); with a code challenge the token is bound to a PKCE flow of its own.';
 
 --
 -- Name: _raise_session_aal(auth.users, auth.sessions, auth.mfa_factors, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1760,10 +1985,10 @@ ALTER FUNCTION auth._require_admin(p_token text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._require_admin(p_token text) IS 'The claims of an admin token (role service_role); AUA01 for any other.';
 
 --
--- Name: _resend_pending_signup(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: _resend_pending_signup(text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text) RETURNS void
+CREATE FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -1780,18 +2005,19 @@ begin
   if found then
     v_user.email := p_email;
     v_user.raw_user_meta_data := v_pending.data;
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id);
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id,
+                              p_code_challenge, p_code_challenge_method);
   end if;
 end
 $$;
 
-ALTER FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text) OWNER TO authgres_owner;
+ALTER FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION _resend_pending_signup(p_email text, p_redirect_to text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _resend_pending_signup(p_email text, p_redirect_to text, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text) IS 'POST /resend for an address with a pending sign-up: a fresh code for the newest one, which lives on.';
+COMMENT ON FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) IS 'POST /resend for an address with a pending sign-up: a fresh code for the newest one, which lives on.';
 
 --
 -- Name: _run_hook(regproc, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_hook
@@ -3609,6 +3835,54 @@ ALTER FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_fri
 COMMENT ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) IS 'POST /factors: a new unverified TOTP factor (its secret returned once, hex), or the email factor.';
 
 --
+-- Name: exchange_auth_code(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_flow auth.flow_state;
+  v_user auth.users;
+begin
+  if coalesce(p_auth_code, '') = '' or coalesce(p_code_verifier, '') = '' then
+    raise exception using errcode = 'AUV01',
+      message = 'invalid request: both auth code and code verifier should be non-empty';
+  end if;
+  -- Deleted first: a concurrent exchange of the same code waits on this row and then finds it gone, so a
+  -- code gives one session. A check that fails below rolls the delete back with everything else.
+  delete from auth.flow_state where auth_code_digest = auth._token_hash(p_auth_code) returning * into v_flow;
+  if not found then
+    raise exception using errcode = 'AUF01', message = 'invalid flow state, no valid flow state found';
+  end if;
+  if v_flow.auth_code_issued_at + pg_catalog.make_interval(secs => (select s.flow_state_expiry from auth.settings s))
+     <= pg_catalog.now() then
+    raise exception using errcode = 'AUF02', message = 'invalid flow state, flow state has expired';
+  end if;
+  if not auth._pkce_verifier_matches(v_flow, p_code_verifier) then
+    raise exception using errcode = 'AUF03', message = 'code challenge does not match previously saved code verifier';
+  end if;
+  select * into strict v_user from auth.users where id = v_flow.user_id;
+  if v_user.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUJ05', message = 'User is banned';
+  end if;
+  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
+    'provider', v_flow.provider_type, 'via', 'pkce', 'authentication_method', v_flow.authentication_method));
+  return auth._start_session(v_user, 'otp', p_user_agent, p_ip);
+end
+$$;
+
+ALTER FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) IS 'POST /token?grant_type=pkce: the session for a flow''s auth code and its code verifier; the flow ends (single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was.';
+
+--
 -- Name: fail_outbox(bigint, text, integer, double precision); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -3921,6 +4195,17 @@ begin
     select id from auth.one_time_tokens where expires_at < pg_catalog.now() limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
+  -- PKCE flows: an auth code past its lifetime, or a flow whose emailed token is gone (used without the
+  -- link, replaced, expired and pruned) before any code was issued.
+  delete from auth.flow_state where id in (
+    select f.id from auth.flow_state f
+     where f.auth_code_issued_at < pg_catalog.now() - pg_catalog.make_interval(secs => (
+             select s.flow_state_expiry from auth.settings s))
+        or (f.auth_code_issued_at is null
+            and not exists (select from auth.one_time_tokens t where t.flow_state_id = f.id))
+     limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
   delete from auth.pending_signups where id in (
     select id from auth.pending_signups where expires_at < pg_catalog.now() limit p_batch);
   get diagnostics v_count = row_count;
@@ -4074,16 +4359,17 @@ ALTER FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text
 COMMENT ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) IS 'auth._refresh_session() for each token (with its user agent and IP), in order, all committed together; one that fails gets {"error": SQLSTATE, "message": ...}.';
 
 --
--- Name: resend(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: resend(text, text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
   v_email text := auth._normalize_email(p_email);
   v_user auth.users;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   if p_type not in ('signup', 'email_change') then
     raise exception using errcode = 'AUV01', message = 'Missing one of these types: signup, email_change';
@@ -4092,33 +4378,35 @@ begin
   select * into v_user from auth.users where email = v_email and not is_sso_user and deleted_at is null;
   if not found then
     if p_type = 'signup' then
-      perform auth._resend_pending_signup(v_email, p_redirect_to);
+      perform auth._resend_pending_signup(v_email, p_redirect_to, p_code_challenge, v_method);
     end if;
     return '{}';
   end if;
   if p_type = 'signup' and v_user.email_confirmed_at is null then
-    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
   elsif p_type = 'email_change' and v_user.email_change <> '' then
     if exists (select from auth.one_time_tokens where user_id = v_user.id and token_type = 'email_change_current') then
       perform auth._queue_email(v_user, 'email_change_current', v_user.email, p_redirect_to,
-                                pg_catalog.jsonb_build_object('new_email', v_user.email_change));
+                                pg_catalog.jsonb_build_object('new_email', v_user.email_change), null,
+                                p_code_challenge, v_method);
     end if;
     if exists (select from auth.one_time_tokens where user_id = v_user.id and token_type = 'email_change_new') then
       perform auth._queue_email(v_user, 'email_change_new', v_user.email_change, p_redirect_to,
-                                pg_catalog.jsonb_build_object('new_email', v_user.email_change));
+                                pg_catalog.jsonb_build_object('new_email', v_user.email_change), null,
+                                p_code_challenge, v_method);
     end if;
   end if;
   return '{}';
 end
 $$;
 
-ALTER FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION resend(p_type text, p_email text, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet) IS 'POST /resend: re-sends a pending sign-up confirmation or email change; always {}.';
+COMMENT ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'POST /resend: re-sends a pending sign-up confirmation or email change (as PKCE flows with a code challenge); always {}.';
 
 --
 -- Name: revoke_api_key(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4230,10 +4518,10 @@ ALTER FUNCTION auth.rotate_signing_keys() OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth.rotate_signing_keys() IS 'The next key becomes current (signs new tokens); the current one becomes previous: tokens it signed still verify until they expire, or until it is revoked.';
 
 --
--- Name: send_magic_link(text, boolean, jsonb, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: send_magic_link(text, boolean, jsonb, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.send_magic_link(p_email text, p_create_user boolean DEFAULT true, p_data jsonb DEFAULT '{}'::jsonb, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.send_magic_link(p_email text, p_create_user boolean DEFAULT true, p_data jsonb DEFAULT '{}'::jsonb, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -4241,6 +4529,7 @@ declare
   v_settings auth.settings;
   v_email text := auth._normalize_email(p_email);
   v_user auth.users;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   select * into v_settings from auth.settings;
   perform auth._throttle_email(v_email, 'magiclink', p_ip);
@@ -4251,7 +4540,7 @@ begin
       return '{}';
     end if;
     if v_settings.signup_deferred then
-      perform auth._defer_signup(v_email, null, p_data, p_redirect_to);
+      perform auth._defer_signup(v_email, null, p_data, p_redirect_to, p_code_challenge, v_method);
       return '{}';
     end if;
     v_user := auth._new_email_user(v_email, null, p_data, p_ip);
@@ -4260,51 +4549,52 @@ begin
     end if;
   end if;
   if v_user.email_confirmed_at is null then
-    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
   else
-    perform auth._queue_email(v_user, 'magiclink', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'magiclink', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
   end if;
   return '{}';
 end
 $$;
 
-ALTER FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet) IS 'POST /otp and /magiclink: emails a sign-in code and link (a confirmation for an unconfirmed or new user). Always {} so that the answer does not tell whether the address is registered.';
+COMMENT ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'POST /otp and /magiclink: emails a sign-in code and link (a confirmation for an unconfirmed or new user). Always {} so that the answer does not tell whether the address is registered.';
 
 --
--- Name: send_recovery(text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: send_recovery(text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.send_recovery(p_email text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.send_recovery(p_email text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
   v_email text := auth._normalize_email(p_email);
   v_user auth.users;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   perform auth._throttle_email(v_email, 'recovery', p_ip);
   select * into v_user from auth.users where email = v_email and not is_sso_user and deleted_at is null;
   if found then
-    perform auth._queue_email(v_user, 'recovery', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'recovery', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
     perform auth._audit(v_user, 'user_recovery_requested', 'user', p_ip);
   end if;
   return '{}';
 end
 $$;
 
-ALTER FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION send_recovery(p_email text, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet) IS 'POST /recover: emails a recovery code and link; always {}.';
+COMMENT ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'POST /recover: emails a recovery code and link (a PKCE flow''s with a code challenge); always {}.';
 
 --
 -- Name: sign(json, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4443,10 +4733,10 @@ ALTER FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, 
 COMMENT ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) IS 'Signs a user in after the service verified p_verified_hash; p_rehash replaces an outdated hash.';
 
 --
--- Name: sign_up(text, text, jsonb, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: sign_up(text, text, jsonb, text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb DEFAULT '{}'::jsonb, p_redirect_to text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb DEFAULT '{}'::jsonb, p_redirect_to text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -4454,6 +4744,7 @@ declare
   v_settings auth.settings;
   v_email text := auth._normalize_email(p_email);
   v_user auth.users;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   select * into v_settings from auth.settings;
   if v_settings.disable_signup then
@@ -4465,7 +4756,7 @@ begin
   if not v_settings.mailer_autoconfirm then
     perform auth._throttle_email(v_email, 'confirmation', p_ip);
     if v_settings.signup_deferred then
-      return auth._defer_signup(v_email, p_password_hash, p_data, p_redirect_to);
+      return auth._defer_signup(v_email, p_password_hash, p_data, p_redirect_to, p_code_challenge, v_method);
     end if;
   end if;
 
@@ -4476,7 +4767,7 @@ begin
     end if;
     select * into strict v_user from auth.users where email = v_email and not is_sso_user;
     if v_user.email_confirmed_at is null then
-      perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+      perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
       return auth._user_json(v_user);
     end if;
     -- A confirmed address: answer with a look-alike user that has no identity, as GoTrue does, so the
@@ -4490,7 +4781,7 @@ begin
   end if;
 
   if not v_settings.mailer_autoconfirm then
-    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
     select * into strict v_user from auth.users where id = v_user.id;
     return auth._user_json(v_user);
   end if;
@@ -4502,13 +4793,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) IS 'Email + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken address. Deferred: a pending sign-up (see _defer_signup). Otherwise the unconfirmed user with a confirmation email queued (a look-alike without identities when the address is already confirmed).';
+COMMENT ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'Email + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken address. Deferred: a pending sign-up (see _defer_signup). Otherwise the unconfirmed user with a confirmation email queued (a look-alike without identities when the address is already confirmed). With a code challenge the emailed link is a PKCE flow''s.';
 
 --
 -- Name: signing_keys_for_service(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4597,10 +4888,10 @@ ALTER FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip 
 COMMENT ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) IS 'DELETE /factors/{id}.';
 
 --
--- Name: update_user(text, jsonb, text, text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: update_user(text, jsonb, text, text, text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.update_user(p_access_token text, p_data jsonb DEFAULT NULL::jsonb, p_password_hash text DEFAULT NULL::text, p_email text DEFAULT NULL::text, p_nonce text DEFAULT NULL::text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.update_user(p_access_token text, p_data jsonb DEFAULT NULL::jsonb, p_password_hash text DEFAULT NULL::text, p_email text DEFAULT NULL::text, p_nonce text DEFAULT NULL::text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -4609,6 +4900,7 @@ declare
   v_auth record;
   v_user auth.users;
   v_email text;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   select * into v_settings from auth.settings;
   select * into v_auth from auth._authorize(p_access_token, true);
@@ -4655,10 +4947,11 @@ begin
        where user_id = v_user.id and token_type in ('email_change_current', 'email_change_new');
       if v_settings.mailer_secure_email_change and v_user.email is not null then
         perform auth._queue_email(v_user, 'email_change_current', v_user.email, p_redirect_to,
-                                  pg_catalog.jsonb_build_object('new_email', v_email));
+                                  pg_catalog.jsonb_build_object('new_email', v_email), null,
+                                  p_code_challenge, v_method);
       end if;
       perform auth._queue_email(v_user, 'email_change_new', v_email, p_redirect_to,
-                                pg_catalog.jsonb_build_object('new_email', v_email));
+                                pg_catalog.jsonb_build_object('new_email', v_email), null, p_code_challenge, v_method);
       select * into strict v_user from auth.users where id = v_user.id;
     end if;
   end if;
@@ -4666,13 +4959,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet) IS 'PUT /user: merges user metadata (null removes a key); sets a new password hash, ending the user''s other sessions (with a reauthentication nonce when required); starts an email change, confirmed from both addresses when mailer_secure_email_change.';
+COMMENT ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'PUT /user: merges user metadata (null removes a key); sets a new password hash, ending the user''s other sessions (with a reauthentication nonce when required); starts an email change, confirmed from both addresses when mailer_secure_email_change (by PKCE flows'' links with a code challenge).';
 
 --
 -- Name: url_decode(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4713,10 +5006,10 @@ ALTER FUNCTION auth.verify(token text, secret text, algorithm text) OWNER TO aut
 COMMENT ON FUNCTION auth.verify(token text, secret text, algorithm text) IS 'Verifies a compact JWT (pgjwt-compatible): valid only with a matching signature under the given algorithm, a header naming that algorithm, a numeric exp in the future and no nbf in the future.';
 
 --
--- Name: verify_email_token(text, text, text, text, text, inet, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: verify_email_token(text, text, text, text, text, inet, text, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.verify_email_token(p_type text, p_email text DEFAULT NULL::text, p_code text DEFAULT NULL::text, p_token_hash text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_password_hash text DEFAULT NULL::text) RETURNS jsonb
+CREATE FUNCTION auth.verify_email_token(p_type text, p_email text DEFAULT NULL::text, p_code text DEFAULT NULL::text, p_token_hash text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_password_hash text DEFAULT NULL::text, p_link boolean DEFAULT false) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -4728,6 +5021,7 @@ declare
   v_email text;
   v_digest bytea;
   v_found boolean := false;
+  v_auth_code text;
 begin
   v_types := case p_type
     when 'signup' then array['confirmation']
@@ -4747,7 +5041,8 @@ begin
   if p_token_hash is not null then
     -- A link token: 224 bits, found by its digest; guessing is hopeless, so attempts are not counted.
     select * into v_token from auth.one_time_tokens
-     where token_digest = auth._token_hash(pg_catalog.lower(p_token_hash)) and token_type = any (v_types)
+     where token_digest = auth._token_hash(pg_catalog.regexp_replace(pg_catalog.lower(p_token_hash), '^pkce_', ''))
+       and token_type = any (v_types)
      for update;
     v_found := found and v_token.expires_at > pg_catalog.now();
     if not v_found then
@@ -4798,6 +5093,8 @@ begin
   end if;
 
   if v_token.token_type like 'email_change%' then
+    -- This address is proven: its other links (of other PKCE flows) are spent with this one.
+    delete from auth.one_time_tokens where user_id = v_user.id and token_type = v_token.token_type;
     if exists (select from auth.one_time_tokens
                 where user_id = v_user.id and token_type in ('email_change_current', 'email_change_new')) then
       update auth.users set email_change_confirm_status = 1 where id = v_user.id;
@@ -4845,6 +5142,15 @@ begin
   end if;
   delete from auth.one_time_tokens
    where user_id = v_user.id and token_type in ('confirmation', 'invite', 'magiclink', 'recovery');
+  if p_link and v_token.flow_state_id is not null then
+    -- A PKCE flow's link, followed: the session waits for whoever holds the code and the verifier.
+    v_auth_code := auth._issue_auth_code(v_token.flow_state_id, v_user.id);
+    if v_auth_code is null then
+      raise exception using errcode = 'AUF01', message = 'No associated flow state found.';
+    end if;
+    return pg_catalog.jsonb_build_object('auth_code', v_auth_code, 'redirect_to', v_token.redirect_to,
+                                         'verification_type', v_token.token_type);
+  end if;
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
   perform auth._audit(v_user, 'login', 'account', p_ip,
                       pg_catalog.jsonb_build_object('provider', 'email', 'via', v_token.token_type));
@@ -4853,13 +5159,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text) OWNER TO authgres_owner;
+ALTER FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text, p_link boolean) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text, p_link boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text) IS 'POST/GET /verify: consumes an emailed token (by address + code, or by link token) and signs the user in, in one transaction; with p_password_hash (recovery tokens only) it also sets the new password and ends the user''s other sessions. Wrong codes count against the token; the failure is returned as {"error": "AUO01"} so that the count commits. The response also names the token''s redirect_to.';
+COMMENT ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text, p_link boolean) IS 'POST/GET /verify: consumes an emailed token (by address + code, or by link token) and signs the user in, in one transaction; with p_password_hash (recovery tokens only) it also sets the new password and ends the user''s other sessions. Wrong codes count against the token; the failure is returned as {"error": "AUO01"} so that the count commits. The response also names the token''s redirect_to. With p_link (the link was followed: GET /verify), a token of a PKCE flow answers {auth_code} instead of a session (see pkce.sql).';
 
 --
 -- Name: verify_factor(text, uuid, uuid, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -5051,6 +5357,7 @@ CREATE TABLE auth.one_time_tokens (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone NOT NULL,
     pending_signup_id uuid,
+    flow_state_id uuid,
     CONSTRAINT one_time_tokens_owner_check CHECK (((user_id IS NULL) <> (pending_signup_id IS NULL))),
     CONSTRAINT one_time_tokens_token_type_check CHECK ((token_type = ANY (ARRAY['confirmation'::text, 'invite'::text, 'magiclink'::text, 'recovery'::text, 'email_change_current'::text, 'email_change_new'::text, 'reauthentication'::text, 'mfa_email'::text])))
 );
@@ -5061,7 +5368,7 @@ ALTER TABLE auth.one_time_tokens OWNER TO authgres_owner;
 -- Name: TABLE one_time_tokens; Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON TABLE auth.one_time_tokens IS 'Emailed secrets, one live per user and purpose. Deleted when used, replaced when re-issued.';
+COMMENT ON TABLE auth.one_time_tokens IS 'Emailed secrets. Deleted when used; re-issuing replaces the live one of the user and purpose, except tokens of PKCE flows, each of which lives for its own flow.';
 
 --
 -- Name: COLUMN one_time_tokens.token_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
@@ -5080,6 +5387,12 @@ COMMENT ON COLUMN auth.one_time_tokens.relates_to IS 'The address the token was 
 --
 
 COMMENT ON COLUMN auth.one_time_tokens.attempts IS 'Wrong codes presented so far.';
+
+--
+-- Name: COLUMN one_time_tokens.flow_state_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.one_time_tokens.flow_state_id IS 'The PKCE flow this token''s link belongs to: following the link issues that flow''s auth code.';
 
 --
 -- Name: pending_signups; Type: TABLE; Schema: auth; Owner: authgres_owner
@@ -5257,6 +5570,20 @@ ALTER TABLE ONLY auth.email_outbox
     ADD CONSTRAINT email_outbox_pkey PRIMARY KEY (id);
 
 --
+-- Name: flow_state flow_state_auth_code_digest_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.flow_state
+    ADD CONSTRAINT flow_state_auth_code_digest_key UNIQUE (auth_code_digest);
+
+--
+-- Name: flow_state flow_state_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.flow_state
+    ADD CONSTRAINT flow_state_pkey PRIMARY KEY (id);
+
+--
 -- Name: identities identities_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
 --
 
@@ -5311,13 +5638,6 @@ ALTER TABLE ONLY auth.mfa_recovery_codes
 
 ALTER TABLE ONLY auth.one_time_tokens
     ADD CONSTRAINT one_time_tokens_pkey PRIMARY KEY (id);
-
---
--- Name: one_time_tokens one_time_tokens_user_id_token_type_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
---
-
-ALTER TABLE ONLY auth.one_time_tokens
-    ADD CONSTRAINT one_time_tokens_user_id_token_type_key UNIQUE (user_id, token_type);
 
 --
 -- Name: pending_signups pending_signups_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -5435,6 +5755,18 @@ CREATE INDEX email_outbox_dead_idx ON auth.email_outbox USING btree (id) WHERE (
 CREATE INDEX email_outbox_due_idx ON auth.email_outbox USING btree (next_attempt_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
 
 --
+-- Name: flow_state_auth_code_issued_at_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX flow_state_auth_code_issued_at_idx ON auth.flow_state USING btree (auth_code_issued_at) WHERE (auth_code_issued_at IS NOT NULL);
+
+--
+-- Name: flow_state_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX flow_state_user_id_idx ON auth.flow_state USING btree (user_id) WHERE (user_id IS NOT NULL);
+
+--
 -- Name: identities_email_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
 --
 
@@ -5483,6 +5815,12 @@ CREATE INDEX mfa_recovery_codes_user_id_idx ON auth.mfa_recovery_codes USING btr
 CREATE INDEX one_time_tokens_digest_idx ON auth.one_time_tokens USING btree (token_digest);
 
 --
+-- Name: one_time_tokens_flow_state_id_key; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX one_time_tokens_flow_state_id_key ON auth.one_time_tokens USING btree (flow_state_id) WHERE (flow_state_id IS NOT NULL);
+
+--
 -- Name: one_time_tokens_pending_signup_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
 --
 
@@ -5493,6 +5831,12 @@ CREATE INDEX one_time_tokens_pending_signup_id_idx ON auth.one_time_tokens USING
 --
 
 CREATE INDEX one_time_tokens_relates_to_idx ON auth.one_time_tokens USING btree (relates_to, token_type);
+
+--
+-- Name: one_time_tokens_user_id_token_type_key; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX one_time_tokens_user_id_token_type_key ON auth.one_time_tokens USING btree (user_id, token_type) WHERE (flow_state_id IS NULL);
 
 --
 -- Name: pending_signups_email_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
@@ -5587,6 +5931,13 @@ ALTER TABLE ONLY auth.email_outbox
     ADD CONSTRAINT email_outbox_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE SET NULL;
 
 --
+-- Name: flow_state flow_state_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.flow_state
+    ADD CONSTRAINT flow_state_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
 -- Name: identities identities_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
 --
 
@@ -5627,6 +5978,13 @@ ALTER TABLE ONLY auth.mfa_factors
 
 ALTER TABLE ONLY auth.mfa_recovery_codes
     ADD CONSTRAINT mfa_recovery_codes_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: one_time_tokens one_time_tokens_flow_state_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.one_time_tokens
+    ADD CONSTRAINT one_time_tokens_flow_state_id_fkey FOREIGN KEY (flow_state_id) REFERENCES auth.flow_state(id) ON DELETE CASCADE;
 
 --
 -- Name: one_time_tokens one_time_tokens_pending_signup_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -5673,6 +6031,12 @@ ALTER TABLE auth.audit_log_entries ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE auth.email_outbox ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: flow_state; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.flow_state ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: identities; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
@@ -5849,10 +6213,10 @@ REVOKE ALL ON FUNCTION auth._decode_json_segment(p_segment text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth._decode_json_segment(p_segment text) TO authgres_service;
 
 --
--- Name: FUNCTION _defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._defer_signup(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _delete_user(p_user auth.users, p_soft boolean); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -5904,6 +6268,12 @@ REVOKE ALL ON FUNCTION auth._factor_of(p_user_id uuid, p_factor_id uuid) FROM PU
 REVOKE ALL ON FUNCTION auth._fixed_code(p_address text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _flow_authentication_method(p_token_type text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._flow_authentication_method(p_token_type text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _get_user(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -5923,16 +6293,22 @@ GRANT ALL ON FUNCTION auth._hmac(p_data bytea, p_key bytea, p_algorithm text) TO
 REVOKE ALL ON FUNCTION auth._identity_json(p_identity auth.identities) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _issue_auth_code(p_flow_state uuid, p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._issue_auth_code(p_flow_state uuid, p_user_id uuid) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
 REVOKE ALL ON FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) FROM PUBLIC;
 
 --
--- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, p_flow_state uuid, OUT code text, OUT link_token text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, OUT code text, OUT link_token text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, p_flow_state uuid, OUT code text, OUT link_token text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _link_token(p_address text, p_code text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -5969,6 +6345,18 @@ REVOKE ALL ON FUNCTION auth._needs_email_step(p_user auth.users) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION auth._new_email_user(p_email text, p_password_hash text, p_data jsonb, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _pkce_method(p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._pkce_method(p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _new_flow_state(p_user_id uuid, p_token_type text, p_code_challenge text, p_code_challenge_method text, p_referrer text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._new_flow_state(p_user_id uuid, p_token_type text, p_code_challenge text, p_code_challenge_method text, p_referrer text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _new_recovery_codes(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6008,10 +6396,16 @@ REVOKE ALL ON FUNCTION auth._password_attempt_hook(p_user auth.users, p_valid bo
 REVOKE ALL ON FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) FROM PUBLIC;
 
 --
--- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6044,10 +6438,10 @@ REVOKE ALL ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_
 REVOKE ALL ON FUNCTION auth._require_admin(p_token text) FROM PUBLIC;
 
 --
--- Name: FUNCTION _resend_pending_signup(p_email text, p_redirect_to text); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _resend_pending_signup(p_email text, p_redirect_to text, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _run_hook(p_function regproc, p_event jsonb); Type: ACL; Schema: auth; Owner: authgres_hook
@@ -6364,6 +6758,13 @@ REVOKE ALL ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type tex
 GRANT ALL ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) TO authgres_service;
 
 --
+-- Name: FUNCTION exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
 -- Name: FUNCTION fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -6469,11 +6870,11 @@ REVOKE ALL ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_age
 GRANT ALL ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) TO authgres_service;
 
 --
--- Name: FUNCTION resend(p_type text, p_email text, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
 
 --
 -- Name: FUNCTION revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6497,18 +6898,18 @@ REVOKE ALL ON FUNCTION auth.rotate_signing_keys() FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.rotate_signing_keys() TO authgres_service;
 
 --
--- Name: FUNCTION send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
 
 --
--- Name: FUNCTION send_recovery(p_email text, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
 
 --
 -- Name: FUNCTION sign(payload json, secret text, algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6532,11 +6933,11 @@ REVOKE ALL ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_has
 GRANT ALL ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) TO authgres_service;
 
 --
--- Name: FUNCTION sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
 
 --
 -- Name: FUNCTION signing_keys_for_service(); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6560,11 +6961,11 @@ REVOKE ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uui
 GRANT ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) TO authgres_service;
 
 --
--- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
 
 --
 -- Name: FUNCTION url_decode(data text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6581,11 +6982,11 @@ REVOKE ALL ON FUNCTION auth.verify(token text, secret text, algorithm text) FROM
 GRANT ALL ON FUNCTION auth.verify(token text, secret text, algorithm text) TO authgres_service;
 
 --
--- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text, p_link boolean); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text, p_link boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code text, p_token_hash text, p_user_agent text, p_ip inet, p_password_hash text, p_link boolean) TO authgres_service;
 
 --
 -- Name: FUNCTION verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner

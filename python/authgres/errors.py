@@ -67,6 +67,9 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUH03": (400, "validation_failed"),
     "AUK01": (404, "api_key_not_found"),
     "AUK02": (403, "session_required"),
+    "AUF01": (404, "flow_state_not_found"),
+    "AUF02": (422, "flow_state_expired"),
+    "AUF03": (400, "bad_code_verifier"),
 }
 
 

@@ -417,6 +417,7 @@ class Settings(_FromEnvironment):
     mailer_secure_email_change: bool = setting(
         True, env="AUTHGRES_MAILER_SECURE_EMAIL_CHANGE_ENABLED", read=Flag(), sql=True
     )
+    flow_state_expiry: int = setting(300, env="AUTHGRES_FLOW_STATE_EXPIRY_DURATION", read=Integer(minimum=1), sql=True)
     # Checked in __post_init__: fixed codes need a valid-until in the future.
     mailer_test_otp: dict[str, str] = setting(
         default_factory=dict, env="AUTHGRES_MAILER_TEST_OTP", read=FixedCodes(), sql=True

@@ -14,6 +14,7 @@
 \ir sign_in.sql
 \ir throttles.sql
 \ir one_time_tokens.sql
+\ir pkce.sql
 \ir email.sql
 \ir outbox.sql
 \ir mfa.sql

@@ -31,7 +31,7 @@ comment on function auth._throttle_email(text, text, inet) is
 
 create or replace function auth._queue_email(
   p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb default '{}',
-  p_pending_signup uuid default null
+  p_pending_signup uuid default null, p_code_challenge text default null, p_code_challenge_method text default null
 ) returns void
   language plpgsql volatile
   set search_path = ''
@@ -40,12 +40,19 @@ declare
   v_settings auth.settings;
   v_token record;
   v_payload jsonb;
+  v_flow uuid;
 begin
   select * into v_settings from auth.settings;
-  select * into v_token from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to, p_pending_signup);
+  if coalesce(p_code_challenge, '') <> '' then
+    v_flow := auth._new_flow_state(p_user.id, p_token_type, p_code_challenge, p_code_challenge_method,
+                                   coalesce(p_redirect_to, v_settings.site_url));
+  end if;
+  select * into v_token
+    from auth._issue_token(p_user, p_token_type, p_address, p_redirect_to, p_pending_signup, v_flow);
   v_payload := pg_catalog.jsonb_build_object(
       'token', v_token.code,
-      'token_hash', v_token.link_token,
+      -- GoTrue marks a PKCE flow's link token with pkce_: the link then answers with an auth code.
+      'token_hash', case when v_flow is null then v_token.link_token else 'pkce_' || v_token.link_token end,
       'email', p_address,
       'redirect_to', coalesce(p_redirect_to, v_settings.site_url),
       'site_url', v_settings.site_url,
@@ -71,9 +78,10 @@ begin
    where id = p_user.id;
 end
 $$;
-comment on function auth._queue_email(auth.users, text, text, text, jsonb, uuid) is
+comment on function auth._queue_email(auth.users, text, text, text, jsonb, uuid, text, text) is
   'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction (for a pending '
-  'sign-up: p_user holds only its address and metadata, p_pending_signup its id).';
+  'sign-up: p_user holds only its address and metadata, p_pending_signup its id); with a code challenge the '
+  'token is bound to a PKCE flow of its own.';
 
 create or replace function auth._confirm_email(p_user auth.users) returns auth.users
   language plpgsql volatile
@@ -140,7 +148,8 @@ comment on function auth._new_email_user(text, text, jsonb, inet) is
 -- a one-time token pointing at it; the user is made only when that token is verified. Several may wait
 -- for one address (whoever asked, only the mailbox's owner gets the codes); the first verified wins.
 create or replace function auth._defer_signup(
-  p_email text, p_password_hash text, p_data jsonb, p_redirect_to text
+  p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_code_challenge text default null,
+  p_code_challenge_method text default null
 ) returns jsonb
   language plpgsql volatile
   set search_path = ''
@@ -159,10 +168,12 @@ begin
     returning * into v_pending;
     v_user.email := p_email;
     v_user.raw_user_meta_data := v_pending.data;
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id);
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id,
+                              p_code_challenge, p_code_challenge_method);
   elsif v_user.email_confirmed_at is null then
     -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', null,
+                              p_code_challenge, p_code_challenge_method);
   end if;
   -- The same answer whether the address is new, pending or registered: nothing in it depends on which
   -- (no timestamps; the id is derived from the address and is not the id the user will have).
@@ -174,7 +185,7 @@ begin
     'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb, 'is_anonymous', false);
 end
 $$;
-comment on function auth._defer_signup(text, text, jsonb, text) is
+comment on function auth._defer_signup(text, text, jsonb, text, text, text) is
   'Deferred sign-up: records a pending sign-up and emails its code (nothing for a registered address); '
   'the answer is the same for new, pending and registered addresses.';
 
@@ -200,7 +211,8 @@ comment on function auth._user_from_pending_signup(uuid, inet) is
 
 create or replace function auth.sign_up(
   p_email text, p_password_hash text, p_data jsonb default '{}', p_redirect_to text default null,
-  p_user_agent text default null, p_ip inet default null
+  p_user_agent text default null, p_ip inet default null, p_code_challenge text default null,
+  p_code_challenge_method text default null
 ) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
@@ -209,6 +221,7 @@ declare
   v_settings auth.settings;
   v_email text := auth._normalize_email(p_email);
   v_user auth.users;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   select * into v_settings from auth.settings;
   if v_settings.disable_signup then
@@ -220,7 +233,7 @@ begin
   if not v_settings.mailer_autoconfirm then
     perform auth._throttle_email(v_email, 'confirmation', p_ip);
     if v_settings.signup_deferred then
-      return auth._defer_signup(v_email, p_password_hash, p_data, p_redirect_to);
+      return auth._defer_signup(v_email, p_password_hash, p_data, p_redirect_to, p_code_challenge, v_method);
     end if;
   end if;
 
@@ -231,7 +244,7 @@ begin
     end if;
     select * into strict v_user from auth.users where email = v_email and not is_sso_user;
     if v_user.email_confirmed_at is null then
-      perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+      perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
       return auth._user_json(v_user);
     end if;
     -- A confirmed address: answer with a look-alike user that has no identity, as GoTrue does, so the
@@ -245,7 +258,7 @@ begin
   end if;
 
   if not v_settings.mailer_autoconfirm then
-    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
     select * into strict v_user from auth.users where id = v_user.id;
     return auth._user_json(v_user);
   end if;
@@ -256,15 +269,17 @@ begin
   return auth._start_session(v_user, 'password', p_user_agent, p_ip);
 end
 $$;
-comment on function auth.sign_up(text, text, jsonb, text, text, inet) is
+comment on function auth.sign_up(text, text, jsonb, text, text, inet, text, text) is
   'Email + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken address. '
   'Deferred: a pending sign-up (see _defer_signup). Otherwise the unconfirmed user with a confirmation '
-  'email queued (a look-alike without identities when the address is already confirmed).';
-grant execute on function auth.sign_up(text, text, jsonb, text, text, inet) to authgres_service;
+  'email queued (a look-alike without identities when the address is already confirmed). With a code '
+  'challenge the emailed link is a PKCE flow''s.';
+grant execute on function auth.sign_up(text, text, jsonb, text, text, inet, text, text) to authgres_service;
 
 create or replace function auth.send_magic_link(
   p_email text, p_create_user boolean default true, p_data jsonb default '{}',
-  p_redirect_to text default null, p_ip inet default null
+  p_redirect_to text default null, p_ip inet default null, p_code_challenge text default null,
+  p_code_challenge_method text default null
 ) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
@@ -273,6 +288,7 @@ declare
   v_settings auth.settings;
   v_email text := auth._normalize_email(p_email);
   v_user auth.users;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   select * into v_settings from auth.settings;
   perform auth._throttle_email(v_email, 'magiclink', p_ip);
@@ -283,7 +299,7 @@ begin
       return '{}';
     end if;
     if v_settings.signup_deferred then
-      perform auth._defer_signup(v_email, null, p_data, p_redirect_to);
+      perform auth._defer_signup(v_email, null, p_data, p_redirect_to, p_code_challenge, v_method);
       return '{}';
     end if;
     v_user := auth._new_email_user(v_email, null, p_data, p_ip);
@@ -292,40 +308,46 @@ begin
     end if;
   end if;
   if v_user.email_confirmed_at is null then
-    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
   else
-    perform auth._queue_email(v_user, 'magiclink', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'magiclink', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
   end if;
   return '{}';
 end
 $$;
-comment on function auth.send_magic_link(text, boolean, jsonb, text, inet) is
+comment on function auth.send_magic_link(text, boolean, jsonb, text, inet, text, text) is
   'POST /otp and /magiclink: emails a sign-in code and link (a confirmation for an unconfirmed or new '
   'user). Always {} so that the answer does not tell whether the address is registered.';
-grant execute on function auth.send_magic_link(text, boolean, jsonb, text, inet) to authgres_service;
+grant execute on function auth.send_magic_link(text, boolean, jsonb, text, inet, text, text) to authgres_service;
 
-create or replace function auth.send_recovery(p_email text, p_redirect_to text default null, p_ip inet default null)
-  returns jsonb
+create or replace function auth.send_recovery(
+  p_email text, p_redirect_to text default null, p_ip inet default null, p_code_challenge text default null,
+  p_code_challenge_method text default null
+) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
 as $$
 declare
   v_email text := auth._normalize_email(p_email);
   v_user auth.users;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   perform auth._throttle_email(v_email, 'recovery', p_ip);
   select * into v_user from auth.users where email = v_email and not is_sso_user and deleted_at is null;
   if found then
-    perform auth._queue_email(v_user, 'recovery', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'recovery', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
     perform auth._audit(v_user, 'user_recovery_requested', 'user', p_ip);
   end if;
   return '{}';
 end
 $$;
-comment on function auth.send_recovery(text, text, inet) is 'POST /recover: emails a recovery code and link; always {}.';
-grant execute on function auth.send_recovery(text, text, inet) to authgres_service;
+comment on function auth.send_recovery(text, text, inet, text, text) is
+  'POST /recover: emails a recovery code and link (a PKCE flow''s with a code challenge); always {}.';
+grant execute on function auth.send_recovery(text, text, inet, text, text) to authgres_service;
 
-create or replace function auth._resend_pending_signup(p_email text, p_redirect_to text) returns void
+create or replace function auth._resend_pending_signup(
+  p_email text, p_redirect_to text, p_code_challenge text default null, p_code_challenge_method text default null
+) returns void
   language plpgsql volatile
   set search_path = ''
 as $$
@@ -342,21 +364,25 @@ begin
   if found then
     v_user.email := p_email;
     v_user.raw_user_meta_data := v_pending.data;
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id);
+    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id,
+                              p_code_challenge, p_code_challenge_method);
   end if;
 end
 $$;
-comment on function auth._resend_pending_signup(text, text) is
+comment on function auth._resend_pending_signup(text, text, text, text) is
   'POST /resend for an address with a pending sign-up: a fresh code for the newest one, which lives on.';
 
-create or replace function auth.resend(p_type text, p_email text, p_redirect_to text default null, p_ip inet default null)
-  returns jsonb
+create or replace function auth.resend(
+  p_type text, p_email text, p_redirect_to text default null, p_ip inet default null,
+  p_code_challenge text default null, p_code_challenge_method text default null
+) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
 as $$
 declare
   v_email text := auth._normalize_email(p_email);
   v_user auth.users;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   if p_type not in ('signup', 'email_change') then
     raise exception using errcode = 'AUV01', message = 'Missing one of these types: signup, email_change';
@@ -365,32 +391,36 @@ begin
   select * into v_user from auth.users where email = v_email and not is_sso_user and deleted_at is null;
   if not found then
     if p_type = 'signup' then
-      perform auth._resend_pending_signup(v_email, p_redirect_to);
+      perform auth._resend_pending_signup(v_email, p_redirect_to, p_code_challenge, v_method);
     end if;
     return '{}';
   end if;
   if p_type = 'signup' and v_user.email_confirmed_at is null then
-    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to);
+    perform auth._queue_email(v_user, 'confirmation', v_email, p_redirect_to, '{}', null, p_code_challenge, v_method);
   elsif p_type = 'email_change' and v_user.email_change <> '' then
     if exists (select from auth.one_time_tokens where user_id = v_user.id and token_type = 'email_change_current') then
       perform auth._queue_email(v_user, 'email_change_current', v_user.email, p_redirect_to,
-                                pg_catalog.jsonb_build_object('new_email', v_user.email_change));
+                                pg_catalog.jsonb_build_object('new_email', v_user.email_change), null,
+                                p_code_challenge, v_method);
     end if;
     if exists (select from auth.one_time_tokens where user_id = v_user.id and token_type = 'email_change_new') then
       perform auth._queue_email(v_user, 'email_change_new', v_user.email_change, p_redirect_to,
-                                pg_catalog.jsonb_build_object('new_email', v_user.email_change));
+                                pg_catalog.jsonb_build_object('new_email', v_user.email_change), null,
+                                p_code_challenge, v_method);
     end if;
   end if;
   return '{}';
 end
 $$;
-comment on function auth.resend(text, text, text, inet) is
-  'POST /resend: re-sends a pending sign-up confirmation or email change; always {}.';
-grant execute on function auth.resend(text, text, text, inet) to authgres_service;
+comment on function auth.resend(text, text, text, inet, text, text) is
+  'POST /resend: re-sends a pending sign-up confirmation or email change (as PKCE flows with a code '
+  'challenge); always {}.';
+grant execute on function auth.resend(text, text, text, inet, text, text) to authgres_service;
 
 create or replace function auth.verify_email_token(
   p_type text, p_email text default null, p_code text default null, p_token_hash text default null,
-  p_user_agent text default null, p_ip inet default null, p_password_hash text default null
+  p_user_agent text default null, p_ip inet default null, p_password_hash text default null,
+  p_link boolean default false
 ) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
@@ -403,6 +433,7 @@ declare
   v_email text;
   v_digest bytea;
   v_found boolean := false;
+  v_auth_code text;
 begin
   v_types := case p_type
     when 'signup' then array['confirmation']
@@ -422,7 +453,8 @@ begin
   if p_token_hash is not null then
     -- A link token: 224 bits, found by its digest; guessing is hopeless, so attempts are not counted.
     select * into v_token from auth.one_time_tokens
-     where token_digest = auth._token_hash(pg_catalog.lower(p_token_hash)) and token_type = any (v_types)
+     where token_digest = auth._token_hash(pg_catalog.regexp_replace(pg_catalog.lower(p_token_hash), '^pkce_', ''))
+       and token_type = any (v_types)
      for update;
     v_found := found and v_token.expires_at > pg_catalog.now();
     if not v_found then
@@ -473,6 +505,8 @@ begin
   end if;
 
   if v_token.token_type like 'email_change%' then
+    -- This address is proven: its other links (of other PKCE flows) are spent with this one.
+    delete from auth.one_time_tokens where user_id = v_user.id and token_type = v_token.token_type;
     if exists (select from auth.one_time_tokens
                 where user_id = v_user.id and token_type in ('email_change_current', 'email_change_new')) then
       update auth.users set email_change_confirm_status = 1 where id = v_user.id;
@@ -520,6 +554,15 @@ begin
   end if;
   delete from auth.one_time_tokens
    where user_id = v_user.id and token_type in ('confirmation', 'invite', 'magiclink', 'recovery');
+  if p_link and v_token.flow_state_id is not null then
+    -- A PKCE flow's link, followed: the session waits for whoever holds the code and the verifier.
+    v_auth_code := auth._issue_auth_code(v_token.flow_state_id, v_user.id);
+    if v_auth_code is null then
+      raise exception using errcode = 'AUF01', message = 'No associated flow state found.';
+    end if;
+    return pg_catalog.jsonb_build_object('auth_code', v_auth_code, 'redirect_to', v_token.redirect_to,
+                                         'verification_type', v_token.token_type);
+  end if;
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
   perform auth._audit(v_user, 'login', 'account', p_ip,
                       pg_catalog.jsonb_build_object('provider', 'email', 'via', v_token.token_type));
@@ -527,9 +570,11 @@ begin
     || pg_catalog.jsonb_build_object('redirect_to', v_token.redirect_to, 'verification_type', v_token.token_type);
 end
 $$;
-comment on function auth.verify_email_token(text, text, text, text, text, inet, text) is
+comment on function auth.verify_email_token(text, text, text, text, text, inet, text, boolean) is
   'POST/GET /verify: consumes an emailed token (by address + code, or by link token) and signs the user '
   'in, in one transaction; with p_password_hash (recovery tokens only) it also sets the new password and '
   'ends the user''s other sessions. Wrong codes count against the token; the failure is returned as '
-  '{"error": "AUO01"} so that the count commits. The response also names the token''s redirect_to.';
-grant execute on function auth.verify_email_token(text, text, text, text, text, inet, text) to authgres_service;
+  '{"error": "AUO01"} so that the count commits. The response also names the token''s redirect_to. With '
+  'p_link (the link was followed: GET /verify), a token of a PKCE flow answers {auth_code} instead of a '
+  'session (see pkce.sql).';
+grant execute on function auth.verify_email_token(text, text, text, text, text, inet, text, boolean) to authgres_service;

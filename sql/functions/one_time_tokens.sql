@@ -24,7 +24,7 @@ comment on function auth._fixed_code(text) is
 
 create or replace function auth._issue_token(
   p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid default null,
-  out code text, out link_token text
+  p_flow_state uuid default null, out code text, out link_token text
 )
   language plpgsql volatile
   set search_path = ''
@@ -38,23 +38,33 @@ begin
       % (10::bigint ^ v_settings.mailer_otp_length)::bigint))::text,
     v_settings.mailer_otp_length, '0'));
   link_token := auth._link_token(p_address, code);
+  if p_flow_state is not null then
+    -- A PKCE flow's token lives for its own flow: a newer one of the same purpose replaces nothing.
+    insert into auth.one_time_tokens
+      (user_id, pending_signup_id, flow_state_id, token_type, token_digest, relates_to, redirect_to, expires_at)
+    values (p_user.id, p_pending_signup, p_flow_state, p_token_type, auth._token_hash(link_token), p_address,
+            p_redirect_to, pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp));
+    return;
+  end if;
   if p_pending_signup is not null then
     -- A pending sign-up has no user row to key on: its live token is replaced by hand.
-    delete from auth.one_time_tokens where pending_signup_id = p_pending_signup and token_type = p_token_type;
+    delete from auth.one_time_tokens
+     where pending_signup_id = p_pending_signup and token_type = p_token_type and flow_state_id is null;
   end if;
   insert into auth.one_time_tokens as t
     (user_id, pending_signup_id, token_type, token_digest, relates_to, redirect_to, expires_at)
   values (p_user.id, p_pending_signup, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
           pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
-  on conflict (user_id, token_type) do update
+  on conflict (user_id, token_type) where flow_state_id is null do update
      set token_digest = excluded.token_digest, relates_to = excluded.relates_to,
          redirect_to = excluded.redirect_to, attempts = 0, created_at = excluded.created_at,
          expires_at = excluded.expires_at;
 end
 $$;
-comment on function auth._issue_token(auth.users, text, text, text, uuid) is
+comment on function auth._issue_token(auth.users, text, text, text, uuid, uuid) is
   'Issues a fresh token of p_token_type for the user, or for the pending sign-up p_pending_signup (replacing '
-  'any live one); the code and link token are returned, never stored.';
+  'any live one), or bound to the PKCE flow p_flow_state (replacing none); the code and link token are '
+  'returned, never stored.';
 
 create or replace function auth._verification_type(p_token_type text) returns text
   language sql immutable parallel safe

@@ -29,6 +29,17 @@ begin
     select id from auth.one_time_tokens where expires_at < pg_catalog.now() limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
+  -- PKCE flows: an auth code past its lifetime, or a flow whose emailed token is gone (used without the
+  -- link, replaced, expired and pruned) before any code was issued.
+  delete from auth.flow_state where id in (
+    select f.id from auth.flow_state f
+     where f.auth_code_issued_at < pg_catalog.now() - pg_catalog.make_interval(secs => (
+             select s.flow_state_expiry from auth.settings s))
+        or (f.auth_code_issued_at is null
+            and not exists (select from auth.one_time_tokens t where t.flow_state_id = f.id))
+     limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
   delete from auth.pending_signups where id in (
     select id from auth.pending_signups where expires_at < pg_catalog.now() limit p_batch);
   get diagnostics v_count = row_count;

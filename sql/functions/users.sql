@@ -176,7 +176,7 @@ comment on function auth._spend_reauthentication_nonce(auth.users, text, text) i
 create or replace function auth.update_user(
   p_access_token text, p_data jsonb default null, p_password_hash text default null,
   p_email text default null, p_nonce text default null, p_redirect_to text default null,
-  p_ip inet default null
+  p_ip inet default null, p_code_challenge text default null, p_code_challenge_method text default null
 ) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
@@ -186,6 +186,7 @@ declare
   v_auth record;
   v_user auth.users;
   v_email text;
+  v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   select * into v_settings from auth.settings;
   select * into v_auth from auth._authorize(p_access_token, true);
@@ -232,21 +233,22 @@ begin
        where user_id = v_user.id and token_type in ('email_change_current', 'email_change_new');
       if v_settings.mailer_secure_email_change and v_user.email is not null then
         perform auth._queue_email(v_user, 'email_change_current', v_user.email, p_redirect_to,
-                                  pg_catalog.jsonb_build_object('new_email', v_email));
+                                  pg_catalog.jsonb_build_object('new_email', v_email), null,
+                                  p_code_challenge, v_method);
       end if;
       perform auth._queue_email(v_user, 'email_change_new', v_email, p_redirect_to,
-                                pg_catalog.jsonb_build_object('new_email', v_email));
+                                pg_catalog.jsonb_build_object('new_email', v_email), null, p_code_challenge, v_method);
       select * into strict v_user from auth.users where id = v_user.id;
     end if;
   end if;
   return auth._user_json(v_user);
 end
 $$;
-comment on function auth.update_user(text, jsonb, text, text, text, text, inet) is
+comment on function auth.update_user(text, jsonb, text, text, text, text, inet, text, text) is
   'PUT /user: merges user metadata (null removes a key); sets a new password hash, ending the user''s '
   'other sessions (with a reauthentication nonce when required); starts an email change, confirmed '
-  'from both addresses when mailer_secure_email_change.';
-grant execute on function auth.update_user(text, jsonb, text, text, text, text, inet) to authgres_service;
+  'from both addresses when mailer_secure_email_change (by PKCE flows'' links with a code challenge).';
+grant execute on function auth.update_user(text, jsonb, text, text, text, text, inet, text, text) to authgres_service;
 
 create or replace function auth.reauthenticate(p_access_token text, p_ip inet default null) returns jsonb
   language plpgsql volatile security definer

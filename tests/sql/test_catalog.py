@@ -21,6 +21,10 @@ SECRET_COLUMNS = [
     ("mfa_recovery_codes", "code_digest"),
     ("mfa_challenges", "login_token_digest"),
     ("api_keys", "key_digest"),
+    ("flow_state", "auth_code_digest"),
+    ("flow_state", "code_challenge"),
+    ("flow_state", "provider_access_token"),
+    ("flow_state", "provider_refresh_token"),
 ]
 
 

@@ -11,6 +11,7 @@ from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, validation_failed
 from authgres.http import client_ip, db, redirect_to, reply
 from authgres.inputs import JsonObject, RedirectQuery, Text, declared
+from authgres.pkce import CodeChallenge, CodeChallengeMethod, challenge
 
 routes = web.RouteTableDef()
 
@@ -20,10 +21,15 @@ Phone = Annotated[Text, Meta(description="Not supported yet: answers phone_provi
 
 
 class EmailRequest(CaptchaProtected):
-    """An address to email (clients also send PKCE fields, which are ignored)."""
+    """An address to email; with code_challenge and code_challenge_method its link is a PKCE flow's."""
 
     email: Text | None = None
     phone: Phone | None = None
+    code_challenge: CodeChallenge | None = None
+    code_challenge_method: CodeChallengeMethod | None = None
+
+    def pkce(self) -> tuple[str | None, str | None]:
+        return challenge(self.code_challenge, self.code_challenge_method)
 
 
 class OtpRequest(EmailRequest):
@@ -50,15 +56,18 @@ def _email(body: EmailRequest, missing: str) -> str:
 
 
 async def _send_magic_link(
-    request: web.Request, email: str, create_user: bool, data: dict[str, object] | None, query: RedirectQuery
+    request: web.Request, body: OtpRequest | MagicLinkRequest, email: str, create_user: bool, query: RedirectQuery
 ) -> None:
+    code_challenge, code_challenge_method = body.pkce()
     await db(request).call(
         "send_magic_link",
         email=email,
         create_user=create_user,
-        data=Jsonb(data or {}),
+        data=Jsonb(body.data or {}),
         redirect_to=redirect_to(request, query.redirect_to),
         ip=client_ip(request),
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
     )
 
 
@@ -70,7 +79,7 @@ async def otp(request: web.Request, body: OtpRequest, query: RedirectQuery) -> w
         raise validation_failed("Only an email address or phone number should be provided")
     email = _email(body, "One of email or phone must be set")
     # Absent or null is true, as in GoTrue, whose decoder leaves the default in place.
-    await _send_magic_link(request, email, body.create_user is not False, body.data, query)
+    await _send_magic_link(request, body, email, body.create_user is not False, query)
     return reply({})
 
 
@@ -78,7 +87,7 @@ async def otp(request: web.Request, body: OtpRequest, query: RedirectQuery) -> w
 @declared
 async def magiclink(request: web.Request, body: MagicLinkRequest, query: RedirectQuery) -> web.Response:
     await require_captcha(request, body)
-    await _send_magic_link(request, _email(body, "An email address is required"), True, body.data, query)
+    await _send_magic_link(request, body, _email(body, "An email address is required"), True, query)
     return reply({})
 
 
@@ -86,11 +95,14 @@ async def magiclink(request: web.Request, body: MagicLinkRequest, query: Redirec
 @declared
 async def recover(request: web.Request, body: EmailRequest, query: RedirectQuery) -> web.Response:
     await require_captcha(request, body)
+    code_challenge, code_challenge_method = body.pkce()
     await db(request).call(
         "send_recovery",
         email=_email(body, "Password recovery requires an email"),
         redirect_to=redirect_to(request, query.redirect_to),
         ip=client_ip(request),
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
     )
     return reply({})
 
@@ -103,11 +115,14 @@ async def resend(request: web.Request, body: ResendRequest, query: RedirectQuery
         raise PHONE_DISABLED
     if body.type not in ("signup", "email_change"):
         raise validation_failed("Missing one of these types: signup, email_change, sms, phone_change")
+    code_challenge, code_challenge_method = body.pkce()
     await db(request).call(
         "resend",
         type=body.type,
         email=_email(body, "Type provided requires an email address"),
         redirect_to=redirect_to(request, query.redirect_to),
         ip=client_ip(request),
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
     )
     return reply({})

@@ -7,18 +7,21 @@ from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, validation_failed
 from authgres.http import client_ip, db, passwords, redirect_to, reply, user_agent
 from authgres.inputs import JsonObject, RedirectQuery, Text, declared
+from authgres.pkce import CodeChallenge, CodeChallengeMethod, challenge
 
 routes = web.RouteTableDef()
 
 
 class SignupRequest(CaptchaProtected):
-    """Email and password; neither email nor phone signs in anonymously. Clients also send
-    code_challenge and code_challenge_method, which are ignored."""
+    """Email and password; neither email nor phone signs in anonymously. With code_challenge and
+    code_challenge_method the confirmation link is a PKCE flow's."""
 
     email: Text | None = None
     password: Text | None = None
     phone: Text | None = None  # not supported yet: answers phone_provider_disabled
     data: JsonObject | None = None  # the initial user_metadata
+    code_challenge: CodeChallenge | None = None
+    code_challenge_method: CodeChallengeMethod | None = None
 
 
 @routes.post("/signup")
@@ -26,6 +29,7 @@ class SignupRequest(CaptchaProtected):
 async def signup(request: web.Request, body: SignupRequest, query: RedirectQuery) -> web.Response:
     await require_captcha(request, body)
     data = Jsonb(body.data or {})
+    code_challenge, code_challenge_method = challenge(body.code_challenge, body.code_challenge_method)
     if body.email and body.phone:
         raise validation_failed("Only an email address or phone number should be provided on signup.")
     if body.phone:
@@ -48,5 +52,7 @@ async def signup(request: web.Request, body: SignupRequest, query: RedirectQuery
         redirect_to=redirect_to(request, query.redirect_to),
         user_agent=user_agent(request),
         ip=client_ip(request),
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
     )
     return reply(result)

@@ -1,4 +1,5 @@
-"""POST /token?grant_type=password|refresh_token|twofa (the last for strict email 2-step)."""
+"""POST /token?grant_type=password|refresh_token|pkce|twofa (pkce: an emailed link's auth code and the
+client's code verifier; twofa: strict email 2-step)."""
 
 import json
 from typing import Annotated
@@ -17,7 +18,7 @@ routes = web.RouteTableDef()
 INVALID_CREDENTIALS = AuthError(400, "invalid_credentials", "Invalid login credentials")
 
 # Documented as an enum, read as text: any other grant answers invalid_credentials, as GoTrue's does.
-GrantType = Annotated[Text, msgspec.Meta(extra_json_schema={"enum": ["password", "refresh_token", "twofa"]})]
+GrantType = Annotated[Text, msgspec.Meta(extra_json_schema={"enum": ["password", "refresh_token", "pkce", "twofa"]})]
 
 
 class TokenQuery(Query):
@@ -26,7 +27,8 @@ class TokenQuery(Query):
 
 class TokenRequest(CaptchaProtected):
     """password grant: email (or phone) and password (and the captcha token, when captcha is enabled);
-    refresh_token grant: refresh_token; twofa grant: challenge_token and code."""
+    refresh_token grant: refresh_token; pkce grant: auth_code and code_verifier; twofa grant:
+    challenge_token and code."""
 
     email: Text | None = None
     phone: Text | None = None
@@ -34,6 +36,8 @@ class TokenRequest(CaptchaProtected):
     refresh_token: Text | None = None
     challenge_token: Text | None = None
     code: Text | None = None
+    auth_code: Text | None = None
+    code_verifier: Text | None = None
 
 
 @routes.post("/token")
@@ -50,6 +54,15 @@ async def token(request: web.Request, query: TokenQuery, body: TokenRequest) -> 
             if error.code == "refresh_token_already_used":  # AUR02: the session was ended
                 request.app[METRICS].refresh_token_replays.inc()
             raise
+        return reply(session)
+    if query.grant_type == "pkce":  # no captcha, as in GoTrue: the code was earned by a link
+        session = await db(request).call(
+            "exchange_auth_code",
+            auth_code=body.auth_code or "",
+            code_verifier=body.code_verifier or "",
+            user_agent=user_agent(request),
+            ip=client_ip(request),
+        )
         return reply(session)
     if query.grant_type == "twofa":
         session = await db(request).call(

@@ -9,13 +9,14 @@ from psycopg.types.json import Jsonb
 from authgres.errors import AuthError
 from authgres.http import Bearer, client_ip, db, passwords, redirect_to, reply
 from authgres.inputs import Body, JsonObject, RedirectQuery, Text, declared
+from authgres.pkce import CodeChallenge, CodeChallengeMethod, challenge
 
 routes = web.RouteTableDef()
 
 
 class UserUpdate(Body):
-    """Changes to the signed-in user; clients also send code_challenge and code_challenge_method, which
-    are ignored."""
+    """Changes to the signed-in user; with code_challenge and code_challenge_method the links of an
+    email change are PKCE flows'."""
 
     email: (
         Annotated[
@@ -43,6 +44,8 @@ class UserUpdate(Body):
     data: Annotated[JsonObject, Meta(description="Merged into user_metadata; a null value removes the key")] | None = (
         None
     )
+    code_challenge: CodeChallenge | None = None
+    code_challenge_method: CodeChallengeMethod | None = None
 
 
 class AccountDeletion(Body):
@@ -69,6 +72,7 @@ async def get_user(request: web.Request, token: Bearer) -> web.Response:
 async def update_user(request: web.Request, token: Bearer, body: UserUpdate, query: RedirectQuery) -> web.Response:
     if body.phone:
         raise AuthError(422, "phone_provider_disabled", "Phone logins are disabled")
+    code_challenge, code_challenge_method = challenge(body.code_challenge, body.code_challenge_method)
     password_hash = None
     if body.password:
         password_hash = await _new_password_hash(request, token, body.password, body.current_password or None)
@@ -81,6 +85,8 @@ async def update_user(request: web.Request, token: Bearer, body: UserUpdate, que
         nonce=body.nonce or None,
         redirect_to=redirect_to(request, query.redirect_to),
         ip=client_ip(request),
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
     )
     return reply(user)
 

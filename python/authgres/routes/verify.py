@@ -1,10 +1,10 @@
 """POST /verify (code or token_hash, answers a session) and GET /verify (the emailed link, answers a
-redirect with the session in the URL fragment)."""
+redirect with the session in the URL fragment, or for a PKCE flow's link the auth code in the query)."""
 
 import html
 import json
 from typing import Annotated, Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 from msgspec import Meta
@@ -58,6 +58,7 @@ async def _verify(
     email: str | None,
     token_hash: str | None,
     new_password: str | None = None,
+    link: bool = False,
 ) -> dict[str, Any]:
     if not kind:
         raise validation_failed("Verify requires a verification type")
@@ -78,6 +79,7 @@ async def _verify(
         user_agent=user_agent(request),
         ip=client_ip(request),
         password_hash=password_hash,
+        link=link,
     )
     outcome: dict[str, Any] = json.loads(result)
     return outcome
@@ -104,26 +106,38 @@ async def verify_link(request: web.Request, query: VerifyLinkQuery) -> web.Strea
 
 
 async def _verify_link(request: web.Request, token: str, kind: str, requested: str) -> web.StreamResponse:
-    """The emailed link: 303 to the app, with the session or the error in the URL fragment."""
+    """The emailed link: 303 to the app, with the session or the error in the URL fragment; a PKCE flow's
+    link (token pkce_...) answers its auth code in the query instead, and errors in both."""
     target = redirect_to(request, requested)
     try:
-        outcome = await _verify(request, kind, None, None, token)
+        outcome = await _verify(request, kind, None, None, token, link=True)
     except AuthError as error:
         fragment = {
             "error": _OAUTH_ERRORS.get(error.status, "server_error"),
             "error_code": error.code,
             "error_description": error.message,
         }
+        if token.startswith("pkce_"):  # as GoTrue: a PKCE client reads the query
+            target = _with_query(target, fragment)
         raise web.HTTPSeeOther(f"{target}#{urlencode(fragment)}") from None
-    if "access_token" not in outcome:  # the first half of a secure email change
+    if "msg" in outcome:  # the first half of a secure email change
         raise web.HTTPSeeOther(f"{target}#{urlencode({'message': outcome['msg']})}")
     if not requested and outcome.get("redirect_to"):
         target = redirect_to(request, outcome["redirect_to"])
+    if "auth_code" in outcome:
+        raise web.HTTPSeeOther(_with_query(target, {"code": outcome["auth_code"]}))
     fragment = {
         key: outcome[key] for key in ("access_token", "expires_at", "expires_in", "refresh_token", "token_type")
     }
     fragment["type"] = kind
     raise web.HTTPSeeOther(f"{target}#{urlencode(sorted(fragment.items()))}")
+
+
+def _with_query(url: str, parameters: dict[str, str]) -> str:
+    """url with these query parameters set, its others (auth-js's sb_flow_id) and fragment kept."""
+    parts = urlsplit(url)
+    kept = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key not in parameters]
+    return urlunsplit(parts._replace(query=urlencode([*kept, *parameters.items()])))
 
 
 def _confirm_page(query: VerifyLinkQuery) -> str:

@@ -1,0 +1,135 @@
+-- pkce.sql: PKCE (RFC 7636) flows: a client's code challenge, the auth code its emailed link issues, and
+-- the exchange of that code and the verifier for a session.
+--
+-- A request that sends email with a code challenge starts a flow per emailed token (one_time_tokens.
+-- flow_state_id), in its own transaction: every link stays bound to the flow that asked for it, so an
+-- older link works after a newer one was sent. Following the link (GET /verify) spends the token as
+-- without PKCE, then issues the flow's auth code instead of a session; POST /token?grant_type=pkce
+-- gives the session to whoever holds the code and the verifier, once, within flow_state_expiry seconds
+-- of the click. The code is stored as its SHA-256 only.
+set local role authgres_owner;
+
+create or replace function auth._pkce_method(p_code_challenge text, p_code_challenge_method text) returns text
+  language plpgsql immutable
+  set search_path = ''
+as $$
+declare
+  v_method text := pg_catalog.lower(p_code_challenge_method);
+begin
+  if coalesce(p_code_challenge, '') = '' and coalesce(p_code_challenge_method, '') = '' then
+    return null;  -- no PKCE: the implicit flow
+  end if;
+  if coalesce(p_code_challenge, '') = '' or coalesce(p_code_challenge_method, '') = '' then
+    raise exception using errcode = 'AUV01', message = 'PKCE flow requires code_challenge_method and code_challenge';
+  end if;
+  if v_method not in ('s256', 'plain') then
+    raise exception using errcode = 'AUV01', message = 'code challenge method not supported';
+  end if;
+  if p_code_challenge !~ '^[A-Za-z0-9._~-]{43,128}$' then
+    raise exception using errcode = 'AUV01',
+      message = 'code challenge must be 43 to 128 characters of A-Z, a-z, 0-9, hyphen, period, underscore and tilde';
+  end if;
+  return v_method;
+end
+$$;
+comment on function auth._pkce_method(text, text) is
+  'The code challenge method, lowercased (s256 or plain), or NULL without PKCE; AUV01 when only one of the '
+  'pair is given or either is malformed.';
+
+create or replace function auth._flow_authentication_method(p_token_type text) returns text
+  language sql immutable parallel safe
+  return case p_token_type when 'confirmation' then 'email/signup'
+                           when 'email_change_current' then 'email_change'
+                           when 'email_change_new' then 'email_change'
+                           else p_token_type end;
+comment on function auth._flow_authentication_method(text) is
+  'What a flow whose emailed token is of this kind signs in with, as GoTrue names it.';
+
+create or replace function auth._new_flow_state(
+  p_user_id uuid, p_token_type text, p_code_challenge text, p_code_challenge_method text, p_referrer text
+) returns uuid
+  language sql volatile
+  set search_path = ''
+begin atomic
+  insert into auth.flow_state (user_id, code_challenge, code_challenge_method, authentication_method, referrer)
+  values (p_user_id, p_code_challenge, auth._pkce_method(p_code_challenge, p_code_challenge_method),
+          auth._flow_authentication_method(p_token_type), p_referrer)
+  returning id;
+end;
+comment on function auth._new_flow_state(uuid, text, text, text, text) is
+  'Starts the PKCE flow of one emailed token (user_id NULL for a pending sign-up); returns its id.';
+
+create or replace function auth._issue_auth_code(p_flow_state uuid, p_user_id uuid) returns text
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_code text := pg_catalog.gen_random_uuid()::text;  -- 122 random bits, GoTrue's shape
+begin
+  update auth.flow_state
+     set user_id = p_user_id, auth_code_digest = auth._token_hash(v_code), auth_code_issued_at = pg_catalog.now()
+   where id = p_flow_state and auth_code_digest is null;
+  if not found then
+    return null;
+  end if;
+  return v_code;
+end
+$$;
+comment on function auth._issue_auth_code(uuid, uuid) is
+  'Issues the flow''s single-use auth code for the user (once per flow; NULL when the flow is gone or has '
+  'one); only its digest is kept.';
+
+create or replace function auth._pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text) returns boolean
+  language sql stable
+  set search_path = ''
+  return case p_flow.code_challenge_method
+    when 's256' then auth._equal_secure(
+      auth.url_encode(pg_catalog.sha256(pg_catalog.convert_to(p_code_verifier, 'UTF8'))), p_flow.code_challenge)
+    when 'plain' then auth._equal_secure(p_code_verifier, p_flow.code_challenge)
+    else false end;
+comment on function auth._pkce_verifier_matches(auth.flow_state, text) is
+  'Whether the verifier answers the flow''s challenge (S256: base64url-nopad(SHA-256(verifier))), compared '
+  'without revealing either through timing.';
+
+create or replace function auth.exchange_auth_code(
+  p_auth_code text, p_code_verifier text, p_user_agent text default null, p_ip inet default null
+) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_flow auth.flow_state;
+  v_user auth.users;
+begin
+  if coalesce(p_auth_code, '') = '' or coalesce(p_code_verifier, '') = '' then
+    raise exception using errcode = 'AUV01',
+      message = 'invalid request: both auth code and code verifier should be non-empty';
+  end if;
+  -- Deleted first: a concurrent exchange of the same code waits on this row and then finds it gone, so a
+  -- code gives one session. A check that fails below rolls the delete back with everything else.
+  delete from auth.flow_state where auth_code_digest = auth._token_hash(p_auth_code) returning * into v_flow;
+  if not found then
+    raise exception using errcode = 'AUF01', message = 'invalid flow state, no valid flow state found';
+  end if;
+  if v_flow.auth_code_issued_at + pg_catalog.make_interval(secs => (select s.flow_state_expiry from auth.settings s))
+     <= pg_catalog.now() then
+    raise exception using errcode = 'AUF02', message = 'invalid flow state, flow state has expired';
+  end if;
+  if not auth._pkce_verifier_matches(v_flow, p_code_verifier) then
+    raise exception using errcode = 'AUF03', message = 'code challenge does not match previously saved code verifier';
+  end if;
+  select * into strict v_user from auth.users where id = v_flow.user_id;
+  if v_user.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUJ05', message = 'User is banned';
+  end if;
+  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
+    'provider', v_flow.provider_type, 'via', 'pkce', 'authentication_method', v_flow.authentication_method));
+  return auth._start_session(v_user, 'otp', p_user_agent, p_ip);
+end
+$$;
+comment on function auth.exchange_auth_code(text, text, text, inet) is
+  'POST /token?grant_type=pkce: the session for a flow''s auth code and its code verifier; the flow ends '
+  '(single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds '
+  'after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was.';
+grant execute on function auth.exchange_auth_code(text, text, text, inet) to authgres_service;
