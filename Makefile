@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 # wheel (README: Installing). Empty keeps the wheel; a build for another machine wants e.g. -march=x86-64-v3.
 ARGON2_CFLAGS ?= -march=native
 
-.PHONY: install argon2 postgres dev test lint bench schema clean
+.PHONY: install argon2 postgres node dev test lint bench schema clean
 
-install: $(VENV)/.installed argon2 postgres
+install: $(VENV)/.installed argon2 postgres node
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,16 @@ postgres:
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-client; }
 	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer; }
+
+# The official JavaScript clients the compat tests drive (tests/node: exact versions, package-lock.json),
+# installed with npm ci into tests/node/node_modules; Node.js and npm from Debian's packages when missing.
+node: tests/node/node_modules/.installed
+
+tests/node/node_modules/.installed: tests/node/package.json tests/node/package-lock.json
+	@command -v npm >/dev/null 2>&1 || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 dev: install
 	$(BIN)/authgres dev
@@ -51,4 +61,4 @@ bench: install
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .authgres
+	rm -rf $(VENV) .authgres tests/node/node_modules

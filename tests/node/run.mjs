@@ -1,0 +1,86 @@
+// One step of a flow through the official JavaScript clients, for tests/compat/test_auth_js_pkce.py:
+//   node run.mjs '<step as JSON>'
+// The step names the server (url: the /auth/v1 base; base: the site URL supabase-js appends /auth/v1 to),
+// the API key, a state file and an action. The state file holds what a browser would keep between the
+// steps of a flow (auth-js's storage: the PKCE code verifier and the session; @supabase/ssr's cookie
+// jar), so each step can run in a fresh process. Prints one JSON line: {data, error, events}.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { AuthClient } from '@supabase/auth-js'
+import { createServerClient } from '@supabase/ssr'
+
+const step = JSON.parse(process.argv[2])
+const state = existsSync(step.state) ? JSON.parse(readFileSync(step.state, 'utf8')) : { storage: {}, cookies: {} }
+const save = () => writeFileSync(step.state, JSON.stringify(state))
+const events = []
+
+// auth-js's storage, kept in the state file.
+const storage = {
+  getItem: (key) => state.storage[key] ?? null,
+  setItem: (key, value) => {
+    state.storage[key] = value
+    save()
+  },
+  removeItem: (key) => {
+    delete state.storage[key]
+    save()
+  },
+}
+
+function authClient() {
+  const client = new AuthClient({
+    url: step.url,
+    headers: { apikey: step.key, Authorization: `Bearer ${step.key}` },
+    storage,
+    flowType: 'pkce',
+    autoRefreshToken: false,
+    persistSession: true,
+    detectSessionInUrl: false,
+    experimental: step.experimental ?? {},
+  })
+  client.onAuthStateChange((event) => events.push(event))
+  return client
+}
+
+// @supabase/ssr on a server: each request a new client over the request's cookies; what it sets goes
+// back into the jar (an empty value or maxAge 0 removes a cookie, as a browser would).
+// Realtime is never used here; Node before 22 has no WebSocket of its own, which supabase-js insists on.
+class NoWebSocket {
+  constructor() {
+    throw new Error('realtime is not used by these tests')
+  }
+}
+
+function serverClient() {
+  return createServerClient(step.base, step.key, {
+    realtime: { transport: globalThis.WebSocket ?? NoWebSocket },
+    cookies: {
+      getAll: () => Object.entries(state.cookies).map(([name, value]) => ({ name, value })),
+      setAll: (cookies) => {
+        for (const { name, value, options } of cookies) {
+          if (value === '' || options?.maxAge === 0) delete state.cookies[name]
+          else state.cookies[name] = value
+        }
+        save()
+      },
+    },
+  })
+}
+
+const redirect = step.redirect_to
+const actions = {
+  signUp: () => authClient().signUp({ email: step.email, password: step.password, options: { emailRedirectTo: redirect } }),
+  signInWithOtp: () => authClient().signInWithOtp({ email: step.email, options: { emailRedirectTo: redirect } }),
+  resetPasswordForEmail: () => authClient().resetPasswordForEmail(step.email, { redirectTo: redirect }),
+  updateUser: () => authClient().updateUser(step.attributes, { emailRedirectTo: redirect }),
+  exchangeCodeForSession: () =>
+    authClient().exchangeCodeForSession(step.code, step.flow_id ? { flowId: step.flow_id } : undefined),
+  getUser: () => authClient().getUser(),
+  ssrSignInWithOtp: () => serverClient().auth.signInWithOtp({ email: step.email, options: { emailRedirectTo: redirect } }),
+  ssrExchangeCodeForSession: () => serverClient().auth.exchangeCodeForSession(step.code),
+  ssrGetUser: () => serverClient().auth.getUser(),
+}
+
+const { data, error } = await actions[step.action]()
+await new Promise((resolve) => setTimeout(resolve, 0)) // let auth events already fired reach the listener
+const failure = error && { name: error.name, code: error.code, status: error.status, message: error.message }
+console.log(JSON.stringify({ data, error: failure, events }))
