@@ -118,7 +118,10 @@ begin
   if not auth._pkce_verifier_matches(v_flow, p_code_verifier) then
     raise exception using errcode = 'AUF03', message = 'code challenge does not match previously saved code verifier';
   end if;
-  select * into strict v_user from auth.users where id = v_flow.user_id;
+  select * into v_user from auth.users where id = v_flow.user_id and deleted_at is null;
+  if not found then  -- the account was (soft) deleted since the link was followed
+    raise exception using errcode = 'AUF01', message = 'invalid flow state, no valid flow state found';
+  end if;
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
   end if;

@@ -104,6 +104,16 @@ async def test_a_wrong_verifier_is_refused_and_leaves_the_code_usable(mail_clien
     assert right.status == 200
 
 
+async def test_a_code_dies_with_its_account(mail_client, inbox, admin):
+    verifier, message = await magic_link(mail_client, inbox, "gone@example.com")
+    code = query_of(await follow(mail_client, message))["code"]
+    admin.execute("update auth.users set deleted_at = now()")  # soft-deleted in between
+    response = await exchange(mail_client, code, verifier)
+    assert response.status == 404
+    assert (await response.json())["code"] == "flow_state_not_found"
+    assert admin.execute("select count(*) from auth.sessions").fetchone()[0] == 0
+
+
 async def test_the_plain_method_in_any_case(mail_client, inbox):
     verifier, message = await magic_link(mail_client, inbox, "plain@example.com", method="PLAIN")
     code = query_of(await follow(mail_client, message))["code"]
