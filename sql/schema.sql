@@ -698,6 +698,8 @@ begin
     insert into auth.mfa_factors (user_id, factor_type, status, friendly_name)
     values (p_user.id, 'email', 'verified', 'email')
     returning * into v_factor;
+    perform auth._user_event(p_user.id, 'factor_changed',
+                             pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'enrolled'));
   end if;
   return v_factor;
 end
@@ -1947,6 +1949,8 @@ begin
   if not exists (select from auth.mfa_factors where user_id = p_user.id and status = 'verified' and factor_type = 'totp') then
     delete from auth.mfa_recovery_codes where user_id = p_user.id;
   end if;
+  perform auth._user_event(p_user.id, 'factor_changed',
+                           pg_catalog.jsonb_build_object('factor_id', p_factor.id, 'action', 'removed'));
 end
 $$;
 
@@ -1956,7 +1960,7 @@ ALTER FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors)
 -- Name: FUNCTION _remove_factor(p_user auth.users, p_factor auth.mfa_factors); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) IS 'Deletes a factor, lowers the sessions it raised, and drops recovery codes once no TOTP factor is left.';
+COMMENT ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) IS 'Deletes a factor, lowers the sessions it raised, drops recovery codes once no TOTP factor is left, and tells the user''s clients (factor_changed removed).';
 
 --
 -- Name: _require_admin(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2569,6 +2573,13 @@ CREATE FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb DEFAU
 declare
   v_event auth.user_events;
 begin
+  -- One writer of a user's events at a time, until it commits: the user's events then become visible
+  -- in the order of their ids, and "every event after id N" is a cursor without gaps, which is what
+  -- GET /sessions/events resumes from. (Without it, an id taken by a transaction that commits after
+  -- a later id's would be behind a cursor that already passed it.) Taken after the event's cause, at
+  -- the end of the statements that emit it, so that a writer holding it seldom waits for anything else.
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('authgres_user_events'),
+                                           pg_catalog.hashtext(p_user_id::text));
   insert into auth.user_events (user_id, kind, data) values (p_user_id, p_kind, p_data)
   returning * into v_event;
   perform pg_catalog.pg_notify('authgres_user_events', pg_catalog.to_jsonb(v_event)::text);
@@ -2581,7 +2592,7 @@ ALTER FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb) OWNER
 -- Name: FUNCTION _user_event(p_user_id uuid, p_kind text, p_data jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb) IS 'Records an event for the user''s clients and NOTIFYs it on authgres_user_events at commit.';
+COMMENT ON FUNCTION auth._user_event(p_user_id uuid, p_kind text, p_data jsonb) IS 'Records an event for the user''s clients and NOTIFYs it on authgres_user_events at commit; a user''s events commit in id order.';
 
 --
 -- Name: _user_from_pending_signup(uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3307,6 +3318,7 @@ begin
     update auth.users set encrypted_password = p_password_hash where id = v_user.id returning * into v_user;
     delete from auth.sessions where user_id = v_user.id;
     perform auth._audit_admin('user_updated_password', v_user, p_ip);
+    perform auth._user_event(v_user.id, 'password_changed');
   end if;
   if p_attributes <> '{}' then
     perform auth._audit_admin('user_modified', v_user, p_ip,
@@ -3785,6 +3797,7 @@ declare
   v_settings auth.settings;
   v_ctx record;
   v_factor auth.mfa_factors;
+  v_abandoned uuid;
 begin
   select * into v_settings from auth.settings;
   select * into v_ctx from auth._mfa_user(p_access_token);
@@ -3797,9 +3810,15 @@ begin
     raise exception using errcode = 'AUM02', message = 'AAL2 required to enroll a new factor';
   end if;
   -- Unverified factors older than a challenge's lifetime were abandoned half-way.
-  delete from auth.mfa_factors
-   where user_id = (v_ctx.usr).id and status = 'unverified'
-     and created_at < pg_catalog.now() - pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry);
+  for v_abandoned in
+    delete from auth.mfa_factors
+     where user_id = (v_ctx.usr).id and status = 'unverified'
+       and created_at < pg_catalog.now() - pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry)
+    returning id
+  loop
+    perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                             pg_catalog.jsonb_build_object('factor_id', v_abandoned, 'action', 'removed'));
+  end loop;
   if (select pg_catalog.count(*) from auth.mfa_factors where user_id = (v_ctx.usr).id)
      >= v_settings.mfa_max_enrolled_factors then
     raise exception using errcode = 'AUM05', message = 'Maximum number of verified factors reached, unenroll to continue';
@@ -3820,6 +3839,8 @@ begin
       message = pg_catalog.format('A factor with the friendly name "%s" for this user already exists', p_friendly_name);
   end;
   perform auth._audit(v_ctx.usr, 'factor_enrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                           pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'enrolled'));
   -- The secret leaves the database this once, for the QR code; the service formats it.
   return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'totp', 'friendly_name', v_factor.friendly_name,
                                        'secret', pg_catalog.encode(v_factor.secret, 'hex'), 'account', (v_ctx.usr).email);
@@ -4935,6 +4956,7 @@ begin
     -- A new password ends every other sign-in: whoever knew the old one is logged out.
     delete from auth.sessions where user_id = v_user.id and id is distinct from (v_auth.sess).id;
     perform auth._audit(v_user, 'user_updated_password', 'user', p_ip);
+    perform auth._user_event(v_user.id, 'password_changed');
   end if;
 
   if p_email is not null then
@@ -5183,6 +5205,7 @@ declare
   v_factor auth.mfa_factors;
   v_check record;
   v_first boolean;
+  v_newly_verified boolean;
   v_session auth.sessions;
   v_response jsonb;
 begin
@@ -5200,7 +5223,8 @@ begin
 
   v_first := not exists (select from auth.mfa_factors
                           where user_id = (v_ctx.usr).id and status = 'verified' and factor_type = 'totp');
-  if v_factor.status = 'unverified' then
+  v_newly_verified := v_factor.status = 'unverified';
+  if v_newly_verified then
     update auth.mfa_factors set status = 'verified', updated_at = pg_catalog.now() where id = v_factor.id
     returning * into v_factor;
     perform auth._audit(v_ctx.usr, 'factor_verified', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
@@ -5210,6 +5234,10 @@ begin
   v_response := auth._raise_session_aal(v_ctx.usr, v_session, v_factor, v_check.method);
   if v_first and v_factor.factor_type = 'totp' then
     v_response := v_response || pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
+  end if;
+  if v_newly_verified then
+    perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                             pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'verified'));
   end if;
   return v_response;
 end

@@ -175,6 +175,7 @@ begin
     update auth.users set encrypted_password = p_password_hash where id = v_user.id returning * into v_user;
     delete from auth.sessions where user_id = v_user.id;
     perform auth._audit_admin('user_updated_password', v_user, p_ip);
+    perform auth._user_event(v_user.id, 'password_changed');
   end if;
   if p_attributes <> '{}' then
     perform auth._audit_admin('user_modified', v_user, p_ip,

@@ -13,13 +13,21 @@ as $$
 declare
   v_event auth.user_events;
 begin
+  -- One writer of a user's events at a time, until it commits: the user's events then become visible
+  -- in the order of their ids, and "every event after id N" is a cursor without gaps, which is what
+  -- GET /sessions/events resumes from. (Without it, an id taken by a transaction that commits after
+  -- a later id's would be behind a cursor that already passed it.) Taken after the event's cause, at
+  -- the end of the statements that emit it, so that a writer holding it seldom waits for anything else.
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('authgres_user_events'),
+                                           pg_catalog.hashtext(p_user_id::text));
   insert into auth.user_events (user_id, kind, data) values (p_user_id, p_kind, p_data)
   returning * into v_event;
   perform pg_catalog.pg_notify('authgres_user_events', pg_catalog.to_jsonb(v_event)::text);
 end
 $$;
 comment on function auth._user_event(uuid, text, jsonb) is
-  'Records an event for the user''s clients and NOTIFYs it on authgres_user_events at commit.';
+  'Records an event for the user''s clients and NOTIFYs it on authgres_user_events at commit; a user''s '
+  'events commit in id order.';
 
 -- Sessions end in many places (sign-out, DELETE /sessions/{id}, admin sign-out, a replayed refresh
 -- token, a timebox, a new password, a deleted user's cascade): one statement-level trigger sees them all.

@@ -224,6 +224,8 @@ begin
     insert into auth.mfa_factors (user_id, factor_type, status, friendly_name)
     values (p_user.id, 'email', 'verified', 'email')
     returning * into v_factor;
+    perform auth._user_event(p_user.id, 'factor_changed',
+                             pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'enrolled'));
   end if;
   return v_factor;
 end
@@ -280,6 +282,7 @@ declare
   v_settings auth.settings;
   v_ctx record;
   v_factor auth.mfa_factors;
+  v_abandoned uuid;
 begin
   select * into v_settings from auth.settings;
   select * into v_ctx from auth._mfa_user(p_access_token);
@@ -292,9 +295,15 @@ begin
     raise exception using errcode = 'AUM02', message = 'AAL2 required to enroll a new factor';
   end if;
   -- Unverified factors older than a challenge's lifetime were abandoned half-way.
-  delete from auth.mfa_factors
-   where user_id = (v_ctx.usr).id and status = 'unverified'
-     and created_at < pg_catalog.now() - pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry);
+  for v_abandoned in
+    delete from auth.mfa_factors
+     where user_id = (v_ctx.usr).id and status = 'unverified'
+       and created_at < pg_catalog.now() - pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry)
+    returning id
+  loop
+    perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                             pg_catalog.jsonb_build_object('factor_id', v_abandoned, 'action', 'removed'));
+  end loop;
   if (select pg_catalog.count(*) from auth.mfa_factors where user_id = (v_ctx.usr).id)
      >= v_settings.mfa_max_enrolled_factors then
     raise exception using errcode = 'AUM05', message = 'Maximum number of verified factors reached, unenroll to continue';
@@ -315,6 +324,8 @@ begin
       message = pg_catalog.format('A factor with the friendly name "%s" for this user already exists', p_friendly_name);
   end;
   perform auth._audit(v_ctx.usr, 'factor_enrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                           pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'enrolled'));
   -- The secret leaves the database this once, for the QR code; the service formats it.
   return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'totp', 'friendly_name', v_factor.friendly_name,
                                        'secret', pg_catalog.encode(v_factor.secret, 'hex'), 'account', (v_ctx.usr).email);
@@ -435,6 +446,7 @@ declare
   v_factor auth.mfa_factors;
   v_check record;
   v_first boolean;
+  v_newly_verified boolean;
   v_session auth.sessions;
   v_response jsonb;
 begin
@@ -452,7 +464,8 @@ begin
 
   v_first := not exists (select from auth.mfa_factors
                           where user_id = (v_ctx.usr).id and status = 'verified' and factor_type = 'totp');
-  if v_factor.status = 'unverified' then
+  v_newly_verified := v_factor.status = 'unverified';
+  if v_newly_verified then
     update auth.mfa_factors set status = 'verified', updated_at = pg_catalog.now() where id = v_factor.id
     returning * into v_factor;
     perform auth._audit(v_ctx.usr, 'factor_verified', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
@@ -462,6 +475,10 @@ begin
   v_response := auth._raise_session_aal(v_ctx.usr, v_session, v_factor, v_check.method);
   if v_first and v_factor.factor_type = 'totp' then
     v_response := v_response || pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
+  end if;
+  if v_newly_verified then
+    perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                             pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'verified'));
   end if;
   return v_response;
 end
@@ -503,10 +520,13 @@ begin
   if not exists (select from auth.mfa_factors where user_id = p_user.id and status = 'verified' and factor_type = 'totp') then
     delete from auth.mfa_recovery_codes where user_id = p_user.id;
   end if;
+  perform auth._user_event(p_user.id, 'factor_changed',
+                           pg_catalog.jsonb_build_object('factor_id', p_factor.id, 'action', 'removed'));
 end
 $$;
 comment on function auth._remove_factor(auth.users, auth.mfa_factors) is
-  'Deletes a factor, lowers the sessions it raised, and drops recovery codes once no TOTP factor is left.';
+  'Deletes a factor, lowers the sessions it raised, drops recovery codes once no TOTP factor is left, and '
+  'tells the user''s clients (factor_changed removed).';
 
 create or replace function auth.recovery_codes(p_access_token text, p_regenerate boolean default false, p_ip inet default null)
   returns jsonb

@@ -218,6 +218,7 @@ begin
     -- A new password ends every other sign-in: whoever knew the old one is logged out.
     delete from auth.sessions where user_id = v_user.id and id is distinct from (v_auth.sess).id;
     perform auth._audit(v_user, 'user_updated_password', 'user', p_ip);
+    perform auth._user_event(v_user.id, 'password_changed');
   end if;
 
   if p_email is not null then
