@@ -56,6 +56,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         statement_timeout_ms=settings.db_statement_timeout_ms,
         prepared_statements=settings.db_prepared_statements,
         metrics=app[METRICS],
+        listen_url=settings.db_listen_url,
     )
     await database.open()
     if database.behind_pooler:

@@ -7,7 +7,9 @@ of a request commits or rolls back as one, in one round trip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
 
@@ -137,8 +139,10 @@ class Database:
         statement_timeout_ms: int = 10000,
         prepared_statements: str = "auto",
         metrics: Metrics | None = None,
+        listen_url: str | None = None,
     ) -> None:
         self.conninfo = conninfo
+        self._listen_url = listen_url
         self.statement_timeout_ms = statement_timeout_ms
         self.prepared_statements = prepared_statements
         self.behind_pooler = False
@@ -177,6 +181,30 @@ class Database:
         prepare = self.prepared_statements == "on" or (self.prepared_statements == "auto" and not self.behind_pooler)
         self._connect_kwargs["prepare_threshold"] = 5 if prepare else None
         await self.pool.open(wait=True, timeout=30)
+
+    @property
+    def listen_conninfo(self) -> str | None:
+        """Where LISTEN can run: AUTHGRES_DB_LISTEN_URL, else the service's own URL when no pooler stands
+        between it and PostgreSQL; None when neither (then whoever would listen polls instead).
+
+        LISTEN needs a connection of its own: through a transaction pooler it would be left on a server
+        connection that other clients share, and its notifications would reach whoever holds that one.
+        """
+        return self._listen_url or (None if self.behind_pooler else self.conninfo)
+
+    @contextlib.asynccontextmanager
+    async def listening(self, channel: str) -> AsyncIterator[psycopg.AsyncConnection[Any] | None]:
+        """A connection of its own (not from the pool) that LISTENs on channel, for as long as the block
+        runs; None when LISTEN is impossible (listen_conninfo). Read it with its notifies(). pg_stat_activity
+        shows it as application_name `authgres: LISTEN <channel>`."""
+        if self.listen_conninfo is None:
+            yield None
+            return
+        async with await psycopg.AsyncConnection.connect(
+            self.listen_conninfo, autocommit=True, application_name=f"authgres: LISTEN {channel}"
+        ) as conn:
+            await conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
+            yield conn
 
     async def reachable(self) -> bool:
         """Whether a pooled connection answers within READY_SECONDS (readiness)."""

@@ -1,16 +1,17 @@
 """What each endpoint accepts, declared once: a handler's signature.
 
 A handler names its inputs by type: `body: SignupRequest` (the JSON body, decoded into that msgspec
-Struct), `query: RedirectQuery`, `path: UserPath` (the UUID path segments) and `token: Bearer` (the
-access token or API key it authenticates with). `@declared` decodes each of them before the handler
-runs, so a handler starts with well-typed, bounded values; openapi.py builds the request half of
-/openapi.json (parameters, request bodies, security) from the same signatures.
+Struct), `query: RedirectQuery`, `path: UserPath` (the UUID path segments), `headers: EventsHeaders`
+(request headers it reads) and `token: Bearer` (the access token or API key it authenticates with).
+`@declared` decodes each of them before the handler runs, so a handler starts with well-typed, bounded
+values; openapi.py builds the request half of /openapi.json (parameters, request bodies, security)
+from the same signatures.
 
 What a refusal answers (GoTrue's decoder answers bad_json for whatever Go's json.Unmarshal refuses):
 - not JSON, not an object, invalid UTF-8 or a lone surrogate, a member of the wrong JSON type,
   nesting deeper than MAX_DEPTH: 400 bad_json;
 - a value of the right type outside its bounds (length, range, a NUL character, which PostgreSQL
-  cannot store in text, a malformed UUID), or a bad query parameter: 400 validation_failed;
+  cannot store in text, a malformed UUID), or a bad query parameter or header: 400 validation_failed;
 - a path segment that is not a UUID: 404 (routes/__init__.py routes only UUID-shaped segments, so
   DELETE /factors/recovery_codes is a 405, not a factor that cannot exist);
 - a body over 1 MiB: 413 request_entity_too_large (aiohttp's client_max_size, see app.py).
@@ -86,6 +87,11 @@ class Query(msgspec.Struct):
 
 class Path(msgspec.Struct):
     """UUID path segments; routes/__init__.py lets only UUID_PATTERN reach them."""
+
+
+class Headers(msgspec.Struct):
+    """Request headers, each a field named as its header (`msgspec.field(name="Last-Event-ID")`), UNSET when
+    absent. A header that is present must hold a valid value: an empty one is refused like any other."""
 
 
 UUID_PATTERN = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
@@ -212,6 +218,13 @@ def decode_query(request: web.Request, kind: type[Query]) -> Query:
     return result
 
 
+def decode_headers(request: web.Request, kind: type[Headers]) -> Headers:
+    names = (field.encode_name for field in msgspec.structs.fields(kind))
+    values = {name: request.headers[name] for name in names if name in request.headers}
+    result: Headers = _convert(values, kind, "header")
+    return result
+
+
 def decode_path(request: web.Request, kind: type[Path]) -> Path:
     try:
         result: Path = msgspec.convert(dict(request.match_info), kind)
@@ -238,6 +251,7 @@ class Declaration:
     path: type[Path] | None = None
     query: type[Query] | None = None
     body: type[Body] | None = None
+    headers: type[Headers] | None = None
     bearer: bool = False
 
 
@@ -255,7 +269,11 @@ def declared(handler: Callable[..., Awaitable[web.StreamResponse]]) -> Handler:
             "bearer"
             if hint is Bearer
             else next(
-                (role for role, base in (("path", Path), ("query", Query), ("body", Body)) if issubclass(hint, base)),
+                (
+                    role
+                    for role, base in (("path", Path), ("query", Query), ("body", Body), ("headers", Headers))
+                    if issubclass(hint, base)
+                ),
                 None,
             )
         )
@@ -272,6 +290,8 @@ def declared(handler: Callable[..., Awaitable[web.StreamResponse]]) -> Handler:
             inputs[names["path"]] = decode_path(request, declaration.path)
         if declaration.bearer:
             inputs[names["bearer"]] = bearer_token(request)
+        if declaration.headers is not None:
+            inputs[names["headers"]] = decode_headers(request, declaration.headers)
         if declaration.query is not None:
             inputs[names["query"]] = decode_query(request, declaration.query)
         if declaration.body is not None:

@@ -166,18 +166,10 @@ class Mailer:
         Stopping lets an email in flight finish: a cancelled send could leave it delivered but unmarked.
         """
         sweep = self.settings.mailer_sweep_seconds
-        # LISTEN needs a connection of its own: through a transaction pooler it would be left on a
-        # server connection that other clients share. Without one, the sweep alone finds new emails.
-        listen_url = self.settings.db_listen_url or (None if self.db.behind_pooler else self.settings.database_url)
         while not stop.is_set():
             try:
-                async with contextlib.AsyncExitStack() as stack:
-                    listener = None
-                    if listen_url is not None:
-                        listener = await stack.enter_async_context(
-                            await psycopg.AsyncConnection.connect(listen_url, autocommit=True)
-                        )
-                        await listener.execute("listen authgres_outbox")
+                # Without a listener (behind a pooler, no AUTHGRES_DB_LISTEN_URL) the sweep alone finds new emails.
+                async with self.db.listening("authgres_outbox") as listener:
                     while not stop.is_set():
                         await self.drain(stop)
                         await _until_woken(listener, stop, sweep)

@@ -3,10 +3,10 @@
 openapi.json (package data, hand-written) holds what only prose can say: each operation's summary and
 its answers. The request half of each operation is generated from its handler's declaration
 (inputs.py), the same one that decodes the requests, so the two cannot disagree: parameters (path,
-query and the API-version header), the request body's schema (msgspec's JSON Schema of the Struct,
-bounds included), bearer security, and the error answers decoding itself can give (400 for a body or
-query, 413 for a body, 404 for a path, 401 and 403 for a bearer token). tests/http/test_openapi.py
-checks that the hand-written file declares none of these itself.
+query, declared headers and the API-version header), the request body's schema (msgspec's JSON Schema
+of the Struct, bounds included), bearer security, and the error answers decoding itself can give (400
+for a body, query or header, 413 for a body, 404 for a path, 401 and 403 for a bearer token).
+tests/http/test_openapi.py checks that the hand-written file declares none of these itself.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def _request(operation: dict[str, Any], declaration: Declaration) -> dict[str, A
         parameters += _parameters(declaration.path, "path")
     if declaration.query is not None:
         parameters += _parameters(declaration.query, "query")
+    if declaration.headers is not None:
+        parameters += _parameters(declaration.headers, "header")
     operation["parameters"] = [*parameters, _API_VERSION]
     answers = dict(operation["responses"])
     if declaration.body is not None:
@@ -65,7 +67,7 @@ def _request(operation: dict[str, Any], declaration: Declaration) -> dict[str, A
         # Optional: an empty body reads as an empty object.
         operation["requestBody"] = {"required": False, "content": content}
         answers.setdefault("413", _ERROR)
-    if declaration.body is not None or declaration.query is not None:
+    if declaration.body is not None or declaration.query is not None or declaration.headers is not None:
         answers.setdefault("400", _ERROR)
     if declaration.path is not None:
         answers.setdefault("404", _ERROR)

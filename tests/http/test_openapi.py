@@ -37,8 +37,12 @@ async def test_each_operation_documents_what_its_handler_declares(client):
             operation = document["paths"][route.path][route.method.lower()]
             documented = {(p["in"], p["name"]) for p in operation["parameters"] if "name" in p}
             declared = {
-                (where, field.name)
-                for where, kind in (("path", declaration.path), ("query", declaration.query))
+                (where, field.encode_name)
+                for where, kind in (
+                    ("path", declaration.path),
+                    ("query", declaration.query),
+                    ("header", declaration.headers),
+                )
                 if kind is not None
                 for field in msgspec.structs.fields(kind)
             }
