@@ -5009,6 +5009,77 @@ ALTER FUNCTION auth.url_decode(data text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth.url_decode(data text) IS 'Inverse of auth.url_encode(); raises on malformed input.';
 
 --
+-- Name: user_events_since(text, bigint); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.user_events_since(p_access_token text, p_after bigint DEFAULT NULL::bigint) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_limit constant integer := 1000;
+  v_auth record;
+  v_claims jsonb;
+  v_user_id uuid;
+  v_session_id uuid;
+  v_end bigint;
+  v_events jsonb;
+  v_count integer;
+begin
+  if p_after < 0 then
+    raise exception using errcode = 'AUV01', message = 'Last-Event-ID must be an event id';
+  end if;
+  begin
+    select * into v_auth from auth._authorize(p_access_token, true);
+    v_claims := v_auth.claims;
+    v_user_id := (v_auth.usr).id;
+    v_session_id := (v_auth.sess).id;
+  exception when sqlstate 'AUJ03' or sqlstate 'AUJ04' then
+    -- The session, or the account, is gone. A stream that had not yet been told still reads up to the
+    -- event that tells it (then it ends); a stream opened now is refused.
+    if p_after is null then
+      raise;
+    end if;
+    v_claims := auth._verified_claims(p_access_token);
+    v_user_id := (v_claims ->> 'sub')::uuid;
+    select e.id into v_end from auth.user_events e
+     where e.user_id = v_user_id and e.id > p_after
+       and (e.kind = 'account_deleted'
+            or (e.kind = 'session_revoked' and e.data ->> 'session_id' = v_claims ->> 'session_id'))
+     order by e.id limit 1;
+    if v_end is null then
+      raise;
+    end if;
+    v_session_id := (v_claims ->> 'session_id')::uuid;
+  end;
+
+  if p_after is null then
+    return pg_catalog.jsonb_build_object(
+      'user_id', v_user_id, 'session_id', v_session_id, 'expires_at', v_claims -> 'exp', 'events', '[]'::jsonb,
+      'more', false, 'last_id', coalesce((select pg_catalog.max(e.id) from auth.user_events e
+                                          where e.user_id = v_user_id), 0));
+  end if;
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(e) order by e.id), '[]'::jsonb), pg_catalog.count(*),
+         coalesce(pg_catalog.max(e.id), p_after)
+    into v_events, v_count, p_after
+    from (select * from auth.user_events e
+           where e.user_id = v_user_id and e.id > p_after and e.id <= coalesce(v_end, e.id)
+           order by e.id limit v_limit) e;
+  return pg_catalog.jsonb_build_object(
+    'user_id', v_user_id, 'session_id', v_session_id, 'expires_at', v_claims -> 'exp', 'events', v_events,
+    'more', v_count = v_limit and v_end is distinct from p_after, 'last_id', p_after);
+end
+$$;
+
+ALTER FUNCTION auth.user_events_since(p_access_token text, p_after bigint) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION user_events_since(p_access_token text, p_after bigint); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.user_events_since(p_access_token text, p_after bigint) IS 'GET /sessions/events: who the token speaks for (user_id, session_id: null for an API key, expires_at), and the user''s events after p_after (at most 1000, oldest first; more: there are others), or with p_after null none and the newest id as last_id. A token whose session or account has ended since p_after still reads up to the event that says so.';
+
+--
 -- Name: verify(text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -7004,6 +7075,13 @@ GRANT ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_pass
 
 REVOKE ALL ON FUNCTION auth.url_decode(data text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.url_decode(data text) TO authgres_service;
+
+--
+-- Name: FUNCTION user_events_since(p_access_token text, p_after bigint); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.user_events_since(p_access_token text, p_after bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.user_events_since(p_access_token text, p_after bigint) TO authgres_service;
 
 --
 -- Name: FUNCTION verify(token text, secret text, algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner

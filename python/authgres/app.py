@@ -13,20 +13,21 @@ from psycopg.types.json import Jsonb
 from authgres.captcha import Captcha
 from authgres.db import Database
 from authgres.errors import Handler, error_middleware
+from authgres.events import UserEvents
 from authgres.mailer import Mailer
 from authgres.metrics import Metrics
 from authgres.observe import request_middleware
 from authgres.passwords import Passwords
 from authgres.routes import add_routes
 from authgres.settings import Settings
-from authgres.state import CAPTCHA, DB, DRAINING, MAILER, METRICS, PASSWORDS, SETTINGS
+from authgres.state import CAPTCHA, DB, DRAINING, EVENTS, MAILER, METRICS, PASSWORDS, SETTINGS
 
 log = logging.getLogger("authgres")
 
 _CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "authorization, apikey, content-type, x-client-info, x-supabase-api-version, "
-    "x-api-key",
+    "x-api-key, last-event-id",
     "Access-Control-Expose-Headers": "x-supabase-api-version, x-total-count, link, x-sb-error-code, x-request-id",
     "Access-Control-Allow-Credentials": "true",
     "Access-Control-Max-Age": "86400",
@@ -38,13 +39,17 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     origin = request.headers.get("Origin")
     if origin and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return web.Response(status=204, headers={"Access-Control-Allow-Origin": origin, **_CORS_HEADERS})
-    response = await handler(request)
+    return await handler(request)
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    # As the headers go out, so that a stream (GET /sessions/events), sent before its handler returns, has them too.
+    origin = request.headers.get("Origin")
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Access-Control-Expose-Headers"] = _CORS_HEADERS["Access-Control-Expose-Headers"]
         response.headers["Vary"] = "Origin"
-    return response
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -65,6 +70,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[DB] = database
     yield
     await database.close()
+
+
+async def _events(app: web.Application) -> AsyncIterator[None]:
+    app[EVENTS] = UserEvents(app[DB], app[SETTINGS].events_heartbeat_seconds)
+    async with app[EVENTS].running():
+        yield
+
+
+async def _end_streams(app: web.Application) -> None:
+    # Before the wait for requests in flight: an event stream would otherwise run until that wait times out.
+    if EVENTS in app:
+        app[EVENTS].close()
 
 
 async def _mailer(app: web.Application) -> AsyncIterator[None]:
@@ -128,10 +145,13 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app[METRICS] = metrics
     app[DRAINING] = asyncio.Event()
     app.on_shutdown.append(_draining)
+    app.on_shutdown.append(_end_streams)
+    app.on_response_prepare.append(_cors_headers)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_passwords)
     app.cleanup_ctx.append(_captcha)
     app.cleanup_ctx.append(_metrics)
+    app.cleanup_ctx.append(_events)
     if background:
         app.cleanup_ctx.append(_mailer)
         app.cleanup_ctx.append(_pruner)

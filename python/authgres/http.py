@@ -12,10 +12,11 @@ from aiohttp import web
 
 from authgres.db import Database, JsonText
 from authgres.errors import AuthError
+from authgres.events import UserEvents
 from authgres.passwords import Passwords
 from authgres.redirects import safe_redirect
 from authgres.settings import IPNetwork, Settings
-from authgres.state import DB, PASSWORDS, SETTINGS
+from authgres.state import DB, EVENTS, PASSWORDS, SETTINGS
 
 _BEARER = re.compile(r"^bearer (\S+)$", re.IGNORECASE)
 
@@ -26,6 +27,10 @@ type is filled in by inputs.declared (see bearer_token)."""
 
 def db(request: web.Request) -> Database:
     return request.app[DB]
+
+
+def user_events(request: web.Request) -> UserEvents:
+    return request.app[EVENTS]
 
 
 def passwords(request: web.Request) -> Passwords:

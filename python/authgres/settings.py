@@ -455,6 +455,7 @@ class Settings(_FromEnvironment):
         "auto", env="AUTHGRES_DB_PREPARED_STATEMENTS", read=Choice("auto", "on", "off")
     )
     db_listen_url: str | None = setting(None, env="AUTHGRES_DB_LISTEN_URL", read=OptionalText())
+    events_heartbeat_seconds: float = setting(15.0, env="AUTHGRES_EVENTS_HEARTBEAT_SECONDS", read=Number())
     audit_retention_days: int = setting(90, env="AUTHGRES_AUDIT_RETENTION_DAYS", read=Integer(), sql=True)
     prune_interval_seconds: float = setting(600.0, env="AUTHGRES_PRUNE_INTERVAL_SECONDS", read=Number())
     sessions_timebox: int | None = setting(None, env="AUTHGRES_SESSIONS_TIMEBOX", read=OptionalInteger(), sql=True)

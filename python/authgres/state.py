@@ -14,6 +14,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from authgres.captcha import Captcha
     from authgres.db import Database
+    from authgres.events import UserEvents
     from authgres.mailer import Mailer
     from authgres.metrics import Metrics
     from authgres.passwords import Passwords
@@ -24,6 +25,7 @@ MAILER: web.AppKey[Mailer] = web.AppKey("mailer")
 DB: web.AppKey[Database] = web.AppKey("db")
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+EVENTS: web.AppKey[UserEvents] = web.AppKey("events")
 CAPTCHA: web.AppKey[Captcha] = web.AppKey("captcha")
 # Set when the service begins to stop: /ready then answers 503 while in-flight requests finish.
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")

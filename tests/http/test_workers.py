@@ -5,87 +5,24 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg.types.json import Jsonb
 
 from authgres.app import create_app
 from authgres.signing import generate_es256_key
-from tests.conftest import CLUSTER, JWT_SECRET, free_port
+from tests.conftest import CLUSTER
 from tests.http.helpers import bearer, header_of, sign_up
 from tests.http.mail import outbox_settled
-
-SERVICE_DEADLINE = 20  # seconds a started or stopped service may take, at most
+from tests.http.processes import SERVICE_DEADLINE, answers, get, wait_for
 
 
 def children_of(pid: int) -> set[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return {int(child) for child in path.read_text().split()} if path.exists() else set()
-
-
-def get(request: str | urllib.request.Request) -> tuple[int, bytes]:
-    """Status and body of a URL (or a prepared request), error answers included."""
-    try:
-        with urllib.request.urlopen(request, timeout=SERVICE_DEADLINE) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def wait_for(predicate, what: str):
-    deadline = time.monotonic() + SERVICE_DEADLINE
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def answers(url: str) -> bool:
-    try:
-        return get(url)[0] == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def serve(settings, tmp_path):
-    """Starts `authgres serve` in processes of their own, on a free port; stops them at the end."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*arguments: str, **environment: str) -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": settings.database_url,
-            "AUTHGRES_JWT_SECRET": JWT_SECRET,
-            "AUTHGRES_PORT": str(port),
-            "AUTHGRES_MAILER_AUTOCONFIRM": "true",
-            "AUTHGRES_ARGON2_MEMORY_KIB": "1024",
-            "AUTHGRES_ARGON2_TIME_COST": "1",
-            **environment,
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "authgres", "serve", *arguments], env=env, stderr=(tmp_path / "log").open("ab")
-        )
-        started.append(process)
-        base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: answers(f"{base}/health"), "the service to answer")
-        return process, base
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_a_worker_that_dies_is_started_again_and_sigterm_stops_them_all(serve):

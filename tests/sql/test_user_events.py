@@ -1,5 +1,6 @@
 """User events in SQL: every way a session ends emits session_revoked in the transaction that ends it; a
-user's events commit in id order (their writers queue on a per-user lock)."""
+user's events commit in id order (their writers queue on a per-user lock); auth.user_events_since()
+authenticates like every endpoint and reads a gapless cursor."""
 
 import base64
 import json
@@ -149,3 +150,95 @@ def test_a_users_events_commit_in_the_order_of_their_ids(dsn, service, admin):
         first.commit()
         second.execute("select auth._user_event(%s, 'password_changed')", (one,))
     assert len(events(admin, one)) == 2
+
+
+def test_user_events_since_opens_at_the_newest_event_and_resumes_after_any(service, admin):
+    laptop = sign_up(service)
+    phone = second_session(service, admin, laptop)
+    user_id = laptop["user"]["id"]
+    call(service, "logout", access_token=phone["access_token"], scope="local")
+    (newest,) = admin.execute("select max(id) from auth.user_events where user_id = %s", (user_id,)).fetchone()
+
+    opened = call(service, "user_events_since", access_token=laptop["access_token"])
+    claims = claims_of(laptop)
+    assert opened == {
+        "user_id": user_id,
+        "session_id": claims["session_id"],
+        "expires_at": claims["exp"],
+        "last_id": newest,
+        "events": [],
+        "more": False,
+    }
+    call(service, "update_user", access_token=laptop["access_token"], password_hash="$argon2id$new")
+    resumed = call(service, "user_events_since", access_token=laptop["access_token"], after=newest)
+    assert [(e["kind"], e["data"]) for e in resumed["events"]] == [("password_changed", {})]
+    assert set(resumed["events"][0]) == {"id", "user_id", "kind", "data", "created_at"}  # as NOTIFYed
+    assert resumed["last_id"] == resumed["events"][0]["id"] and resumed["more"] is False
+    everything = call(service, "user_events_since", access_token=laptop["access_token"], after=0)
+    assert [e["kind"] for e in everything["events"]] == ["session_revoked", "password_changed"]
+
+    stranger = sign_up(service)
+    theirs = call(service, "user_events_since", access_token=stranger["access_token"], after=0)
+    assert (theirs["user_id"], theirs["events"], theirs["last_id"]) == (stranger["user"]["id"], [], 0)
+
+
+def test_user_events_since_reads_a_thousand_at_a_time(service, admin):
+    session = sign_up(service)
+    admin.execute(
+        "select auth._user_event(%s, 'password_changed', jsonb_build_object('n', n)) from generate_series(1, 1001) n",
+        (session["user"]["id"],),
+    )
+    first = call(service, "user_events_since", access_token=session["access_token"], after=0)
+    assert (len(first["events"]), first["more"]) == (1000, True)
+    rest = call(service, "user_events_since", access_token=session["access_token"], after=first["last_id"])
+    assert [e["data"] for e in rest["events"]] == [{"n": 1001}] and rest["more"] is False
+
+
+def test_an_api_key_reads_without_a_session(service):
+    session = sign_up(service)
+    key = call(service, "create_api_key", access_token=session["access_token"], name="watcher")["key"]
+    opened = call(service, "user_events_since", access_token=key)
+    assert (opened["user_id"], opened["session_id"]) == (session["user"]["id"], None)
+
+
+def test_an_ended_session_reads_up_to_its_end_and_no_further(service, admin):
+    laptop = sign_up(service)
+    phone = second_session(service, admin, laptop)
+    opened = call(service, "user_events_since", access_token=laptop["access_token"])
+    call(service, "logout", access_token=phone["access_token"], scope="global")  # both end
+    call(service, "update_user", access_token=second_session(service, admin, laptop)["access_token"], data="{}")
+    call(
+        service,
+        "admin_update_user",
+        admin_token=service_key(service),
+        user_id=laptop["user"]["id"],
+        attributes="{}",
+        password_hash="$argon2id$later",
+    )
+
+    caught_up = call(service, "user_events_since", access_token=laptop["access_token"], after=opened["last_id"])
+    kinds = [(e["kind"], e["data"].get("session_id")) for e in caught_up["events"]]
+    assert kinds[-1] == ("session_revoked", session_id_of(laptop))  # the laptop's own end, and nothing after
+    assert len(kinds) <= 2 and caught_up["more"] is False
+    for after in (None, caught_up["last_id"]):
+        with pytest.raises(psycopg.Error) as refused:
+            call(service, "user_events_since", access_token=laptop["access_token"], after=after)
+        assert refused.value.sqlstate == "AUJ04"
+
+
+def test_a_deleted_account_reads_up_to_account_deleted(service, admin):
+    session = sign_up(service)
+    opened = call(service, "user_events_since", access_token=session["access_token"])
+    call(service, "admin_delete_user", admin_token=service_key(service), user_id=session["user"]["id"])
+    caught_up = call(service, "user_events_since", access_token=session["access_token"], after=opened["last_id"])
+    assert caught_up["events"][-1]["kind"] in ("account_deleted", "session_revoked")
+    with pytest.raises(psycopg.Error) as refused:
+        call(service, "user_events_since", access_token=session["access_token"])
+    assert refused.value.sqlstate == "AUJ03"
+
+
+def test_a_negative_position_is_refused(service):
+    session = sign_up(service)
+    with pytest.raises(psycopg.Error) as refused:
+        call(service, "user_events_since", access_token=session["access_token"], after=-1)
+    assert refused.value.sqlstate == "AUV01"

@@ -63,7 +63,13 @@ def test_parsing():
 
 
 @pytest.mark.parametrize(
-    "name", ["AUTHGRES_MAILER_SWEEP_SECONDS", "AUTHGRES_MAILER_RETRY_BASE_SECONDS", "AUTHGRES_PRUNE_INTERVAL_SECONDS"]
+    "name",
+    [
+        "AUTHGRES_MAILER_SWEEP_SECONDS",
+        "AUTHGRES_MAILER_RETRY_BASE_SECONDS",
+        "AUTHGRES_PRUNE_INTERVAL_SECONDS",
+        "AUTHGRES_EVENTS_HEARTBEAT_SECONDS",
+    ],
 )
 def test_intervals_are_positive_numbers_of_seconds(name):
     field = next(each.name for each in declarations(Settings) if each.env == name)

@@ -1,12 +1,13 @@
-"""The signed-in user's sessions and API keys."""
+"""The signed-in user's sessions (and the stream of what happens to them) and API keys."""
 
 from typing import Annotated
 
+import msgspec
 from aiohttp import web
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
-from authgres.http import Bearer, client_ip, db, reply
-from authgres.inputs import Body, KeyPath, SessionPath, Text, declared
+from authgres.http import Bearer, client_ip, db, reply, user_events
+from authgres.inputs import Body, Headers, KeyPath, SessionPath, Text, declared
 
 routes = web.RouteTableDef()
 
@@ -22,6 +23,28 @@ class ApiKeyRequest(Body):
 @declared
 async def list_sessions(request: web.Request, token: Bearer) -> web.Response:
     return reply(await db(request).call("list_sessions", access_token=token))
+
+
+class EventsHeaders(Headers):
+    # UNSET when absent: "null" is no more an id than any other word.
+    last_event_id: (
+        Annotated[
+            int,
+            Meta(
+                ge=0,
+                le=2**63 - 1,
+                description="The id of the last event received: the stream resumes after it (events are kept a day)",
+            ),
+        ]
+        | UnsetType
+    ) = msgspec.field(default=UNSET, name="Last-Event-ID")
+
+
+@routes.get("/sessions/events")
+@declared
+async def session_events(request: web.Request, token: Bearer, headers: EventsHeaders) -> web.StreamResponse:
+    after = headers.last_event_id if isinstance(headers.last_event_id, int) else None
+    return await user_events(request).stream(request, token, after)
 
 
 @routes.delete("/sessions/{session_id}")
