@@ -278,22 +278,23 @@ create or replace function auth._delete_user(p_user auth.users, p_soft boolean) 
   set search_path = ''
 as $$
 begin
-  -- Told before the rows go: the sessions' own session_revoked events follow from the cascade.
-  perform auth._user_event(p_user.id, 'account_deleted');
   if not p_soft then
     delete from auth.users where id = p_user.id;
-    return;
+  else
+    -- Soft: the row stays for foreign keys, but nothing can sign in with it and its address is free.
+    delete from auth.sessions where user_id = p_user.id;
+    delete from auth.identities where user_id = p_user.id;
+    delete from auth.mfa_factors where user_id = p_user.id;
+    delete from auth.mfa_recovery_codes where user_id = p_user.id;
+    delete from auth.one_time_tokens where user_id = p_user.id;
+    update auth.api_keys set revoked_at = pg_catalog.now() where user_id = p_user.id and revoked_at is null;
+    update auth.users set email = null, phone = null, encrypted_password = null, email_change = '',
+           deleted_at = pg_catalog.now(), updated_at = pg_catalog.now()
+     where id = p_user.id;
   end if;
-  -- Soft: the row stays for foreign keys, but nothing can sign in with it and its address is free.
-  delete from auth.sessions where user_id = p_user.id;
-  delete from auth.identities where user_id = p_user.id;
-  delete from auth.mfa_factors where user_id = p_user.id;
-  delete from auth.mfa_recovery_codes where user_id = p_user.id;
-  delete from auth.one_time_tokens where user_id = p_user.id;
-  update auth.api_keys set revoked_at = pg_catalog.now() where user_id = p_user.id and revoked_at is null;
-  update auth.users set email = null, phone = null, encrypted_password = null, email_change = '',
-         deleted_at = pg_catalog.now(), updated_at = pg_catalog.now()
-   where id = p_user.id;
+  -- Told last, after the sessions' own session_revoked events, like every event: the per-user event
+  -- lock is then taken after the rows are, so a sign-out racing the deletion queues instead of deadlocking.
+  perform auth._user_event(p_user.id, 'account_deleted');
 end
 $$;
 comment on function auth._delete_user(auth.users, boolean) is
