@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
@@ -22,6 +24,10 @@ from psycopg_pool import AsyncConnectionPool
 from authgres.errors import SQLSTATE_ERRORS, AuthError
 from authgres.metrics import Metrics
 from authgres.signing import TokenSigner, has_unsigned_tokens
+
+log = logging.getLogger("authgres")
+
+OPEN_SECONDS = 30  # how long the service waits at start for the database (as the pool waits for it)
 
 # How long a request waits for a connection before it answers 503 (the database is away, say).
 POOL_WAIT_SECONDS = 10.0
@@ -174,13 +180,28 @@ class Database:
         return size - idle, idle, waiting, sum(map(len, self._queues.values()))
 
     async def open(self) -> None:
-        self.behind_pooler = await _session_defaults(self.conninfo, self.statement_timeout_ms)
+        self.behind_pooler = await self._first_connection()
         # Prepared statements save the planning of every call (a third of GET /user's database time),
         # but a transaction pooler runs the next statement on another server connection, which does
         # not know them (PgBouncer before 1.21 in transaction mode, for one).
         prepare = self.prepared_statements == "on" or (self.prepared_statements == "auto" and not self.behind_pooler)
         self._connect_kwargs["prepare_threshold"] = 5 if prepare else None
         await self.pool.open(wait=True, timeout=30)
+
+    async def _first_connection(self) -> bool:
+        """_session_defaults, tried again while the database cannot be reached yet (starting, restarting,
+        or a pooler that answers "try again later" for a second after a failed server login), for as
+        long as the pool itself waits at start."""
+        deadline, pause = time.monotonic() + OPEN_SECONDS, 0.1
+        while True:
+            try:
+                return await _session_defaults(self.conninfo, self.statement_timeout_ms)
+            except psycopg.OperationalError as error:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("database not reachable yet (%s); trying again in %.1f s", error, pause)
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 2.0)
 
     @property
     def listen_conninfo(self) -> str | None:
