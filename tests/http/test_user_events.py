@@ -150,6 +150,16 @@ async def test_a_sign_out_through_another_process_reaches_the_stream_within_a_se
     assert await phone_stream.take(1) == [revoked]  # the phone's stream tells of the laptop, and goes on
     assert events_of(admin, laptop["user"]["id"]) == [revoked]
 
+    # An administrator's sign-out of the user (a ban ends every session) through the other process.
+    async with aiohttp.ClientSession() as elsewhere:
+        banned = await elsewhere.put(
+            f"{other}/admin/users/{phone['user']['id']}", headers=admin_headers(), json={"ban_duration": "1h"}
+        )
+        assert banned.status == 200
+    (ended,) = await phone_stream.take(1)  # within a second of the other process's answer
+    assert ended[1:] == ("session_revoked", {"session_id": session_of(phone)})
+    await phone_stream.ends()
+
     # Each process holds one LISTEN connection on the channel, however many streams it serves.
     listeners = admin.execute(
         "select count(*) from pg_stat_activity where application_name = %s and datname = current_database()",
