@@ -315,17 +315,18 @@ begin
   select * into v_settings from auth.settings;
   select * into v_auth from auth._signed_in(p_access_token);
   v_user := v_auth.usr;
-  if (v_auth.sess).aal is distinct from 'aal2'
-     and exists (select from auth.mfa_factors where user_id = v_user.id and status = 'verified') then
-    raise exception using errcode = 'AUM02', message = 'AAL2 session is required to delete an account with MFA';
+  -- The hash must still be the one the service verified: a password changed meanwhile wins.
+  if p_verified_hash is not null and p_verified_hash is distinct from v_user.encrypted_password then
+    raise exception using errcode = 'AUS05', message = 'Invalid login credentials';
   end if;
-  if v_user.encrypted_password is not null then
+  if exists (select from auth.mfa_factors where user_id = v_user.id and status = 'verified') then
+    -- With MFA, the second factor proven in this session is the proof (as for GoTrue's password change).
+    if (v_auth.sess).aal is distinct from 'aal2' then
+      raise exception using errcode = 'AUM02', message = 'AAL2 session is required to delete an account with MFA';
+    end if;
+  elsif v_user.encrypted_password is not null then
     if p_verified_hash is null then
       raise exception using errcode = 'AUE02', message = 'Deleting the account requires the password';
-    end if;
-    -- The hash must still be the one the service verified: a password changed meanwhile wins.
-    if p_verified_hash is distinct from v_user.encrypted_password then
-      raise exception using errcode = 'AUS05', message = 'Invalid login credentials';
     end if;
   elsif not v_user.is_anonymous then
     perform auth._spend_reauthentication_nonce(v_user, p_nonce, 'Deleting the account requires reauthentication');
@@ -341,8 +342,9 @@ begin
 end
 $$;
 comment on function auth.delete_own_account(text, text, text, inet) is
-  'DELETE /user: the signed-in user deletes their account (hard or soft per account_deletion). A user with a '
-  'password proves it (p_verified_hash: the hash the service verified it against), one without a nonce '
-  'from GET /reauthenticate; an anonymous user needs neither; verified factors require an aal2 session. '
+  'DELETE /user: the signed-in user deletes their account (hard or soft per account_deletion). A user with '
+  'verified factors proves it with an aal2 session; otherwise a user with a password by it (p_verified_hash: '
+  'the hash the service verified it against), one without by a nonce from GET /reauthenticate; an anonymous '
+  'user needs neither. A password given must be right. '
   'The before_user_deleted hook may veto.';
 grant execute on function auth.delete_own_account(text, text, text, inet) to authgres_service;

@@ -99,12 +99,14 @@ async def test_an_anonymous_user_deletes_itself_without_a_password(client, admin
     assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
 
 
-async def test_a_user_with_mfa_deletes_only_from_an_aal2_session(client, admin):
+async def test_a_user_with_mfa_deletes_from_an_aal2_session_only(client, admin):
     aal2, factor = await enrolled_and_verified(client, "mfa-leaving@example.com")
     aal1 = await (await sign_in(client, "mfa-leaving@example.com")).json()
     refused = await delete_account(client, aal1, password=PASSWORD)
     assert (refused.status, await error_code(refused)) == (403, "insufficient_aal")
-    assert (await delete_account(client, aal2, password=PASSWORD)).status == 204
+    wrong = await delete_account(client, aal2, password="not the password")
+    assert (wrong.status, await error_code(wrong)) == (400, "invalid_credentials")
+    assert (await delete_account(client, aal2)).status == 204  # the proven factor is the proof
     assert admin.execute("select count(*) from auth.mfa_factors").fetchone()[0] == 0
     assert code_at(factor["totp"]["secret"])  # the factor existed, with a secret
 
