@@ -4324,6 +4324,30 @@ ALTER FUNCTION auth.record_failed_login(p_email text, p_ip inet) OWNER TO authgr
 COMMENT ON FUNCTION auth.record_failed_login(p_email text, p_ip inet) IS 'Audits a password sign-in that failed verification, and tells the password_verification_attempt hook.';
 
 --
+-- Name: record_failed_reauthentication(text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.record_failed_reauthentication(p_access_token text, p_ip inet DEFAULT NULL::inet) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users := (auth._authorize(p_access_token, true)).usr;
+begin
+  perform auth._audit(v_user, 'login_failed', 'account', p_ip, '{"provider": "email", "via": "reauthentication"}');
+  perform auth._password_attempt_hook(v_user, false);
+end
+$$;
+
+ALTER FUNCTION auth.record_failed_reauthentication(p_access_token text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION record_failed_reauthentication(p_access_token text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.record_failed_reauthentication(p_access_token text, p_ip inet) IS 'Audits a wrong password given to confirm an action by a signed-in user, and tells the password_verification_attempt hook (which may end the user''s sessions), as a failed sign-in is.';
+
+--
 -- Name: recovery_codes(text, boolean, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -4621,6 +4645,27 @@ ALTER FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet, p
 --
 
 COMMENT ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'POST /recover: emails a recovery code and link (a PKCE flow''s with a code challenge); always {}.';
+
+--
+-- Name: session_password_hash(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.session_password_hash(p_access_token text) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  return ((auth._signed_in(p_access_token)).usr).encrypted_password;
+end
+$$;
+
+ALTER FUNCTION auth.session_password_hash(p_access_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION session_password_hash(p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.session_password_hash(p_access_token text) IS 'The password hash of a signed-in session''s user (AUK02 for an API key), for the service to check a password given to confirm an action: what only a session may do is not a password oracle for a key.';
 
 --
 -- Name: sign(json, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6960,6 +7005,13 @@ REVOKE ALL ON FUNCTION auth.record_failed_login(p_email text, p_ip inet) FROM PU
 GRANT ALL ON FUNCTION auth.record_failed_login(p_email text, p_ip inet) TO authgres_service;
 
 --
+-- Name: FUNCTION record_failed_reauthentication(p_access_token text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.record_failed_reauthentication(p_access_token text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.record_failed_reauthentication(p_access_token text, p_ip inet) TO authgres_service;
+
+--
 -- Name: FUNCTION recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -7014,6 +7066,13 @@ GRANT ALL ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, 
 
 REVOKE ALL ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
+
+--
+-- Name: FUNCTION session_password_hash(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.session_password_hash(p_access_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.session_password_hash(p_access_token text) TO authgres_service;
 
 --
 -- Name: FUNCTION sign(payload json, secret text, algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner

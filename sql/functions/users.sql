@@ -273,6 +273,36 @@ comment on function auth.reauthenticate(text, inet) is
   'GET /reauthenticate: emails the signed-in user a nonce that PUT /user accepts for a password change.';
 grant execute on function auth.reauthenticate(text, inet) to authgres_service;
 
+create or replace function auth.session_password_hash(p_access_token text) returns text
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+begin
+  return ((auth._signed_in(p_access_token)).usr).encrypted_password;
+end
+$$;
+comment on function auth.session_password_hash(text) is
+  'The password hash of a signed-in session''s user (AUK02 for an API key), for the service to check a '
+  'password given to confirm an action: what only a session may do is not a password oracle for a key.';
+grant execute on function auth.session_password_hash(text) to authgres_service;
+
+create or replace function auth.record_failed_reauthentication(p_access_token text, p_ip inet default null)
+  returns void
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_user auth.users := (auth._authorize(p_access_token, true)).usr;
+begin
+  perform auth._audit(v_user, 'login_failed', 'account', p_ip, '{"provider": "email", "via": "reauthentication"}');
+  perform auth._password_attempt_hook(v_user, false);
+end
+$$;
+comment on function auth.record_failed_reauthentication(text, inet) is
+  'Audits a wrong password given to confirm an action by a signed-in user, and tells the '
+  'password_verification_attempt hook (which may end the user''s sessions), as a failed sign-in is.';
+grant execute on function auth.record_failed_reauthentication(text, inet) to authgres_service;
+
 create or replace function auth._delete_user(p_user auth.users, p_soft boolean) returns void
   language plpgsql volatile
   set search_path = ''

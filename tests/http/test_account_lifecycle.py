@@ -39,6 +39,11 @@ async def test_deleting_an_account_needs_the_password_and_ends_every_way_in(clie
     assert admin.execute("select count(*) from auth.users").fetchone()[0] == 1
     assert (await client.get("/user", headers=bearer(session))).status == 200
 
+    failures = admin.execute(
+        "select payload->'traits'->>'via' from auth.audit_log_entries where payload->>'action' = 'login_failed'"
+    ).fetchall()
+    assert failures == [("reauthentication",)]  # the wrong password is on record, like a failed sign-in
+
     response = await delete_account(client, session, password=PASSWORD)
     assert response.status == 204 and await response.read() == b""
 
@@ -114,10 +119,15 @@ async def test_a_user_with_mfa_deletes_from_an_aal2_session_only(client, admin):
 async def test_deleting_needs_a_session_not_an_api_key_nor_nothing(client, admin):
     session = await sign_up(client, "keyed@example.com", PASSWORD)
     key = await (await client.post("/api_keys", json={"name": "script"}, headers=bearer(session))).json()
-    by_key = await client.request(
-        "DELETE", "/user", headers={**API_2024, "Authorization": f"Bearer {key['key']}"}, json={"password": PASSWORD}
-    )
-    assert (by_key.status, await error_code(by_key)) == (403, "session_required")
+    # Refused before the password is looked at: a key cannot learn whether a password is right.
+    for password in (PASSWORD, "not the password"):
+        by_key = await client.request(
+            "DELETE",
+            "/user",
+            headers={**API_2024, "Authorization": f"Bearer {key['key']}"},
+            json={"password": password},
+        )
+        assert (by_key.status, await error_code(by_key)) == (403, "session_required")
     anonymous = await client.request("DELETE", "/user", json={"password": PASSWORD})
     assert anonymous.status == 401
     assert admin.execute("select count(*) from auth.users").fetchone()[0] == 1

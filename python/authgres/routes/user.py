@@ -96,8 +96,9 @@ async def update_user(request: web.Request, token: Bearer, body: UserUpdate, que
 async def delete_user(request: web.Request, token: Bearer, body: AccountDeletion) -> web.Response:
     verified_hash = None
     if body.password:
-        verified_hash = await db(request).call("current_password_hash", access_token=token)
+        verified_hash = await db(request).call("session_password_hash", access_token=token)
         if not (await passwords(request).verify(verified_hash, body.password)).ok:
+            await db(request).call("record_failed_reauthentication", access_token=token, ip=client_ip(request))
             raise AuthError(400, "invalid_credentials", "Invalid login credentials")
     await db(request).call(
         "delete_own_account",
@@ -122,6 +123,7 @@ async def _new_password_hash(
     hasher.require_strong(password)
     current_hash = await db(request).call("current_password_hash", access_token=access_token)
     if current_password is not None and not (await hasher.verify(current_hash, current_password)).ok:
+        await db(request).call("record_failed_reauthentication", access_token=access_token, ip=client_ip(request))
         raise AuthError(400, "current_password_mismatch", "Current password required when setting new password.")
     if current_hash and (await hasher.verify(current_hash, password)).ok:
         raise AuthError(422, "same_password", "New password should be different from the old password.")
