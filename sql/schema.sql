@@ -579,10 +579,7 @@ begin
     values (p_email, p_password_hash, coalesce(p_data, '{}'),
             pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
     returning * into v_pending;
-    v_user.email := p_email;
-    v_user.raw_user_meta_data := v_pending.data;
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id,
-                              p_code_challenge, p_code_challenge_method);
+    perform auth._queue_pending_signup_email(v_pending, p_redirect_to, p_code_challenge, p_code_challenge_method);
   elsif v_user.email_confirmed_at is null then
     -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
     perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', null,
@@ -1777,6 +1774,54 @@ ALTER FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address
 COMMENT ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text) IS 'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction (for a pending sign-up: p_user holds only its address and metadata, p_pending_signup its id); with a code challenge the token is bound to a PKCE flow of its own.';
 
 --
+-- Name: pending_signups; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.pending_signups (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    email text NOT NULL,
+    password_hash text,
+    data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT pending_signups_email_check CHECK ((email = lower(email)))
+);
+
+ALTER TABLE auth.pending_signups OWNER TO authgres_owner;
+
+--
+-- Name: TABLE pending_signups; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.pending_signups IS 'Sign-ups waiting for their address to be proven; several may wait for one address, the first verified wins.';
+
+--
+-- Name: _queue_pending_signup_email(auth.pending_signups, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;  -- no row yet: only what the email shows of the user
+begin
+  v_user.email := p_pending.email;
+  v_user.raw_user_meta_data := p_pending.data;
+  perform auth._queue_email(v_user, 'confirmation', p_pending.email, p_redirect_to, '{}', p_pending.id,
+                            p_code_challenge, p_code_challenge_method);
+end
+$$;
+
+ALTER FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) IS 'Issues a fresh code for a pending sign-up (replacing its live one) and queues its confirmation email.';
+
+--
 -- Name: _raise_session_aal(auth.users, auth.sessions, auth.mfa_factors, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1999,7 +2044,6 @@ CREATE FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to text, p_
     AS $$
 declare
   v_pending auth.pending_signups;
-  v_user auth.users;
 begin
   update auth.pending_signups
      set expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => (select s.mailer_otp_exp from auth.settings s))
@@ -2008,10 +2052,7 @@ begin
                 order by p.created_at desc limit 1)
   returning * into v_pending;
   if found then
-    v_user.email := p_email;
-    v_user.raw_user_meta_data := v_pending.data;
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id,
-                              p_code_challenge, p_code_challenge_method);
+    perform auth._queue_pending_signup_email(v_pending, p_redirect_to, p_code_challenge, p_code_challenge_method);
   end if;
 end
 $$;
@@ -5544,28 +5585,6 @@ COMMENT ON COLUMN auth.one_time_tokens.attempts IS 'Wrong codes presented so far
 COMMENT ON COLUMN auth.one_time_tokens.flow_state_id IS 'The PKCE flow this token''s link belongs to: following the link issues that flow''s auth code.';
 
 --
--- Name: pending_signups; Type: TABLE; Schema: auth; Owner: authgres_owner
---
-
-CREATE TABLE auth.pending_signups (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    email text NOT NULL,
-    password_hash text,
-    data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    expires_at timestamp with time zone NOT NULL,
-    CONSTRAINT pending_signups_email_check CHECK ((email = lower(email)))
-);
-
-ALTER TABLE auth.pending_signups OWNER TO authgres_owner;
-
---
--- Name: TABLE pending_signups; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON TABLE auth.pending_signups IS 'Sign-ups waiting for their address to be proven; several may wait for one address, the first verified wins.';
-
---
 -- Name: rate_limits; Type: TABLE; Schema: auth; Owner: authgres_owner
 --
 
@@ -6555,6 +6574,12 @@ REVOKE ALL ON FUNCTION auth._pkce_verifier_matches(p_flow auth.flow_state, p_cod
 --
 
 REVOKE ALL ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -166,10 +166,7 @@ begin
     values (p_email, p_password_hash, coalesce(p_data, '{}'),
             pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
     returning * into v_pending;
-    v_user.email := p_email;
-    v_user.raw_user_meta_data := v_pending.data;
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id,
-                              p_code_challenge, p_code_challenge_method);
+    perform auth._queue_pending_signup_email(v_pending, p_redirect_to, p_code_challenge, p_code_challenge_method);
   elsif v_user.email_confirmed_at is null then
     -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
     perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', null,
@@ -188,6 +185,24 @@ $$;
 comment on function auth._defer_signup(text, text, jsonb, text, text, text) is
   'Deferred sign-up: records a pending sign-up and emails its code (nothing for a registered address); '
   'the answer is the same for new, pending and registered addresses.';
+
+create or replace function auth._queue_pending_signup_email(
+  p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text
+) returns void
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_user auth.users;  -- no row yet: only what the email shows of the user
+begin
+  v_user.email := p_pending.email;
+  v_user.raw_user_meta_data := p_pending.data;
+  perform auth._queue_email(v_user, 'confirmation', p_pending.email, p_redirect_to, '{}', p_pending.id,
+                            p_code_challenge, p_code_challenge_method);
+end
+$$;
+comment on function auth._queue_pending_signup_email(auth.pending_signups, text, text, text) is
+  'Issues a fresh code for a pending sign-up (replacing its live one) and queues its confirmation email.';
 
 create or replace function auth._user_from_pending_signup(p_pending_signup uuid, p_ip inet) returns auth.users
   language plpgsql volatile
@@ -353,7 +368,6 @@ create or replace function auth._resend_pending_signup(
 as $$
 declare
   v_pending auth.pending_signups;
-  v_user auth.users;
 begin
   update auth.pending_signups
      set expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => (select s.mailer_otp_exp from auth.settings s))
@@ -362,10 +376,7 @@ begin
                 order by p.created_at desc limit 1)
   returning * into v_pending;
   if found then
-    v_user.email := p_email;
-    v_user.raw_user_meta_data := v_pending.data;
-    perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', v_pending.id,
-                              p_code_challenge, p_code_challenge_method);
+    perform auth._queue_pending_signup_email(v_pending, p_redirect_to, p_code_challenge, p_code_challenge_method);
   end if;
 end
 $$;
