@@ -103,6 +103,11 @@ def validation_failed(message: str, status: int = 400) -> AuthError:
     return AuthError(status, "validation_failed", message)
 
 
+def invalid_credentials() -> AuthError:
+    """A wrong password (or no such user: the answer is the same), as GoTrue words it."""
+    return AuthError(400, "invalid_credentials", "Invalid login credentials")
+
+
 def captcha_failed(message: str, status: int = 400) -> AuthError:
     """A captcha that is missing or refused (400), or that could not be checked (503: captcha.py)."""
     return AuthError(status, "captcha_failed", message)

@@ -8,14 +8,12 @@ import msgspec
 from aiohttp import web
 
 from authgres.captcha import CaptchaProtected, require_captcha
-from authgres.errors import AuthError, validation_failed
+from authgres.errors import AuthError, invalid_credentials, validation_failed
 from authgres.http import client_ip, db, passwords, reply, user_agent
 from authgres.inputs import Query, Text, declared
 from authgres.state import METRICS
 
 routes = web.RouteTableDef()
-
-INVALID_CREDENTIALS = AuthError(400, "invalid_credentials", "Invalid login credentials")
 
 # Documented as an enum, read as text: any other grant answers invalid_credentials, as GoTrue's does.
 GrantType = Annotated[Text, msgspec.Meta(extra_json_schema={"enum": ["password", "refresh_token", "pkce", "twofa"]})]
@@ -92,7 +90,7 @@ async def _password_grant(request: web.Request, body: TokenRequest) -> web.Respo
     if not verification.ok or account is None:
         await db(request).call("record_failed_login", email=email, ip=client_ip(request))
         request.app[METRICS].login_failures.inc()
-        raise INVALID_CREDENTIALS
+        raise invalid_credentials()
     session = await db(request).call(
         "sign_in_with_password",
         user_id=account["user_id"],

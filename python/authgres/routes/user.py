@@ -6,7 +6,7 @@ from aiohttp import web
 from msgspec import Meta
 from psycopg.types.json import Jsonb
 
-from authgres.errors import AuthError
+from authgres.errors import AuthError, invalid_credentials
 from authgres.http import Bearer, client_ip, db, passwords, redirect_to, reply
 from authgres.inputs import Body, JsonObject, RedirectQuery, Text, declared
 from authgres.pkce import CodeChallenge, CodeChallengeMethod, challenge
@@ -97,9 +97,7 @@ async def delete_user(request: web.Request, token: Bearer, body: AccountDeletion
     verified_hash = None
     if body.password:
         verified_hash = await db(request).call("session_password_hash", access_token=token)
-        if not (await passwords(request).verify(verified_hash, body.password)).ok:
-            await db(request).call("record_failed_reauthentication", access_token=token, ip=client_ip(request))
-            raise AuthError(400, "invalid_credentials", "Invalid login credentials")
+        await _confirm_password(request, token, verified_hash, body.password, invalid_credentials())
     await db(request).call(
         "delete_own_account",
         access_token=token,
@@ -122,9 +120,19 @@ async def _new_password_hash(
     hasher = passwords(request)
     hasher.require_strong(password)
     current_hash = await db(request).call("current_password_hash", access_token=access_token)
-    if current_password is not None and not (await hasher.verify(current_hash, current_password)).ok:
-        await db(request).call("record_failed_reauthentication", access_token=access_token, ip=client_ip(request))
-        raise AuthError(400, "current_password_mismatch", "Current password required when setting new password.")
+    if current_password is not None:
+        mismatch = AuthError(400, "current_password_mismatch", "Current password required when setting new password.")
+        await _confirm_password(request, access_token, current_hash, current_password, mismatch)
     if current_hash and (await hasher.verify(current_hash, password)).ok:
         raise AuthError(422, "same_password", "New password should be different from the old password.")
     return await hasher.hash(password)
+
+
+async def _confirm_password(
+    request: web.Request, access_token: str, stored_hash: str | None, password: str, refusal: AuthError
+) -> None:
+    """Returns when password matches stored_hash; else the failure is recorded as a failed sign-in is
+    (audit, password_verification_attempt hook) and refusal is raised."""
+    if not (await passwords(request).verify(stored_hash, password)).ok:
+        await db(request).call("record_failed_reauthentication", access_token=access_token, ip=client_ip(request))
+        raise refusal
