@@ -1005,12 +1005,28 @@ ALTER FUNCTION auth._fixed_code(p_address text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._fixed_code(p_address text) IS 'The fixed development code of an address listed in mailer_test_otp, while mailer_test_otp_valid_until is ahead; else NULL.';
 
 --
+-- Name: _verification_type(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._verification_type(p_token_type text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE p_token_type WHEN 'confirmation'::text THEN 'signup'::text WHEN 'email_change_current'::text THEN 'email_change'::text WHEN 'email_change_new'::text THEN 'email_change'::text ELSE p_token_type END;
+
+ALTER FUNCTION auth._verification_type(p_token_type text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _verification_type(p_token_type text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._verification_type(p_token_type text) IS 'The verify type a token of this kind is presented with.';
+
+--
 -- Name: _flow_authentication_method(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
 CREATE FUNCTION auth._flow_authentication_method(p_token_type text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE p_token_type WHEN 'confirmation'::text THEN 'email/signup'::text WHEN 'email_change_current'::text THEN 'email_change'::text WHEN 'email_change_new'::text THEN 'email_change'::text ELSE p_token_type END;
+    RETURN CASE p_token_type WHEN 'confirmation'::text THEN 'email/signup'::text ELSE auth._verification_type(p_token_type) END;
 
 ALTER FUNCTION auth._flow_authentication_method(p_token_type text) OWNER TO authgres_owner;
 
@@ -2720,22 +2736,6 @@ ALTER FUNCTION auth._user_json(p_user auth.users) OWNER TO authgres_owner;
 --
 
 COMMENT ON FUNCTION auth._user_json(p_user auth.users) IS 'A user as GoTrue serialises it: email and phone always present, no secrets, identities embedded.';
-
---
--- Name: _verification_type(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
---
-
-CREATE FUNCTION auth._verification_type(p_token_type text) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE p_token_type WHEN 'confirmation'::text THEN 'signup'::text WHEN 'email_change_current'::text THEN 'email_change'::text WHEN 'email_change_new'::text THEN 'email_change'::text ELSE p_token_type END;
-
-ALTER FUNCTION auth._verification_type(p_token_type text) OWNER TO authgres_owner;
-
---
--- Name: FUNCTION _verification_type(p_token_type text); Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON FUNCTION auth._verification_type(p_token_type text) IS 'The verify type a token of this kind is presented with.';
 
 --
 -- Name: _verified_jwt_claims(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6436,6 +6436,12 @@ REVOKE ALL ON FUNCTION auth._factor_of(p_user_id uuid, p_factor_id uuid) FROM PU
 REVOKE ALL ON FUNCTION auth._fixed_code(p_address text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _verification_type(p_token_type text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._verification_type(p_token_type text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _flow_authentication_method(p_token_type text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -6725,12 +6731,6 @@ REVOKE ALL ON FUNCTION auth._user_from_pending_signup(p_pending_signup uuid, p_i
 --
 
 REVOKE ALL ON FUNCTION auth._user_json(p_user auth.users) FROM PUBLIC;
-
---
--- Name: FUNCTION _verification_type(p_token_type text); Type: ACL; Schema: auth; Owner: authgres_owner
---
-
-REVOKE ALL ON FUNCTION auth._verification_type(p_token_type text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _verified_jwt_claims(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -39,9 +39,7 @@ comment on function auth._pkce_method(text, text) is
 create or replace function auth._flow_authentication_method(p_token_type text) returns text
   language sql immutable parallel safe
   return case p_token_type when 'confirmation' then 'email/signup'
-                           when 'email_change_current' then 'email_change'
-                           when 'email_change_new' then 'email_change'
-                           else p_token_type end;
+                           else auth._verification_type(p_token_type) end;
 comment on function auth._flow_authentication_method(text) is
   'What a flow whose emailed token is of this kind signs in with, as GoTrue names it.';
 
