@@ -18,14 +18,15 @@ from playwright.async_api import Browser, async_playwright
 
 from tests.conftest import ROOT
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium")
 PAGES = Path(__file__).parent / "pages"
 SUPABASE_JS = ROOT / "tests" / "node" / "node_modules" / "@supabase" / "supabase-js" / "dist" / "umd" / "supabase.js"
+assert SUPABASE_JS.is_file(), "supabase-js is not installed: run `make install` (npm ci in tests/node)"
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert Path(CHROMIUM).is_file(), "Chromium is not installed: run `make install`"
+    assert CHROMIUM, "Chromium is not installed: run `make install`"
     async with async_playwright() as playwright:
         # Chromium's sandbox needs an unprivileged user; as root (CI containers) it must be turned off.
         sandbox = ["--no-sandbox"] if os.geteuid() == 0 else []
@@ -37,7 +38,6 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def pages(aiohttp_server: Any) -> str:
     """The base URL (http://localhost:<port>) of a static server for tests/browser/pages and /supabase.js."""
-    assert SUPABASE_JS.is_file(), "supabase-js is not installed: run `make install` (npm ci in tests/node)"
 
     async def supabase_js(_: web.Request) -> web.FileResponse:
         return web.FileResponse(SUPABASE_JS, headers={"Content-Type": "text/javascript"})
