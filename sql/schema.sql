@@ -537,6 +537,41 @@ ALTER FUNCTION auth._confirm_email(p_user auth.users) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._confirm_email(p_user auth.users) IS 'Marks the user''s email verified (user, metadata and email identity).';
 
 --
+-- Name: _confirm_phone(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._confirm_phone(p_user auth.users) RETURNS auth.users
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+begin
+  if p_user.phone_confirmed_at is not null then
+    return p_user;
+  end if;
+  update auth.users
+     set phone_confirmed_at = pg_catalog.now(), updated_at = pg_catalog.now(),
+         raw_user_meta_data = raw_user_meta_data || '{"phone_verified": true}'
+   where id = p_user.id
+  returning * into v_user;
+  update auth.identities
+     set identity_data = identity_data || '{"phone_verified": true}', updated_at = pg_catalog.now()
+   where user_id = p_user.id and provider = 'phone';
+  perform auth._audit(v_user, 'user_confirmation_completed', 'user', null, '{"provider": "phone"}');
+  return v_user;
+end
+$$;
+
+ALTER FUNCTION auth._confirm_phone(p_user auth.users) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _confirm_phone(p_user auth.users); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._confirm_phone(p_user auth.users) IS 'Marks the user''s phone verified (user, metadata and phone identity).';
+
+--
 -- Name: _decode_json_segment(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -656,7 +691,10 @@ CREATE TABLE auth.mfa_factors (
     secret bytea,
     last_challenged_at timestamp with time zone,
     last_used_step bigint,
-    CONSTRAINT mfa_factors_factor_type_check CHECK ((factor_type = ANY (ARRAY['totp'::text, 'email'::text]))),
+    phone text,
+    CONSTRAINT mfa_factors_factor_type_check CHECK ((factor_type = ANY (ARRAY['totp'::text, 'email'::text, 'phone'::text]))),
+    CONSTRAINT mfa_factors_phone_check CHECK ((phone ~ '^[1-9][0-9]{1,14}$'::text)),
+    CONSTRAINT mfa_factors_phone_factor_has_phone CHECK (((factor_type = 'phone'::text) = (phone IS NOT NULL))),
     CONSTRAINT mfa_factors_status_check CHECK ((status = ANY (ARRAY['unverified'::text, 'verified'::text])))
 );
 
@@ -666,7 +704,7 @@ ALTER TABLE auth.mfa_factors OWNER TO authgres_owner;
 -- Name: TABLE mfa_factors; Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON TABLE auth.mfa_factors IS 'Second factors of a user: TOTP authenticator apps, and email.';
+COMMENT ON TABLE auth.mfa_factors IS 'Second factors of a user: TOTP authenticator apps, email, and phone (SMS or WhatsApp).';
 
 --
 -- Name: COLUMN mfa_factors.secret; Type: COMMENT; Schema: auth; Owner: authgres_owner
@@ -679,6 +717,12 @@ COMMENT ON COLUMN auth.mfa_factors.secret IS 'The TOTP key (20 random bytes). Re
 --
 
 COMMENT ON COLUMN auth.mfa_factors.last_used_step IS 'TOTP time step of the last accepted code: a code works once.';
+
+--
+-- Name: COLUMN mfa_factors.phone; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.mfa_factors.phone IS 'A phone factor''s number (E.164 digits without +).';
 
 --
 -- Name: _email_factor(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -779,7 +823,7 @@ begin
   return pg_catalog.jsonb_build_object(
     'id', p_factor.id, 'friendly_name', p_factor.friendly_name, 'factor_type', p_factor.factor_type,
     'status', p_factor.status, 'created_at', p_factor.created_at, 'updated_at', p_factor.updated_at,
-    'last_challenged_at', p_factor.last_challenged_at, 'phone', '');
+    'last_challenged_at', p_factor.last_challenged_at, 'phone', coalesce(p_factor.phone, ''));
 end
 $$;
 
@@ -862,6 +906,17 @@ CREATE TABLE auth.settings (
     mailer_test_otp jsonb DEFAULT '{}'::jsonb NOT NULL,
     mailer_test_otp_valid_until timestamp with time zone,
     flow_state_expiry integer DEFAULT 300 NOT NULL,
+    external_phone_enabled boolean DEFAULT false NOT NULL,
+    sms_autoconfirm boolean DEFAULT false NOT NULL,
+    sms_otp_length integer DEFAULT 6 NOT NULL,
+    sms_otp_exp integer DEFAULT 60 NOT NULL,
+    sms_max_frequency integer DEFAULT 60 NOT NULL,
+    rate_limit_sms_sent integer DEFAULT 30 NOT NULL,
+    sms_test_otp jsonb DEFAULT '{}'::jsonb NOT NULL,
+    sms_test_otp_valid_until timestamp with time zone,
+    hook_send_sms text,
+    mfa_phone_enroll_enabled boolean DEFAULT false NOT NULL,
+    mfa_phone_verify_enabled boolean DEFAULT false NOT NULL,
     CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
     CONSTRAINT settings_flow_state_expiry_check CHECK ((flow_state_expiry > 0)),
@@ -876,11 +931,16 @@ CREATE TABLE auth.settings (
     CONSTRAINT settings_mfa_max_enrolled_factors_check CHECK ((mfa_max_enrolled_factors > 0)),
     CONSTRAINT settings_rate_limit_email_per_address_check CHECK ((rate_limit_email_per_address >= 0)),
     CONSTRAINT settings_rate_limit_email_per_ip_check CHECK ((rate_limit_email_per_ip >= 0)),
+    CONSTRAINT settings_rate_limit_sms_sent_check CHECK ((rate_limit_sms_sent >= 0)),
     CONSTRAINT settings_refresh_token_replay_revokes_check CHECK ((refresh_token_replay_revokes = ANY (ARRAY['session'::text, 'user'::text]))),
     CONSTRAINT settings_refresh_token_reuse_interval_check CHECK ((refresh_token_reuse_interval >= 0)),
     CONSTRAINT settings_sessions_inactivity_timeout_check CHECK ((sessions_inactivity_timeout > 0)),
     CONSTRAINT settings_sessions_timebox_check CHECK ((sessions_timebox > 0)),
     CONSTRAINT settings_singleton_check CHECK (singleton),
+    CONSTRAINT settings_sms_max_frequency_check CHECK ((sms_max_frequency >= 0)),
+    CONSTRAINT settings_sms_otp_exp_check CHECK ((sms_otp_exp > 0)),
+    CONSTRAINT settings_sms_otp_length_check CHECK (((sms_otp_length >= 6) AND (sms_otp_length <= 10))),
+    CONSTRAINT settings_sms_test_otp_check CHECK ((jsonb_typeof(sms_test_otp) = 'object'::text)),
     CONSTRAINT settings_smtp_max_frequency_check CHECK ((smtp_max_frequency >= 0))
 );
 
@@ -989,12 +1049,48 @@ COMMENT ON COLUMN auth.settings.mfa_email_strict IS 'The password grant answers 
 COMMENT ON COLUMN auth.settings.audit_retention_days IS 'Audit entries older than this many days are pruned (0 keeps them).';
 
 --
+-- Name: COLUMN settings.external_phone_enabled; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.external_phone_enabled IS 'Phone numbers may sign up and sign in (codes by SMS or WhatsApp).';
+
+--
+-- Name: COLUMN settings.sms_otp_exp; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.sms_otp_exp IS 'Seconds a texted code lives.';
+
+--
+-- Name: COLUMN settings.sms_max_frequency; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.sms_max_frequency IS 'Minimum seconds between two texts of one kind to one number.';
+
+--
+-- Name: COLUMN settings.rate_limit_sms_sent; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.rate_limit_sms_sent IS 'Texts per hour the whole installation may send (GoTrue''s RATE_LIMIT_SMS_SENT).';
+
+--
+-- Name: COLUMN settings.sms_test_otp; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.sms_test_otp IS 'Development: number -> fixed code; those numbers get no text.';
+
+--
+-- Name: COLUMN settings.hook_send_sms; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.hook_send_sms IS 'A function f(event jsonb) returns jsonb that delivers texts itself, in place of the SMS outbox.';
+
+--
 -- Name: _fixed_code(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
 CREATE FUNCTION auth._fixed_code(p_address text) RETURNS text
     LANGUAGE sql STABLE
-    RETURN (SELECT (s.mailer_test_otp ->> _fixed_code.p_address) FROM auth.settings s WHERE (s.mailer_test_otp_valid_until > now()));
+    RETURN (SELECT COALESCE(CASE WHEN (s.mailer_test_otp_valid_until > now()) THEN (s.mailer_test_otp ->> _fixed_code.p_address) ELSE NULL::text END, CASE WHEN (s.sms_test_otp_valid_until > now()) THEN (s.sms_test_otp ->> _fixed_code.p_address) ELSE NULL::text END) AS "coalesce" FROM auth.settings s);
 
 ALTER FUNCTION auth._fixed_code(p_address text) OWNER TO authgres_owner;
 
@@ -1002,7 +1098,7 @@ ALTER FUNCTION auth._fixed_code(p_address text) OWNER TO authgres_owner;
 -- Name: FUNCTION _fixed_code(p_address text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._fixed_code(p_address text) IS 'The fixed development code of an address listed in mailer_test_otp, while mailer_test_otp_valid_until is ahead; else NULL.';
+COMMENT ON FUNCTION auth._fixed_code(p_address text) IS 'The fixed development code of an address listed in mailer_test_otp (or a number in sms_test_otp) while its valid-until is ahead; else NULL.';
 
 --
 -- Name: _verification_type(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1010,7 +1106,7 @@ COMMENT ON FUNCTION auth._fixed_code(p_address text) IS 'The fixed development c
 
 CREATE FUNCTION auth._verification_type(p_token_type text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE p_token_type WHEN 'confirmation'::text THEN 'signup'::text WHEN 'email_change_current'::text THEN 'email_change'::text WHEN 'email_change_new'::text THEN 'email_change'::text ELSE p_token_type END;
+    RETURN CASE p_token_type WHEN 'confirmation'::text THEN 'signup'::text WHEN 'phone_confirmation'::text THEN 'sms'::text WHEN 'email_change_current'::text THEN 'email_change'::text WHEN 'email_change_new'::text THEN 'email_change'::text ELSE p_token_type END;
 
 ALTER FUNCTION auth._verification_type(p_token_type text) OWNER TO authgres_owner;
 
@@ -1229,19 +1325,25 @@ CREATE FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_addres
     AS $$
 declare
   v_settings auth.settings;
+  v_length integer;
+  v_lifetime interval;
 begin
   select * into v_settings from auth.settings;
+  -- Texted codes have their own length and lifetime; everything else about them is this one mechanism.
+  v_length := case when auth._texted(p_token_type) then v_settings.sms_otp_length else v_settings.mailer_otp_length end;
+  v_lifetime := pg_catalog.make_interval(secs => case when auth._texted(p_token_type) then v_settings.sms_otp_exp
+                                                      else v_settings.mailer_otp_exp end);
   code := coalesce(auth._fixed_code(p_address), pg_catalog.lpad(
     ((('x' || pg_catalog.encode(auth._random_bytes(7), 'hex'))::bit(56)::bigint
-      % (10::bigint ^ v_settings.mailer_otp_length)::bigint))::text,
-    v_settings.mailer_otp_length, '0'));
+      % (10::bigint ^ v_length)::bigint))::text,
+    v_length, '0'));
   link_token := auth._link_token(p_address, code);
   if p_flow_state is not null then
     -- A PKCE flow's token lives for its own flow: a newer one of the same purpose replaces nothing.
     insert into auth.one_time_tokens
       (user_id, pending_signup_id, flow_state_id, token_type, token_digest, relates_to, redirect_to, expires_at)
     values (p_user.id, p_pending_signup, p_flow_state, p_token_type, auth._token_hash(link_token), p_address,
-            p_redirect_to, pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp));
+            p_redirect_to, pg_catalog.now() + v_lifetime);
     return;
   end if;
   if p_pending_signup is not null then
@@ -1252,7 +1354,7 @@ begin
   insert into auth.one_time_tokens as t
     (user_id, pending_signup_id, token_type, token_digest, relates_to, redirect_to, expires_at)
   values (p_user.id, p_pending_signup, p_token_type, auth._token_hash(link_token), p_address, p_redirect_to,
-          pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mailer_otp_exp))
+          pg_catalog.now() + v_lifetime)
   on conflict (user_id, token_type) where flow_state_id is null do update
      set token_digest = excluded.token_digest, relates_to = excluded.relates_to,
          redirect_to = excluded.redirect_to, attempts = 0, created_at = excluded.created_at,
@@ -1563,6 +1665,52 @@ ALTER FUNCTION auth._new_flow_state(p_user_id uuid, p_token_type text, p_code_ch
 COMMENT ON FUNCTION auth._new_flow_state(p_user_id uuid, p_token_type text, p_code_challenge text, p_code_challenge_method text, p_referrer text) IS 'Starts the PKCE flow of one emailed token (user_id NULL for a pending sign-up); returns its id.';
 
 --
+-- Name: _new_phone_user(text, text, jsonb, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._new_phone_user(p_phone text, p_password_hash text, p_data jsonb, p_ip inet) RETURNS auth.users
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_id uuid := pg_catalog.gen_random_uuid();
+  v_identity_data jsonb;
+  v_user auth.users;
+begin
+  select * into v_settings from auth.settings;
+  if v_settings.hook_before_user_created is not null then
+    perform auth._call_hook(v_settings.hook_before_user_created, pg_catalog.jsonb_build_object(
+      'user', pg_catalog.jsonb_build_object('email', '', 'phone', p_phone, 'is_anonymous', false,
+                                            'user_metadata', coalesce(p_data, '{}')),
+      'metadata', pg_catalog.jsonb_build_object('ip_address', pg_catalog.host(p_ip))));
+  end if;
+  v_identity_data := pg_catalog.jsonb_build_object(
+    'sub', v_id, 'phone', p_phone, 'email_verified', false, 'phone_verified', false);
+  insert into auth.users (id, aud, role, phone, encrypted_password, raw_app_meta_data, raw_user_meta_data)
+  values (v_id, v_settings.jwt_aud, v_settings.jwt_default_role, p_phone, p_password_hash,
+          '{"provider": "phone", "providers": ["phone"]}', coalesce(p_data, '{}') || v_identity_data)
+  on conflict (phone) do nothing
+  returning * into v_user;
+  if not found then
+    return null;
+  end if;
+  insert into auth.identities (provider_id, user_id, identity_data, provider)
+  values (v_id::text, v_id, v_identity_data, 'phone');
+  perform auth._audit(v_user, 'user_signedup', 'team', p_ip, '{"provider": "phone"}');
+  return v_user;
+end
+$$;
+
+ALTER FUNCTION auth._new_phone_user(p_phone text, p_password_hash text, p_data jsonb, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _new_phone_user(p_phone text, p_password_hash text, p_data jsonb, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._new_phone_user(p_phone text, p_password_hash text, p_data jsonb, p_ip inet) IS 'Inserts an unconfirmed phone user with its identity; NULL when the number is taken (concurrently too).';
+
+--
 -- Name: _new_recovery_codes(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1665,6 +1813,32 @@ ALTER FUNCTION auth._normalize_email(p_email text) OWNER TO authgres_owner;
 --
 
 COMMENT ON FUNCTION auth._normalize_email(p_email text) IS 'Lower-cased, trimmed email; raises AUV01 when it is not one.';
+
+--
+-- Name: _normalize_phone(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._normalize_phone(p_phone text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+declare
+  v_phone text := pg_catalog.regexp_replace(coalesce(p_phone, ''), '[+[:space:]-]', '', 'g');
+begin
+  if v_phone !~ '^[1-9][0-9]{1,14}$' then
+    raise exception using errcode = 'AUV01', message = 'Invalid phone number format (E.164 required)';
+  end if;
+  return v_phone;
+end
+$_$;
+
+ALTER FUNCTION auth._normalize_phone(p_phone text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _normalize_phone(p_phone text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._normalize_phone(p_phone text) IS 'E.164 digits without +: +, spaces and dashes removed; AUV01 unless 2-15 digits not starting with 0.';
 
 --
 -- Name: _password_attempt_hook(auth.users, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1836,6 +2010,66 @@ ALTER FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, 
 --
 
 COMMENT ON FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) IS 'Issues a fresh code for a pending sign-up (replacing its live one) and queues its confirmation email.';
+
+--
+-- Name: _queue_sms(auth.users, text, text, text, boolean, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean DEFAULT false) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_token record;
+  v_message auth.sms_outbox;
+  v_channel text := coalesce(nullif(p_channel, ''), 'sms');
+begin
+  select * into v_settings from auth.settings;
+  if v_channel not in ('sms', 'whatsapp') then
+    raise exception using errcode = 'AUV01', message = 'Invalid channel, should be one of sms, whatsapp';
+  end if;
+  select * into v_token from auth._issue_token(p_user, p_token_type, p_phone, null);
+  update auth.users
+     set confirmation_sent_at = case when p_token_type = 'phone_confirmation' then pg_catalog.now() else confirmation_sent_at end,
+         phone_change_sent_at = case when p_token_type = 'phone_change' then pg_catalog.now() else phone_change_sent_at end
+   where id = p_user.id;
+  if auth._fixed_code(p_phone) is not null then
+    -- A development number: its code is known, nothing is sent.
+    return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
+  end if;
+  if v_settings.hook_send_sms is not null then
+    -- The hook takes over delivery, in this transaction.
+    perform auth._call_hook(v_settings.hook_send_sms, pg_catalog.jsonb_build_object(
+      'user', auth._user_json(p_user),
+      'sms', pg_catalog.jsonb_build_object('otp', v_token.code, 'phone', p_phone, 'channel', v_channel,
+                                           'sms_type', auth._verification_type(p_token_type))));
+    return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
+  end if;
+  if p_now then
+    -- Leased to the request that queued it, which sends it before answering; should that process die,
+    -- the lease ends and the sender takes it over.
+    insert into auth.sms_outbox (kind, channel, to_phone, user_id, payload, created_user, status, attempts, leased_until)
+    values (p_token_type, v_channel, p_phone, p_user.id, pg_catalog.jsonb_build_object('code', v_token.code),
+            p_created_user, 'sending', 1, pg_catalog.now() + interval '60 seconds')
+    returning * into v_message;
+    return pg_catalog.jsonb_build_object('message_id', v_message.message_id, 'sms', pg_catalog.to_jsonb(v_message));
+  end if;
+  insert into auth.sms_outbox (kind, channel, to_phone, user_id, payload, created_user)
+  values (p_token_type, v_channel, p_phone, p_user.id, pg_catalog.jsonb_build_object('code', v_token.code), p_created_user)
+  returning * into v_message;
+  perform pg_catalog.pg_notify('authgres_sms_outbox', '');
+  return pg_catalog.jsonb_build_object('message_id', v_message.message_id);
+end
+$$;
+
+ALTER FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean) IS 'Issues a fresh texted code of p_token_type and queues its text (sms or whatsapp) in the caller''s transaction: {message_id}, plus with p_now the outbox row {sms}, leased to the caller to send at once. A fixed development number gets nothing; the send_sms hook, when set, delivers instead of the outbox.';
 
 --
 -- Name: _raise_session_aal(auth.users, auth.sessions, auth.mfa_factors, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2392,6 +2626,100 @@ ALTER FUNCTION auth._signing_key_json(p_key auth.signing_keys) OWNER TO authgres
 COMMENT ON FUNCTION auth._signing_key_json(p_key auth.signing_keys) IS 'A signing key without its secrets.';
 
 --
+-- Name: one_time_tokens; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.one_time_tokens (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid,
+    token_type text NOT NULL,
+    token_digest bytea NOT NULL,
+    relates_to text NOT NULL,
+    redirect_to text,
+    attempts integer DEFAULT 0 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    pending_signup_id uuid,
+    flow_state_id uuid,
+    CONSTRAINT one_time_tokens_owner_check CHECK (((user_id IS NULL) <> (pending_signup_id IS NULL))),
+    CONSTRAINT one_time_tokens_token_type_check CHECK ((token_type = ANY (ARRAY['confirmation'::text, 'invite'::text, 'magiclink'::text, 'recovery'::text, 'email_change_current'::text, 'email_change_new'::text, 'reauthentication'::text, 'mfa_email'::text, 'phone_confirmation'::text, 'phone_change'::text, 'mfa_phone'::text])))
+);
+
+ALTER TABLE auth.one_time_tokens OWNER TO authgres_owner;
+
+--
+-- Name: TABLE one_time_tokens; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.one_time_tokens IS 'Emailed secrets. Deleted when used; re-issuing replaces the live one of the user and purpose, except tokens of PKCE flows, each of which lives for its own flow.';
+
+--
+-- Name: COLUMN one_time_tokens.token_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.one_time_tokens.token_digest IS 'SHA-256 of the link token (hex SHA-224 of relates_to || code). Neither the code nor the link token is stored.';
+
+--
+-- Name: COLUMN one_time_tokens.relates_to; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.one_time_tokens.relates_to IS 'The address (or phone number, E.164 digits without +) the token was sent to.';
+
+--
+-- Name: COLUMN one_time_tokens.attempts; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.one_time_tokens.attempts IS 'Wrong codes presented so far.';
+
+--
+-- Name: COLUMN one_time_tokens.flow_state_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.one_time_tokens.flow_state_id IS 'The PKCE flow this token''s link belongs to: following the link issues that flow''s auth code.';
+
+--
+-- Name: _spend_code(text, text[], text, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._spend_code(p_address text, p_types text[], p_code text, p_provider_approved boolean DEFAULT NULL::boolean) RETURNS auth.one_time_tokens
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_token auth.one_time_tokens;
+  v_digest bytea := auth._token_hash(auth._link_token(p_address, pg_catalog.btrim(coalesce(p_code, ''))));
+begin
+  -- Lock the candidates first: concurrent guesses queue here, so the attempt count stays exact.
+  for v_token in
+    select * from auth.one_time_tokens
+     where relates_to = p_address and token_type = any (p_types)
+     order by created_at desc
+     for update
+  loop
+    if v_token.expires_at > pg_catalog.now()
+       and v_token.attempts < (select s.mailer_otp_max_attempts from auth.settings s)
+       and (p_provider_approved or (p_provider_approved is null and auth._equal_keyed(v_token.token_digest, v_digest))) then
+      return v_token;
+    end if;
+  end loop;
+  update auth.one_time_tokens set attempts = attempts + 1
+   where relates_to = p_address and token_type = any (p_types) and expires_at > pg_catalog.now();
+  delete from auth.one_time_tokens
+   where relates_to = p_address and token_type = any (p_types)
+     and (attempts >= (select s.mailer_otp_max_attempts from auth.settings s) or expires_at <= pg_catalog.now());
+  return null;
+end
+$$;
+
+ALTER FUNCTION auth._spend_code(p_address text, p_types text[], p_code text, p_provider_approved boolean) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _spend_code(p_address text, p_types text[], p_code text, p_provider_approved boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._spend_code(p_address text, p_types text[], p_code text, p_provider_approved boolean) IS 'The live token of one of p_types sent to p_address whose code is p_code, locked, for the caller to spend; NULL after counting a wrong code against every live one (a token dies after mailer_otp_max_attempts). p_provider_approved: the code was checked by the SMS provider (Twilio Verify), true or false, instead.';
+
+--
 -- Name: _spend_reauthentication_nonce(auth.users, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -2424,6 +2752,39 @@ ALTER FUNCTION auth._spend_reauthentication_nonce(p_user auth.users, p_nonce tex
 COMMENT ON FUNCTION auth._spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text) IS 'Consumes the user''s GET /reauthenticate nonce: AUE02 (with p_missing) when none is given, AUE03 when it is wrong or expired.';
 
 --
+-- Name: _start_phone_change(auth.users, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._start_phone_change(p_user auth.users, p_phone text, p_channel text, p_ip inet) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_phone text := auth._normalize_phone(p_phone);
+  v_user auth.users;
+begin
+  if v_phone is not distinct from p_user.phone then
+    return '{}';
+  end if;
+  if exists (select from auth.users where phone = v_phone and id <> p_user.id) then
+    raise exception using errcode = 'AUP03', message = 'A user with this phone number has already been registered';
+  end if;
+  perform auth._throttle_sms(v_phone, 'phone_change');
+  update auth.users set phone_change = v_phone where id = p_user.id returning * into v_user;
+  delete from auth.one_time_tokens where user_id = p_user.id and token_type = 'phone_change';
+  return auth._queue_sms(v_user, 'phone_change', v_phone, p_channel, true) - 'message_id';
+end
+$$;
+
+ALTER FUNCTION auth._start_phone_change(p_user auth.users, p_phone text, p_channel text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _start_phone_change(p_user auth.users, p_phone text, p_channel text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._start_phone_change(p_user auth.users, p_phone text, p_channel text, p_ip inet) IS 'PUT /user {phone}: records the new number and texts it a phone_change code, leased to the caller in {sms}.';
+
+--
 -- Name: _start_session(auth.users, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -2452,6 +2813,22 @@ ALTER FUNCTION auth._start_session(p_user auth.users, p_method text, p_user_agen
 --
 
 COMMENT ON FUNCTION auth._start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet) IS 'Creates a session signed in by p_method, with its first refresh token; returns the token response.';
+
+--
+-- Name: _texted(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._texted(p_token_type text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (p_token_type = ANY (ARRAY['phone_confirmation'::text, 'phone_change'::text, 'mfa_phone'::text]));
+
+ALTER FUNCTION auth._texted(p_token_type text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _texted(p_token_type text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._texted(p_token_type text) IS 'Whether tokens of this purpose go to a phone number (their length and lifetime are the sms_ settings).';
 
 --
 -- Name: _throttle(text, integer, interval, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2521,6 +2898,34 @@ ALTER FUNCTION auth._throttle_email(p_address text, p_kind text, p_ip inet) OWNE
 --
 
 COMMENT ON FUNCTION auth._throttle_email(p_address text, p_kind text, p_ip inet) IS 'The send throttles: one email of a kind per address per smtp_max_frequency, and hourly budgets per address and per client IP.';
+
+--
+-- Name: _throttle_sms(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._throttle_sms(p_phone text, p_kind text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+begin
+  select * into v_settings from auth.settings;
+  if v_settings.sms_max_frequency > 0 then
+    perform auth._throttle('sms-gap:' || p_kind || ':' || p_phone, 1,
+                           pg_catalog.make_interval(secs => v_settings.sms_max_frequency), 'AUL03');
+  end if;
+  perform auth._throttle('sms-hour', v_settings.rate_limit_sms_sent, interval '1 hour', 'AUL03');
+end
+$$;
+
+ALTER FUNCTION auth._throttle_sms(p_phone text, p_kind text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _throttle_sms(p_phone text, p_kind text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._throttle_sms(p_phone text, p_kind text) IS 'The text throttles: one text of a kind per number per sms_max_frequency, and rate_limit_sms_sent texts per hour in all (GoTrue''s budget is the installation''s); AUL03 past either.';
 
 --
 -- Name: _totp_step_accepted(auth.mfa_factors, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2863,10 +3268,14 @@ begin
       update auth.mfa_factors set last_used_step = v_step where id = p_factor.id;
       method := 'totp';
     end if;
-  elsif v_challenge.code_digest is not null and auth._equal_keyed(
+  elsif p_factor.factor_type = 'email' and v_challenge.code_digest is not null and auth._equal_keyed(
           v_challenge.code_digest, auth._token_hash(auth._link_token(p_user.email, pg_catalog.btrim(p_code)))) then
     delete from auth.one_time_tokens where user_id = p_user.id and token_type = 'mfa_email';
     method := 'email';
+  elsif p_factor.factor_type = 'phone' and v_challenge.code_digest is not null and auth._equal_keyed(
+          v_challenge.code_digest, auth._token_hash(auth._link_token(p_factor.phone, pg_catalog.btrim(p_code)))) then
+    delete from auth.one_time_tokens where user_id = p_user.id and token_type = 'mfa_phone';
+    method := 'phone';
   end if;
   if method is null and auth._use_recovery_code(p_user, p_code, p_ip) then
     method := 'recovery_code';
@@ -2882,7 +3291,8 @@ begin
   if method is null then
     update auth.mfa_challenges set attempts = attempts + 1 where id = v_challenge.id;
     failure := pg_catalog.jsonb_build_object('error', 'AUM06', 'message',
-      case p_factor.factor_type when 'totp' then 'Invalid TOTP code entered' else 'Invalid MFA email code entered' end);
+      case p_factor.factor_type when 'totp' then 'Invalid TOTP code entered'
+                                when 'phone' then 'Invalid MFA Phone code entered' else 'Invalid MFA email code entered' end);
     return;
   end if;
   update auth.mfa_challenges set verified_at = pg_catalog.now() where id = v_challenge.id;
@@ -3030,35 +3440,58 @@ declare
   v_email text;
   v_id uuid := coalesce((p_attributes ->> 'id')::uuid, pg_catalog.gen_random_uuid());
   v_confirmed boolean := coalesce((p_attributes ->> 'email_confirm')::boolean, false);
+  v_phone text;
+  v_phone_confirmed boolean := coalesce((p_attributes ->> 'phone_confirm')::boolean, false);
   v_identity_data jsonb;
+  v_providers jsonb := '[]';
   v_user auth.users;
 begin
   perform auth._require_admin(p_admin_token);
   select * into v_settings from auth.settings;
-  if p_attributes ->> 'email' is null then
+  if nullif(p_attributes ->> 'email', '') is null and nullif(p_attributes ->> 'phone', '') is null then
     raise exception using errcode = 'AUA04', message = 'Cannot create a user without either an email or phone';
   end if;
   if v_id = '00000000-0000-0000-0000-000000000000' then
     raise exception using errcode = 'AUA04', message = 'ID cannot be a nil uuid';
   end if;
-  v_email := auth._normalize_email(p_attributes ->> 'email');
-  if exists (select from auth.users where email = v_email) then
-    raise exception using errcode = 'AUA03', message = 'A user with this email address has already been registered';
+  if nullif(p_attributes ->> 'email', '') is not null then
+    v_email := auth._normalize_email(p_attributes ->> 'email');
+    if exists (select from auth.users where email = v_email) then
+      raise exception using errcode = 'AUA03', message = 'A user with this email address has already been registered';
+    end if;
+    v_providers := v_providers || '["email"]';
   end if;
-  v_identity_data := pg_catalog.jsonb_build_object(
-    'sub', v_id, 'email', v_email, 'email_verified', v_confirmed, 'phone_verified', false);
+  if nullif(p_attributes ->> 'phone', '') is not null then
+    v_phone := auth._normalize_phone(p_attributes ->> 'phone');
+    if exists (select from auth.users where phone = v_phone) then
+      raise exception using errcode = 'AUA05', message = 'A user with this phone number has already been registered';
+    end if;
+    v_providers := v_providers || '["phone"]';
+  end if;
+  v_identity_data := pg_catalog.jsonb_build_object('sub', v_id, 'email_verified', v_confirmed and v_email is not null,
+                                                   'phone_verified', v_phone_confirmed and v_phone is not null)
+                     || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('email', v_email, 'phone', v_phone));
   insert into auth.users (
-    id, aud, role, email, encrypted_password, email_confirmed_at, raw_app_meta_data, raw_user_meta_data, banned_until
+    id, aud, role, email, phone, encrypted_password, email_confirmed_at, phone_confirmed_at, raw_app_meta_data,
+    raw_user_meta_data, banned_until
   ) values (
     v_id, coalesce(p_attributes ->> 'aud', v_settings.jwt_aud), coalesce(p_attributes ->> 'role', v_settings.jwt_default_role),
-    v_email, p_password_hash, case when v_confirmed then pg_catalog.now() end,
-    coalesce(p_attributes -> 'app_metadata', '{}') || '{"provider": "email", "providers": ["email"]}',
+    v_email, v_phone, p_password_hash, case when v_confirmed and v_email is not null then pg_catalog.now() end,
+    case when v_phone_confirmed and v_phone is not null then pg_catalog.now() end,
+    coalesce(p_attributes -> 'app_metadata', '{}')
+      || pg_catalog.jsonb_build_object('provider', v_providers -> 0, 'providers', v_providers),
     coalesce(p_attributes -> 'user_metadata', '{}') || v_identity_data,
     case when p_ban_seconds > 0 then pg_catalog.now() + pg_catalog.make_interval(secs => p_ban_seconds) end
   )
   returning * into v_user;
-  insert into auth.identities (provider_id, user_id, identity_data, provider)
-  values (v_id::text, v_id, v_identity_data, 'email');
+  if v_email is not null then
+    insert into auth.identities (provider_id, user_id, identity_data, provider)
+    values (v_id::text, v_id, v_identity_data - 'phone', 'email');
+  end if;
+  if v_phone is not null then
+    insert into auth.identities (provider_id, user_id, identity_data, provider)
+    values (v_id::text, v_id, v_identity_data - 'email', 'phone');
+  end if;
   perform auth._audit_admin('user_signedup', v_user, p_ip);
   return auth._user_json(v_user);
 end
@@ -3070,7 +3503,7 @@ ALTER FUNCTION auth.admin_create_user(p_admin_token text, p_attributes jsonb, p_
 -- Name: FUNCTION admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) IS 'POST /admin/users: email, email_confirm, user_metadata, app_metadata, role, aud, id; password hashed by the service or imported (bcrypt/argon2); ban for p_ban_seconds.';
+COMMENT ON FUNCTION auth.admin_create_user(p_admin_token text, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) IS 'POST /admin/users: email, email_confirm, phone, phone_confirm, user_metadata, app_metadata, role, aud, id; password hashed by the service or imported (bcrypt/argon2); ban for p_ban_seconds.';
 
 --
 -- Name: admin_delete_factor(text, uuid, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3320,9 +3753,38 @@ CREATE FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid, p_att
 declare
   v_user auth.users;
   v_email text;
+  v_phone text;
 begin
   perform auth._require_admin(p_admin_token);
   v_user := auth._admin_user(p_user_id);
+  if nullif(p_attributes ->> 'phone', '') is not null then
+    v_phone := auth._normalize_phone(p_attributes ->> 'phone');
+    if v_phone is distinct from v_user.phone then
+      if exists (select from auth.users where phone = v_phone and id <> v_user.id) then
+        raise exception using errcode = 'AUA05', message = 'A user with this phone number has already been registered';
+      end if;
+      update auth.users set phone = v_phone, phone_change = '', phone_confirmed_at = null, updated_at = pg_catalog.now(),
+             raw_user_meta_data = raw_user_meta_data || pg_catalog.jsonb_build_object('phone', v_phone, 'phone_verified', false)
+       where id = v_user.id returning * into v_user;
+      insert into auth.identities (provider_id, user_id, identity_data, provider)
+      values (v_user.id::text, v_user.id, pg_catalog.jsonb_build_object(
+                'sub', v_user.id, 'phone', v_phone, 'email_verified', false, 'phone_verified', false), 'phone')
+      on conflict (provider_id, provider) do update
+         set identity_data = auth.identities.identity_data
+                             || pg_catalog.jsonb_build_object('phone', v_phone, 'phone_verified', false),
+             updated_at = pg_catalog.now();
+      if not coalesce(v_user.raw_app_meta_data -> 'providers', '[]') ? 'phone' then
+        update auth.users
+           set raw_app_meta_data = raw_app_meta_data || pg_catalog.jsonb_build_object(
+                 'provider', coalesce(raw_app_meta_data -> 'provider', '"phone"'),
+                 'providers', coalesce(raw_app_meta_data -> 'providers', '[]') || '["phone"]')
+         where id = v_user.id returning * into v_user;
+      end if;
+    end if;
+  end if;
+  if coalesce((p_attributes ->> 'phone_confirm')::boolean, false) and v_user.phone is not null then
+    v_user := auth._confirm_phone(v_user);
+  end if;
   if p_attributes ->> 'email' is not null then
     v_email := auth._normalize_email(p_attributes ->> 'email');
     if v_email is distinct from v_user.email then
@@ -3376,7 +3838,7 @@ ALTER FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid, p_attr
 -- Name: FUNCTION admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) IS 'PUT /admin/users/{id}: email (and email_confirm), metadata (merged), role, password (ends the user''s sessions), ban for p_ban_seconds (0 lifts a ban; a ban ends the sessions).';
+COMMENT ON FUNCTION auth.admin_update_user(p_admin_token text, p_user_id uuid, p_attributes jsonb, p_password_hash text, p_ban_seconds bigint, p_ip inet) IS 'PUT /admin/users/{id}: email (and email_confirm), phone (and phone_confirm), metadata (merged), role, password (ends the user''s sessions), ban for p_ban_seconds (0 lifts a ban; a ban ends the sessions).';
 
 --
 -- Name: algorithm_sign(text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3444,10 +3906,10 @@ ALTER FUNCTION auth.authenticate_api_key(p_key text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth.authenticate_api_key(p_key text) IS 'auth.authenticate() for an API key: sets request.jwt.claims and the role for the transaction, so RLS applies to scripts.';
 
 --
--- Name: challenge_factor(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: challenge_factor(text, uuid, inet, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet DEFAULT NULL::inet, p_channel text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -3456,12 +3918,25 @@ declare
   v_ctx record;
   v_factor auth.mfa_factors;
   v_challenge auth.mfa_challenges;
+  v_sent jsonb := '{}';
 begin
   select * into v_settings from auth.settings;
   select * into v_ctx from auth._mfa_user(p_access_token);
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
   if v_factor.factor_type = 'email' then
     v_challenge := auth._issue_mfa_email(v_ctx.usr, v_factor, (v_ctx.sess).id, p_ip);
+  elsif v_factor.factor_type = 'phone' then
+    if not v_settings.mfa_phone_verify_enabled then
+      raise exception using errcode = 'AUM12', message = 'MFA verification is disabled for Phone';
+    end if;
+    perform auth._throttle_sms(v_factor.phone, 'mfa_phone');
+    v_sent := auth._queue_sms(v_ctx.usr, 'mfa_phone', v_factor.phone, p_channel, true) - 'message_id';
+    insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address, code_digest)
+    values (v_factor.id, (v_ctx.sess).id,
+            pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry), p_ip,
+            (select t.token_digest from auth.one_time_tokens t where t.user_id = (v_ctx.usr).id and t.token_type = 'mfa_phone'))
+    returning * into v_challenge;
+    update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = v_factor.id;
   else
     insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address)
     values (v_factor.id, (v_ctx.sess).id,
@@ -3470,17 +3945,17 @@ begin
     update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = v_factor.id;
   end if;
   return pg_catalog.jsonb_build_object('id', v_challenge.id, 'type', v_factor.factor_type,
-                                       'expires_at', auth._epoch(v_challenge.expires_at));
+                                       'expires_at', auth._epoch(v_challenge.expires_at)) || v_sent;
 end
 $$;
 
-ALTER FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet, p_channel text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet, p_channel text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet) IS 'POST /factors/{id}/challenge: {id, type, expires_at}; an email factor also gets its code emailed.';
+COMMENT ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet, p_channel text) IS 'POST /factors/{id}/challenge: {id, type, expires_at}; an email factor also gets its code emailed, a phone factor its code texted by p_channel (sms or whatsapp; the text leased to the caller in {sms}).';
 
 --
 -- Name: email_outbox; Type: TABLE; Schema: auth; Owner: authgres_owner
@@ -3551,6 +4026,96 @@ ALTER FUNCTION auth.claim_outbox(p_limit integer, p_lease_seconds integer) OWNER
 COMMENT ON FUNCTION auth.claim_outbox(p_limit integer, p_lease_seconds integer) IS 'Leases up to p_limit due emails to the calling mailer.';
 
 --
+-- Name: sms_outbox; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.sms_outbox (
+    id bigint NOT NULL,
+    message_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    kind text NOT NULL,
+    channel text DEFAULT 'sms'::text NOT NULL,
+    to_phone text NOT NULL,
+    user_id uuid,
+    payload jsonb NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    leased_until timestamp with time zone,
+    last_error text,
+    provider_message_id text,
+    created_user boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    sent_at timestamp with time zone,
+    CONSTRAINT sms_outbox_channel_check CHECK ((channel = ANY (ARRAY['sms'::text, 'whatsapp'::text]))),
+    CONSTRAINT sms_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'sent'::text, 'dead'::text]))),
+    CONSTRAINT sms_outbox_to_phone_check CHECK ((to_phone ~ '^[1-9][0-9]{1,14}$'::text))
+);
+
+ALTER TABLE auth.sms_outbox OWNER TO authgres_owner;
+
+--
+-- Name: TABLE sms_outbox; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.sms_outbox IS 'Texts (SMS or WhatsApp) to deliver, written in the transaction that issued their code. pending -> sending (leased to one sender) -> sent, or back to pending with a later next_attempt_at, or dead after the last attempt or when the provider refuses the number.';
+
+--
+-- Name: COLUMN sms_outbox.message_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.sms_outbox.message_id IS 'The id POST /otp and /resend answer (message_id); not the provider''s.';
+
+--
+-- Name: COLUMN sms_outbox.payload; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.sms_outbox.payload IS 'The code ({"code": ...}); removed once the text is sent or given up.';
+
+--
+-- Name: COLUMN sms_outbox.provider_message_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.sms_outbox.provider_message_id IS 'The provider''s id of the delivered message (Twilio''s SID ...).';
+
+--
+-- Name: COLUMN sms_outbox.created_user; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.sms_outbox.created_user IS 'The request that queued this text also created its user: when the provider refuses the number, that user (never confirmed, never signed in) is removed with it.';
+
+--
+-- Name: claim_sms_outbox(integer, integer); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.claim_sms_outbox(p_limit integer DEFAULT 10, p_lease_seconds integer DEFAULT 60) RETURNS SETOF auth.sms_outbox
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  return query
+  update auth.sms_outbox o
+     set status = 'sending', attempts = o.attempts + 1,
+         leased_until = pg_catalog.now() + pg_catalog.make_interval(secs => p_lease_seconds)
+   where o.id in (
+     select d.id from auth.sms_outbox d
+      where (d.status = 'pending' and d.next_attempt_at <= pg_catalog.now())
+         or (d.status = 'sending' and d.leased_until <= pg_catalog.now())
+      order by d.id
+      limit p_limit
+      for update skip locked)
+  returning o.*;
+end
+$$;
+
+ALTER FUNCTION auth.claim_sms_outbox(p_limit integer, p_lease_seconds integer) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION claim_sms_outbox(p_limit integer, p_lease_seconds integer); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.claim_sms_outbox(p_limit integer, p_lease_seconds integer) IS 'Leases up to p_limit due texts to the calling sender.';
+
+--
 -- Name: complete_outbox(bigint); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -3573,6 +4138,30 @@ ALTER FUNCTION auth.complete_outbox(p_id bigint) OWNER TO authgres_owner;
 --
 
 COMMENT ON FUNCTION auth.complete_outbox(p_id bigint) IS 'Marks an email sent and removes its secrets from the outbox.';
+
+--
+-- Name: complete_sms_outbox(bigint, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.complete_sms_outbox(p_id bigint, p_provider_message_id text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update auth.sms_outbox
+     set status = 'sent', sent_at = pg_catalog.now(), leased_until = null, last_error = null,
+         provider_message_id = pg_catalog.left(p_provider_message_id, 200), payload = payload - 'code'
+   where id = p_id and status = 'sending';
+end
+$$;
+
+ALTER FUNCTION auth.complete_sms_outbox(p_id bigint, p_provider_message_id text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION complete_sms_outbox(p_id bigint, p_provider_message_id text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.complete_sms_outbox(p_id bigint, p_provider_message_id text) IS 'Marks a text sent, keeps the provider''s message id and removes the code from the outbox.';
 
 --
 -- Name: complete_twofa(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3632,7 +4221,7 @@ begin
   v_settings.updated_at := pg_catalog.now();
   for v_hook in select unnest(array[v_settings.hook_custom_access_token, v_settings.hook_before_user_created,
                                     v_settings.hook_password_verification_attempt, v_settings.hook_send_email,
-                                    v_settings.hook_before_user_deleted]) loop
+                                    v_settings.hook_before_user_deleted, v_settings.hook_send_sms]) loop
     if v_hook is not null and pg_catalog.to_regprocedure(v_hook || '(jsonb)') is null then
       raise exception using errcode = 'AUV01',
         message = pg_catalog.format('Hook function %s(jsonb) does not exist', v_hook);
@@ -3829,10 +4418,10 @@ ALTER FUNCTION auth.end_session(p_access_token text, p_session_id uuid, p_ip ine
 COMMENT ON FUNCTION auth.end_session(p_access_token text, p_session_id uuid, p_ip inet) IS 'DELETE /sessions/{id}: ends one of the caller''s sessions.';
 
 --
--- Name: enroll_factor(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: enroll_factor(text, text, text, inet, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_phone text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -3844,8 +4433,12 @@ declare
 begin
   select * into v_settings from auth.settings;
   select * into v_ctx from auth._mfa_user(p_access_token);
-  if p_factor_type not in ('totp', 'email') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
+  if p_factor_type = 'phone' and not v_settings.mfa_phone_enroll_enabled then
+    raise exception using errcode = 'AUM11', message = 'MFA enroll is disabled for Phone';
+  end if;
+  if p_factor_type not in ('totp', 'email', 'phone') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
     raise exception using errcode = 'AUV01', message = 'factor_type needs to be totp'
+      || case when v_settings.mfa_phone_enroll_enabled then ', phone' else '' end
       || case when v_settings.mfa_email = 'off' then '' else ' or email' end;
   end if;
   if exists (select from auth.mfa_factors where user_id = (v_ctx.usr).id and status = 'verified')
@@ -3874,9 +4467,15 @@ begin
     return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'email', 'friendly_name', v_factor.friendly_name);
   end if;
   begin
-    insert into auth.mfa_factors (user_id, friendly_name, factor_type, secret)
-    values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'totp', auth._random_bytes(20))
-    returning * into v_factor;
+    if p_factor_type = 'phone' then
+      insert into auth.mfa_factors (user_id, friendly_name, factor_type, phone)
+      values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'phone', auth._normalize_phone(p_phone))
+      returning * into v_factor;
+    else
+      insert into auth.mfa_factors (user_id, friendly_name, factor_type, secret)
+      values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'totp', auth._random_bytes(20))
+      returning * into v_factor;
+    end if;
   exception when unique_violation then
     raise exception using errcode = 'AUM04',
       message = pg_catalog.format('A factor with the friendly name "%s" for this user already exists', p_friendly_name);
@@ -3884,19 +4483,23 @@ begin
   perform auth._audit(v_ctx.usr, 'factor_enrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
   perform auth._user_event((v_ctx.usr).id, 'factor_changed',
                            pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'enrolled'));
+  if p_factor_type = 'phone' then
+    return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'phone', 'friendly_name', v_factor.friendly_name,
+                                         'phone', v_factor.phone);
+  end if;
   -- The secret leaves the database this once, for the QR code; the service formats it.
   return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'totp', 'friendly_name', v_factor.friendly_name,
                                        'secret', pg_catalog.encode(v_factor.secret, 'hex'), 'account', (v_ctx.usr).email);
 end
 $$;
 
-ALTER FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet, p_phone text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet, p_phone text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) IS 'POST /factors: a new unverified TOTP factor (its secret returned once, hex), or the email factor.';
+COMMENT ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet, p_phone text) IS 'POST /factors: a new unverified TOTP factor (its secret returned once, hex), a phone factor for p_phone (mfa_phone_enroll_enabled), or the email factor.';
 
 --
 -- Name: exchange_auth_code(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3975,6 +4578,33 @@ ALTER FUNCTION auth.fail_outbox(p_id bigint, p_error text, p_max_attempts intege
 --
 
 COMMENT ON FUNCTION auth.fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) IS 'Records a failed delivery: retried with exponential backoff, dead (with last_error kept) after p_max_attempts.';
+
+--
+-- Name: fail_sms_outbox(bigint, text, integer, double precision); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.fail_sms_outbox(p_id bigint, p_error text, p_max_attempts integer DEFAULT 8, p_retry_base_seconds double precision DEFAULT 5) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  update auth.sms_outbox
+     set status = case when attempts >= p_max_attempts then 'dead' else 'pending' end,
+         payload = case when attempts >= p_max_attempts then payload - 'code' else payload end,
+         last_error = pg_catalog.left(p_error, 1000), leased_until = null,
+         next_attempt_at = pg_catalog.now()
+           + pg_catalog.make_interval(secs => least(p_retry_base_seconds * 2 ^ (attempts - 1), 3600))
+   where id = p_id and status = 'sending';
+end
+$$;
+
+ALTER FUNCTION auth.fail_sms_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION fail_sms_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.fail_sms_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) IS 'Records a failed delivery the provider may accept later (it was down): retried with exponential backoff, dead (with last_error kept) after p_max_attempts.';
 
 --
 -- Name: get_users(text[]); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4234,6 +4864,30 @@ ALTER FUNCTION auth.password_hash_by_email(p_email text, OUT user_id uuid, OUT p
 COMMENT ON FUNCTION auth.password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text) IS 'The password hash the service verifies before auth.sign_in_with_password(); NULLs when there is none.';
 
 --
+-- Name: password_hash_by_phone(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text) RETURNS record
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  select u.id, u.encrypted_password into user_id, password_hash
+    from auth.users u
+   where u.phone = pg_catalog.regexp_replace(coalesce(p_phone, ''), '[+[:space:]-]', '', 'g')
+     and u.deleted_at is null;
+end
+$$;
+
+ALTER FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text) IS 'The password hash the service verifies before a phone sign-in; NULLs when there is none.';
+
+--
 -- Name: prune(integer); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -4255,6 +4909,11 @@ begin
   end if;
   delete from auth.email_outbox where id in (
     select id from auth.email_outbox
+     where status in ('sent', 'dead') and created_at < pg_catalog.now() - interval '7 days' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.sms_outbox where id in (
+    select id from auth.sms_outbox
      where status in ('sent', 'dead') and created_at < pg_catalog.now() - interval '7 days' limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
@@ -4365,6 +5024,39 @@ ALTER FUNCTION auth.record_failed_login(p_email text, p_ip inet) OWNER TO authgr
 COMMENT ON FUNCTION auth.record_failed_login(p_email text, p_ip inet) IS 'Audits a password sign-in that failed verification, and tells the password_verification_attempt hook.';
 
 --
+-- Name: record_failed_phone_login(text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.record_failed_phone_login(p_phone text, p_ip inet DEFAULT NULL::inet) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_phone text := pg_catalog.regexp_replace(coalesce(p_phone, ''), '[+[:space:]-]', '', 'g');
+  v_user auth.users;
+begin
+  select * into v_user from auth.users where phone = v_phone and deleted_at is null;
+  insert into auth.audit_log_entries (payload, ip_address)
+  values (pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
+            'actor_id', v_user.id, 'actor_username', pg_catalog.left(v_phone, 255),
+            'actor_via_sso', false, 'action', 'login_failed', 'log_type', 'account',
+            'traits', pg_catalog.json_build_object('provider', 'phone', 'known_user', v_user.id is not null))),
+          coalesce(pg_catalog.host(p_ip), ''));
+  if v_user.id is not null then
+    perform auth._password_attempt_hook(v_user, false);
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth.record_failed_phone_login(p_phone text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION record_failed_phone_login(p_phone text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.record_failed_phone_login(p_phone text, p_ip inet) IS 'Audits a phone + password sign-in that failed verification, and tells the password_verification_attempt hook.';
+
+--
 -- Name: record_failed_reauthentication(text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -4450,6 +5142,46 @@ ALTER FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text
 COMMENT ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) IS 'auth._refresh_session() for each token (with its user agent and IP), in order, all committed together; one that fails gets {"error": SQLSTATE, "message": ...}.';
 
 --
+-- Name: reject_sms_outbox(bigint, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.reject_sms_outbox(p_id bigint, p_error text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_message auth.sms_outbox;
+begin
+  update auth.sms_outbox
+     set status = 'dead', payload = payload - 'code', last_error = pg_catalog.left(p_error, 1000), leased_until = null
+   where id = p_id and status = 'sending'
+  returning * into v_message;
+  if not found then
+    return;
+  end if;
+  -- The code can never arrive: it dies, and what was made only for it goes with it.
+  delete from auth.one_time_tokens where user_id = v_message.user_id and token_type = v_message.kind
+                                     and relates_to = v_message.to_phone;
+  if v_message.kind = 'phone_change' then
+    update auth.users set phone_change = '', phone_change_sent_at = null
+     where id = v_message.user_id and phone_change = v_message.to_phone;
+  elsif v_message.created_user then
+    delete from auth.users
+     where id = v_message.user_id and phone = v_message.to_phone and phone_confirmed_at is null
+       and email is null and last_sign_in_at is null;
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth.reject_sms_outbox(p_id bigint, p_error text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION reject_sms_outbox(p_id bigint, p_error text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.reject_sms_outbox(p_id bigint, p_error text) IS 'Records that the provider refused a text (a number it will not deliver to): dead at once with the provider''s error, its code void, a pending phone change dropped, and a user created for it (never confirmed, never signed in) removed, so that no half-made user is left.';
+
+--
 -- Name: resend(text, text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -4498,6 +5230,49 @@ ALTER FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip i
 --
 
 COMMENT ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'POST /resend: re-sends a pending sign-up confirmation or email change (as PKCE flows with a code challenge); always {}.';
+
+--
+-- Name: resend_phone(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.resend_phone(p_type text, p_phone text, p_channel text DEFAULT 'sms'::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_phone text := auth._normalize_phone(p_phone);
+  v_user auth.users;
+begin
+  if p_type not in ('sms', 'phone_change') then
+    raise exception using errcode = 'AUV01', message = 'Missing one of these types: signup, email_change, sms, phone_change';
+  end if;
+  if coalesce(nullif(p_channel, ''), 'sms') not in ('sms', 'whatsapp') then
+    raise exception using errcode = 'AUV01', message = 'Invalid channel, should be one of sms, whatsapp';
+  end if;
+  perform auth._throttle_sms(v_phone, 'resend-' || p_type);
+  if p_type = 'sms' then
+    select * into v_user from auth.users where phone = v_phone and phone_confirmed_at is null and deleted_at is null;
+    if found then
+      return auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false);
+    end if;
+  else
+    select * into v_user from auth.users where phone_change = v_phone and deleted_at is null
+     order by phone_change_sent_at desc nulls last limit 1;
+    if found then
+      return auth._queue_sms(v_user, 'phone_change', v_phone, p_channel, false);
+    end if;
+  end if;
+  return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
+end
+$$;
+
+ALTER FUNCTION auth.resend_phone(p_type text, p_phone text, p_channel text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION resend_phone(p_type text, p_phone text, p_channel text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.resend_phone(p_type text, p_phone text, p_channel text, p_ip inet) IS 'POST /resend with type sms (an unconfirmed number''s code) or phone_change (the new number''s code): always {message_id}, whether or not anything was pending.';
 
 --
 -- Name: revoke_api_key(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4657,6 +5432,49 @@ ALTER FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data 
 COMMENT ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'POST /otp and /magiclink: emails a sign-in code and link (a confirmation for an unconfirmed or new user). Always {} so that the answer does not tell whether the address is registered.';
 
 --
+-- Name: send_phone_otp(text, boolean, jsonb, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.send_phone_otp(p_phone text, p_create_user boolean DEFAULT true, p_data jsonb DEFAULT '{}'::jsonb, p_channel text DEFAULT 'sms'::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_phone text := auth._normalize_phone(p_phone);
+  v_user auth.users;
+  v_created boolean := false;
+begin
+  select * into v_settings from auth.settings;
+  if coalesce(nullif(p_channel, ''), 'sms') not in ('sms', 'whatsapp') then
+    raise exception using errcode = 'AUV01', message = 'Invalid channel, should be one of sms, whatsapp';
+  end if;
+  perform auth._throttle_sms(v_phone, 'phone_confirmation');
+  select * into v_user from auth.users where phone = v_phone and deleted_at is null;
+  if not found then
+    -- An unknown number without permission to create it: nothing is sent, and the answer is the same.
+    if not p_create_user or v_settings.disable_signup then
+      return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
+    end if;
+    v_user := auth._new_phone_user(v_phone, null, p_data, p_ip);
+    if v_user.id is null then
+      return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
+    end if;
+    v_created := true;
+  end if;
+  return auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false, v_created);
+end
+$$;
+
+ALTER FUNCTION auth.send_phone_otp(p_phone text, p_create_user boolean, p_data jsonb, p_channel text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION send_phone_otp(p_phone text, p_create_user boolean, p_data jsonb, p_channel text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.send_phone_otp(p_phone text, p_create_user boolean, p_data jsonb, p_channel text, p_ip inet) IS 'POST /otp with a phone: queues a texted sign-in code (creating the user when p_create_user). Always {message_id}, whether or not the number is registered.';
+
+--
 -- Name: send_recovery(text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -4777,10 +5595,10 @@ ALTER FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip in
 COMMENT ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) IS 'Creates an anonymous user (no email, phone or identity) and signs it in.';
 
 --
--- Name: sign_in_with_password(uuid, text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: sign_in_with_password(uuid, text, text, text, inet, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_phone boolean DEFAULT false) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -4800,7 +5618,10 @@ begin
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUS06', message = 'User is banned';
   end if;
-  if v_user.email_confirmed_at is null and v_user.phone_confirmed_at is null then
+  if p_phone and v_user.phone_confirmed_at is null then
+    raise exception using errcode = 'AUP02', message = 'Phone not confirmed';
+  end if;
+  if not p_phone and v_user.email_confirmed_at is null and v_user.phone_confirmed_at is null then
     raise exception using errcode = 'AUS04', message = 'Email not confirmed';
   end if;
   v_hook := auth._password_attempt_hook(v_user, true);
@@ -4813,7 +5634,8 @@ begin
          encrypted_password = coalesce(p_rehash, encrypted_password)
    where id = v_user.id
   returning * into v_user;
-  perform auth._audit(v_user, 'login', 'account', p_ip, '{"provider": "email"}');
+  perform auth._audit(v_user, 'login', 'account', p_ip,
+                      pg_catalog.jsonb_build_object('provider', case when p_phone then 'phone' else 'email' end));
   if not auth._needs_email_step(v_user) then
     return auth._start_session(v_user, 'password', p_user_agent, p_ip);
   end if;
@@ -4834,13 +5656,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet, p_phone boolean) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet, p_phone boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) IS 'Signs a user in after the service verified p_verified_hash; p_rehash replaces an outdated hash.';
+COMMENT ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet, p_phone boolean) IS 'Signs a user in after the service verified p_verified_hash; p_rehash replaces an outdated hash. p_phone: the user was found by phone number, which must then be confirmed.';
 
 --
 -- Name: sign_up(text, text, jsonb, text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4910,6 +5732,71 @@ ALTER FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_
 --
 
 COMMENT ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'Email + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken address. Deferred: a pending sign-up (see _defer_signup). Otherwise the unconfirmed user with a confirmation email queued (a look-alike without identities when the address is already confirmed). With a code challenge the emailed link is a PKCE flow''s.';
+
+--
+-- Name: sign_up_phone(text, text, jsonb, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jsonb DEFAULT '{}'::jsonb, p_channel text DEFAULT 'sms'::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_phone text := auth._normalize_phone(p_phone);
+  v_user auth.users;
+  v_sent jsonb;
+begin
+  select * into v_settings from auth.settings;
+  if v_settings.disable_signup then
+    raise exception using errcode = 'AUS02', message = 'Signups not allowed for this instance';
+  end if;
+  if p_password_hash is null then
+    raise exception using errcode = 'AUV01', message = 'Signup requires a valid password';
+  end if;
+  if not v_settings.sms_autoconfirm then
+    perform auth._throttle_sms(v_phone, 'phone_confirmation');
+  end if;
+  v_user := auth._new_phone_user(v_phone, p_password_hash, p_data, p_ip);
+  if v_user.id is null then
+    if v_settings.sms_autoconfirm then
+      raise exception using errcode = 'AUS01', message = 'User already registered';
+    end if;
+    select * into strict v_user from auth.users where phone = v_phone;
+    if v_user.phone_confirmed_at is null then
+      v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true);
+      select * into strict v_user from auth.users where id = v_user.id;
+      return auth._user_json(v_user) || (v_sent - 'message_id');
+    end if;
+    -- A confirmed number: a look-alike user without identities, as for email, so the answer does not
+    -- confirm that the number is registered.
+    return pg_catalog.jsonb_build_object(
+      'id', pg_catalog.gen_random_uuid(), 'aud', v_settings.jwt_aud, 'role', '', 'email', '', 'phone', v_phone,
+      'confirmation_sent_at', pg_catalog.now(),
+      'app_metadata', '{"provider": "phone", "providers": ["phone"]}'::jsonb,
+      'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb,
+      'created_at', pg_catalog.now(), 'updated_at', pg_catalog.now(), 'is_anonymous', false);
+  end if;
+  if not v_settings.sms_autoconfirm then
+    v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true, true);
+    select * into strict v_user from auth.users where id = v_user.id;
+    return auth._user_json(v_user) || (v_sent - 'message_id');
+  end if;
+  v_user := auth._confirm_phone(v_user);
+  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  update auth.identities set last_sign_in_at = pg_catalog.now() where user_id = v_user.id;
+  perform auth._audit(v_user, 'login', 'account', p_ip, '{"provider": "phone"}');
+  return auth._start_session(v_user, 'password', p_user_agent, p_ip);
+end
+$$;
+
+ALTER FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet) IS 'Phone + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken number. Otherwise the unconfirmed user, with its code''s text leased to the caller in {sms} to send at once (a look-alike without identities, and no text, when the number is already confirmed).';
 
 --
 -- Name: signing_keys_for_service(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4998,10 +5885,10 @@ ALTER FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip 
 COMMENT ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) IS 'DELETE /factors/{id}.';
 
 --
--- Name: update_user(text, jsonb, text, text, text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: update_user(text, jsonb, text, text, text, text, inet, text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.update_user(p_access_token text, p_data jsonb DEFAULT NULL::jsonb, p_password_hash text DEFAULT NULL::text, p_email text DEFAULT NULL::text, p_nonce text DEFAULT NULL::text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text) RETURNS jsonb
+CREATE FUNCTION auth.update_user(p_access_token text, p_data jsonb DEFAULT NULL::jsonb, p_password_hash text DEFAULT NULL::text, p_email text DEFAULT NULL::text, p_nonce text DEFAULT NULL::text, p_redirect_to text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text, p_phone text DEFAULT NULL::text, p_channel text DEFAULT NULL::text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -5010,6 +5897,7 @@ declare
   v_auth record;
   v_user auth.users;
   v_email text;
+  v_sent jsonb := '{}';
   v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   select * into v_settings from auth.settings;
@@ -5066,17 +5954,21 @@ begin
       select * into strict v_user from auth.users where id = v_user.id;
     end if;
   end if;
-  return auth._user_json(v_user);
+  if p_phone is not null then
+    v_sent := auth._start_phone_change(v_user, p_phone, p_channel, p_ip);
+    select * into strict v_user from auth.users where id = v_user.id;
+  end if;
+  return auth._user_json(v_user) || v_sent;
 end
 $$;
 
-ALTER FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) OWNER TO authgres_owner;
+ALTER FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text, p_phone text, p_channel text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text, p_phone text, p_channel text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) IS 'PUT /user: merges user metadata (null removes a key); sets a new password hash, ending the user''s other sessions (with a reauthentication nonce when required); starts an email change, confirmed from both addresses when mailer_secure_email_change (by PKCE flows'' links with a code challenge).';
+COMMENT ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text, p_phone text, p_channel text) IS 'PUT /user: merges user metadata (null removes a key); sets a new password hash, ending the user''s other sessions (with a reauthentication nonce when required); starts an email change, confirmed from both addresses when mailer_secure_email_change (by PKCE flows'' links with a code challenge); starts a phone change, confirmed by a code texted to the new number (leased to the caller in {sms}).';
 
 --
 -- Name: url_decode(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -5201,7 +6093,6 @@ declare
   v_token auth.one_time_tokens;
   v_user auth.users;
   v_email text;
-  v_digest bytea;
   v_found boolean := false;
   v_auth_code text;
 begin
@@ -5235,25 +6126,8 @@ begin
       raise exception using errcode = 'AUV01', message = 'Verify requires either a token or a token hash';
     end if;
     v_email := auth._normalize_email(p_email);
-    v_digest := auth._token_hash(auth._link_token(v_email, pg_catalog.btrim(p_code)));
-    -- Lock the candidates first: concurrent guesses queue here, so the attempt count stays exact.
-    for v_token in
-      select * from auth.one_time_tokens
-       where relates_to = v_email and token_type = any (v_types)
-       order by created_at desc
-       for update
-    loop
-      if v_token.expires_at > pg_catalog.now() and auth._equal_keyed(v_token.token_digest, v_digest) then
-        v_found := true;
-        exit;
-      end if;
-    end loop;
-    if not v_found then
-      update auth.one_time_tokens set attempts = attempts + 1
-       where relates_to = v_email and token_type = any (v_types) and expires_at > pg_catalog.now();
-      delete from auth.one_time_tokens
-       where relates_to = v_email and token_type = any (v_types)
-         and (attempts >= v_settings.mailer_otp_max_attempts or expires_at <= pg_catalog.now());
+    v_token := auth._spend_code(v_email, v_types, p_code);
+    if v_token.id is null then
       return auth._verify_error('Token has expired or is invalid');
     end if;
   end if;
@@ -5370,6 +6244,9 @@ begin
   -- Serialise with refreshes of this session, which read its aal.
   select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.factor_type = 'phone' and not (select s.mfa_phone_verify_enabled from auth.settings s) then
+    raise exception using errcode = 'AUM12', message = 'MFA verification is disabled for Phone';
+  end if;
   if pg_catalog.btrim(coalesce(p_code, '')) = '' then
     raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';
   end if;
@@ -5407,6 +6284,84 @@ ALTER FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_chall
 --
 
 COMMENT ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet) IS 'POST /factors/{id}/verify: proves a factor (or spends a recovery code) and raises the session to aal2. Verifying the first TOTP factor also returns the 10 recovery codes, once.';
+
+--
+-- Name: verify_phone_token(text, text, text, text, inet, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_provider_approved boolean DEFAULT NULL::boolean) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_phone text := auth._normalize_phone(p_phone);
+  v_types text[];
+  v_token auth.one_time_tokens;
+  v_user auth.users;
+begin
+  v_types := case p_type when 'sms' then array['phone_confirmation'] when 'phone_change' then array['phone_change'] end;
+  if v_types is null then
+    raise exception using errcode = 'AUV01', message = 'Unsupported verification type';
+  end if;
+  if p_provider_approved is null and pg_catalog.btrim(coalesce(p_code, '')) = '' then
+    raise exception using errcode = 'AUV01', message = 'Verify requires either a token or a token hash';
+  end if;
+  v_token := auth._spend_code(v_phone, v_types, p_code, p_provider_approved);
+  if v_token.id is null then
+    return auth._verify_error('Token has expired or is invalid');
+  end if;
+  delete from auth.one_time_tokens where id = v_token.id;
+  select * into strict v_user from auth.users where id = v_token.user_id;
+  if v_user.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUJ05', message = 'User is banned';
+  end if;
+  if v_token.token_type = 'phone_change' then
+    if exists (select from auth.users where phone = v_phone and id <> v_user.id) then
+      raise exception using errcode = 'AUP03', message = 'A user with this phone number has already been registered';
+    end if;
+    update auth.users
+       set phone = phone_change, phone_change = '', phone_confirmed_at = pg_catalog.now(), is_anonymous = false,
+           updated_at = pg_catalog.now(),
+           raw_user_meta_data = raw_user_meta_data || pg_catalog.jsonb_build_object('phone', v_phone, 'phone_verified', true)
+     where id = v_user.id
+    returning * into v_user;
+    insert into auth.identities (provider_id, user_id, identity_data, provider)
+    values (v_user.id::text, v_user.id, pg_catalog.jsonb_build_object(
+              'sub', v_user.id, 'phone', v_phone, 'email_verified', false, 'phone_verified', true), 'phone')
+    on conflict (provider_id, provider) do update
+       set identity_data = auth.identities.identity_data
+                           || pg_catalog.jsonb_build_object('phone', v_phone, 'phone_verified', true),
+           updated_at = pg_catalog.now();
+    if v_user.raw_app_meta_data -> 'provider' is null then
+      update auth.users set raw_app_meta_data = raw_app_meta_data || '{"provider": "phone", "providers": ["phone"]}'
+       where id = v_user.id returning * into v_user;
+    elsif not coalesce(v_user.raw_app_meta_data -> 'providers', '[]') ? 'phone' then
+      update auth.users
+         set raw_app_meta_data = pg_catalog.jsonb_set(raw_app_meta_data, '{providers}',
+                                   coalesce(raw_app_meta_data -> 'providers', '[]') || '["phone"]')
+       where id = v_user.id returning * into v_user;
+    end if;
+    perform auth._audit(v_user, 'user_modified', 'user', p_ip, '{"change": "phone"}');
+  else
+    v_user := auth._confirm_phone(v_user);
+  end if;
+  -- Whoever holds the phone has proven it: the other codes of this purpose die with this one.
+  delete from auth.one_time_tokens where user_id = v_user.id and token_type = v_token.token_type;
+  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  update auth.identities set last_sign_in_at = pg_catalog.now() where user_id = v_user.id and provider = 'phone';
+  perform auth._audit(v_user, 'login', 'account', p_ip,
+                      pg_catalog.jsonb_build_object('provider', 'phone', 'via', v_token.token_type));
+  return auth._start_session(v_user, 'otp', p_user_agent, p_ip);
+end
+$$;
+
+ALTER FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) IS 'POST /verify with type sms or phone_change: spends the texted code (counted against it when wrong; the failure returned as {"error": "AUO01"} so that the count commits), confirms the number or completes the change, and signs the user in, in one transaction. p_provider_approved: Twilio Verify checked the code.';
 
 --
 -- Name: api_keys; Type: TABLE; Schema: auth; Owner: authgres_owner
@@ -5531,58 +6486,6 @@ ALTER TABLE auth.mfa_recovery_codes OWNER TO authgres_owner;
 COMMENT ON TABLE auth.mfa_recovery_codes IS 'One-time recovery codes (80 random bits each), accepted in place of a factor''s code. SHA-256 only.';
 
 --
--- Name: one_time_tokens; Type: TABLE; Schema: auth; Owner: authgres_owner
---
-
-CREATE TABLE auth.one_time_tokens (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    user_id uuid,
-    token_type text NOT NULL,
-    token_digest bytea NOT NULL,
-    relates_to text NOT NULL,
-    redirect_to text,
-    attempts integer DEFAULT 0 NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    expires_at timestamp with time zone NOT NULL,
-    pending_signup_id uuid,
-    flow_state_id uuid,
-    CONSTRAINT one_time_tokens_owner_check CHECK (((user_id IS NULL) <> (pending_signup_id IS NULL))),
-    CONSTRAINT one_time_tokens_token_type_check CHECK ((token_type = ANY (ARRAY['confirmation'::text, 'invite'::text, 'magiclink'::text, 'recovery'::text, 'email_change_current'::text, 'email_change_new'::text, 'reauthentication'::text, 'mfa_email'::text])))
-);
-
-ALTER TABLE auth.one_time_tokens OWNER TO authgres_owner;
-
---
--- Name: TABLE one_time_tokens; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON TABLE auth.one_time_tokens IS 'Emailed secrets. Deleted when used; re-issuing replaces the live one of the user and purpose, except tokens of PKCE flows, each of which lives for its own flow.';
-
---
--- Name: COLUMN one_time_tokens.token_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.one_time_tokens.token_digest IS 'SHA-256 of the link token (hex SHA-224 of relates_to || code). Neither the code nor the link token is stored.';
-
---
--- Name: COLUMN one_time_tokens.relates_to; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.one_time_tokens.relates_to IS 'The address the token was sent to.';
-
---
--- Name: COLUMN one_time_tokens.attempts; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.one_time_tokens.attempts IS 'Wrong codes presented so far.';
-
---
--- Name: COLUMN one_time_tokens.flow_state_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.one_time_tokens.flow_state_id IS 'The PKCE flow this token''s link belongs to: following the link issues that flow''s auth code.';
-
---
 -- Name: rate_limits; Type: TABLE; Schema: auth; Owner: authgres_owner
 --
 
@@ -5662,6 +6565,25 @@ COMMENT ON TABLE auth.schema_migrations IS 'Versions of sql/migrations applied t
 COMMENT ON COLUMN auth.schema_migrations.checksum IS 'SHA-256 of the migration file: sql/migrate.sh refuses to run when an applied migration has changed.';
 
 --
+-- Name: sms_outbox_id_seq; Type: SEQUENCE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE SEQUENCE auth.sms_outbox_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER TABLE auth.sms_outbox_id_seq OWNER TO authgres_owner;
+
+--
+-- Name: sms_outbox_id_seq; Type: SEQUENCE OWNED BY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER SEQUENCE auth.sms_outbox_id_seq OWNED BY auth.sms_outbox.id;
+
+--
 -- Name: user_events; Type: TABLE; Schema: auth; Owner: authgres_owner
 --
 
@@ -5706,6 +6628,12 @@ ALTER TABLE ONLY auth.email_outbox ALTER COLUMN id SET DEFAULT nextval('auth.ema
 --
 
 ALTER TABLE ONLY auth.refresh_tokens ALTER COLUMN id SET DEFAULT nextval('auth.refresh_tokens_id_seq'::regclass);
+
+--
+-- Name: sms_outbox id; Type: DEFAULT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.sms_outbox ALTER COLUMN id SET DEFAULT nextval('auth.sms_outbox_id_seq'::regclass);
 
 --
 -- Name: api_keys api_keys_key_digest_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -5874,6 +6802,20 @@ ALTER TABLE ONLY auth.signing_keys
 
 ALTER TABLE ONLY auth.signing_keys
     ADD CONSTRAINT signing_keys_pkey PRIMARY KEY (id);
+
+--
+-- Name: sms_outbox sms_outbox_message_id_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.sms_outbox
+    ADD CONSTRAINT sms_outbox_message_id_key UNIQUE (message_id);
+
+--
+-- Name: sms_outbox sms_outbox_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.sms_outbox
+    ADD CONSTRAINT sms_outbox_pkey PRIMARY KEY (id);
 
 --
 -- Name: user_events user_events_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -6053,6 +6995,18 @@ CREATE UNIQUE INDEX signing_keys_one_current ON auth.signing_keys USING btree (s
 CREATE UNIQUE INDEX signing_keys_one_next ON auth.signing_keys USING btree (status) WHERE (status = 'next'::text);
 
 --
+-- Name: sms_outbox_dead_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX sms_outbox_dead_idx ON auth.sms_outbox USING btree (id) WHERE (status = 'dead'::text);
+
+--
+-- Name: sms_outbox_due_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX sms_outbox_due_idx ON auth.sms_outbox USING btree (next_attempt_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
+
+--
 -- Name: user_events_created_at_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
 --
 
@@ -6181,6 +7135,13 @@ ALTER TABLE ONLY auth.sessions
     ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
 
 --
+-- Name: sms_outbox sms_outbox_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.sms_outbox
+    ADD CONSTRAINT sms_outbox_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE SET NULL;
+
+--
 -- Name: api_keys; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
 --
 
@@ -6289,6 +7250,12 @@ ALTER TABLE auth.settings ENABLE ROW LEVEL SECURITY;
 ALTER TABLE auth.signing_keys ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: sms_outbox; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.sms_outbox ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: user_events; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
 --
 
@@ -6370,6 +7337,12 @@ GRANT ALL ON FUNCTION auth._check_jwt(p_token text, p_secret text, p_algorithm t
 --
 
 REVOKE ALL ON FUNCTION auth._confirm_email(p_user auth.users) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _confirm_phone(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._confirm_phone(p_user auth.users) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _decode_json_segment(p_segment text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6531,6 +7504,12 @@ REVOKE ALL ON FUNCTION auth._pkce_method(p_code_challenge text, p_code_challenge
 REVOKE ALL ON FUNCTION auth._new_flow_state(p_user_id uuid, p_token_type text, p_code_challenge text, p_code_challenge_method text, p_referrer text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _new_phone_user(p_phone text, p_password_hash text, p_data jsonb, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._new_phone_user(p_phone text, p_password_hash text, p_data jsonb, p_ip inet) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _new_recovery_codes(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -6554,6 +7533,12 @@ REVOKE ALL ON FUNCTION auth._next_refresh_token(p_token text, p_chain_key bytea)
 --
 
 REVOKE ALL ON FUNCTION auth._normalize_email(p_email text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _normalize_phone(p_phone text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._normalize_phone(p_phone text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _password_attempt_hook(p_user auth.users, p_valid boolean); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6584,6 +7569,12 @@ REVOKE ALL ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p
 --
 
 REVOKE ALL ON FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6671,16 +7662,34 @@ REVOKE ALL ON FUNCTION auth._signed_in(p_access_token text, OUT usr auth.users, 
 REVOKE ALL ON FUNCTION auth._signing_key_json(p_key auth.signing_keys) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _spend_code(p_address text, p_types text[], p_code text, p_provider_approved boolean); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._spend_code(p_address text, p_types text[], p_code text, p_provider_approved boolean) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
 REVOKE ALL ON FUNCTION auth._spend_reauthentication_nonce(p_user auth.users, p_nonce text, p_missing text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _start_phone_change(p_user auth.users, p_phone text, p_channel text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._start_phone_change(p_user auth.users, p_phone text, p_channel text, p_ip inet) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
 REVOKE ALL ON FUNCTION auth._start_session(p_user auth.users, p_method text, p_user_agent text, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _texted(p_token_type text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._texted(p_token_type text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _throttle(p_key text, p_limit integer, p_window interval, p_errcode text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6693,6 +7702,12 @@ REVOKE ALL ON FUNCTION auth._throttle(p_key text, p_limit integer, p_window inte
 --
 
 REVOKE ALL ON FUNCTION auth._throttle_email(p_address text, p_kind text, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _throttle_sms(p_phone text, p_kind text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._throttle_sms(p_phone text, p_kind text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _totp_step_accepted(p_factor auth.mfa_factors, p_code text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6860,11 +7875,11 @@ REVOKE ALL ON FUNCTION auth.authenticate_api_key(p_key text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.authenticate_api_key(p_key text) TO authgres_authenticator;
 
 --
--- Name: FUNCTION challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet, p_channel text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet, p_channel text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet, p_channel text) TO authgres_service;
 
 --
 -- Name: FUNCTION claim_outbox(p_limit integer, p_lease_seconds integer); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6874,11 +7889,25 @@ REVOKE ALL ON FUNCTION auth.claim_outbox(p_limit integer, p_lease_seconds intege
 GRANT ALL ON FUNCTION auth.claim_outbox(p_limit integer, p_lease_seconds integer) TO authgres_service;
 
 --
+-- Name: FUNCTION claim_sms_outbox(p_limit integer, p_lease_seconds integer); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.claim_sms_outbox(p_limit integer, p_lease_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.claim_sms_outbox(p_limit integer, p_lease_seconds integer) TO authgres_service;
+
+--
 -- Name: FUNCTION complete_outbox(p_id bigint); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
 REVOKE ALL ON FUNCTION auth.complete_outbox(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.complete_outbox(p_id bigint) TO authgres_service;
+
+--
+-- Name: FUNCTION complete_sms_outbox(p_id bigint, p_provider_message_id text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.complete_sms_outbox(p_id bigint, p_provider_message_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.complete_sms_outbox(p_id bigint, p_provider_message_id text) TO authgres_service;
 
 --
 -- Name: FUNCTION complete_twofa(p_challenge_token text, p_code text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6923,11 +7952,11 @@ REVOKE ALL ON FUNCTION auth.end_session(p_access_token text, p_session_id uuid, 
 GRANT ALL ON FUNCTION auth.end_session(p_access_token text, p_session_id uuid, p_ip inet) TO authgres_service;
 
 --
--- Name: FUNCTION enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet, p_phone text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet, p_phone text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet, p_phone text) TO authgres_service;
 
 --
 -- Name: FUNCTION exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -6942,6 +7971,13 @@ GRANT ALL ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier 
 
 REVOKE ALL ON FUNCTION auth.fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.fail_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) TO authgres_service;
+
+--
+-- Name: FUNCTION fail_sms_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.fail_sms_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.fail_sms_outbox(p_id bigint, p_error text, p_max_attempts integer, p_retry_base_seconds double precision) TO authgres_service;
 
 --
 -- Name: FUNCTION get_users(p_access_tokens text[]); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -7007,6 +8043,13 @@ REVOKE ALL ON FUNCTION auth.password_hash_by_email(p_email text, OUT user_id uui
 GRANT ALL ON FUNCTION auth.password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text) TO authgres_service;
 
 --
+-- Name: FUNCTION password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text) TO authgres_service;
+
+--
 -- Name: FUNCTION prune(p_batch integer); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -7026,6 +8069,13 @@ GRANT ALL ON FUNCTION auth.reauthenticate(p_access_token text, p_ip inet) TO aut
 
 REVOKE ALL ON FUNCTION auth.record_failed_login(p_email text, p_ip inet) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.record_failed_login(p_email text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION record_failed_phone_login(p_phone text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.record_failed_phone_login(p_phone text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.record_failed_phone_login(p_phone text, p_ip inet) TO authgres_service;
 
 --
 -- Name: FUNCTION record_failed_reauthentication(p_access_token text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -7049,11 +8099,25 @@ REVOKE ALL ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_age
 GRANT ALL ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) TO authgres_service;
 
 --
+-- Name: FUNCTION reject_sms_outbox(p_id bigint, p_error text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.reject_sms_outbox(p_id bigint, p_error text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.reject_sms_outbox(p_id bigint, p_error text) TO authgres_service;
+
+--
 -- Name: FUNCTION resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
 REVOKE ALL ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.resend(p_type text, p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
+
+--
+-- Name: FUNCTION resend_phone(p_type text, p_phone text, p_channel text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.resend_phone(p_type text, p_phone text, p_channel text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.resend_phone(p_type text, p_phone text, p_channel text, p_ip inet) TO authgres_service;
 
 --
 -- Name: FUNCTION revoke_api_key(p_access_token text, p_key_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -7084,6 +8148,13 @@ REVOKE ALL ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean,
 GRANT ALL ON FUNCTION auth.send_magic_link(p_email text, p_create_user boolean, p_data jsonb, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
 
 --
+-- Name: FUNCTION send_phone_otp(p_phone text, p_create_user boolean, p_data jsonb, p_channel text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.send_phone_otp(p_phone text, p_create_user boolean, p_data jsonb, p_channel text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.send_phone_otp(p_phone text, p_create_user boolean, p_data jsonb, p_channel text, p_ip inet) TO authgres_service;
+
+--
 -- Name: FUNCTION send_recovery(p_email text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -7112,11 +8183,11 @@ REVOKE ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text,
 GRANT ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) TO authgres_service;
 
 --
--- Name: FUNCTION sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet, p_phone boolean); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet, p_phone boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet, p_phone boolean) TO authgres_service;
 
 --
 -- Name: FUNCTION sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -7124,6 +8195,13 @@ GRANT ALL ON FUNCTION auth.sign_in_with_password(p_user_id uuid, p_verified_hash
 
 REVOKE ALL ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.sign_up(p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_user_agent text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
+
+--
+-- Name: FUNCTION sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet) TO authgres_service;
 
 --
 -- Name: FUNCTION signing_keys_for_service(); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -7147,11 +8225,11 @@ REVOKE ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uui
 GRANT ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) TO authgres_service;
 
 --
--- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text, p_phone text, p_channel text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text, p_phone text, p_channel text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text, p_phone text, p_channel text) TO authgres_service;
 
 --
 -- Name: FUNCTION url_decode(data text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -7187,6 +8265,13 @@ GRANT ALL ON FUNCTION auth.verify_email_token(p_type text, p_email text, p_code 
 
 REVOKE ALL ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) TO authgres_service;
 
 --
 -- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: -; Owner: authgres_owner

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from psycopg.types.json import Jsonb
@@ -20,7 +20,8 @@ from authgres.observe import request_middleware
 from authgres.passwords import Passwords
 from authgres.routes import add_routes
 from authgres.settings import Settings
-from authgres.state import CAPTCHA, DB, DRAINING, EVENTS, MAILER, METRICS, PASSWORDS, SETTINGS
+from authgres.sms import SmsSender
+from authgres.state import CAPTCHA, DB, DRAINING, EVENTS, MAILER, METRICS, PASSWORDS, SETTINGS, SMS
 
 log = logging.getLogger("authgres")
 
@@ -90,6 +91,16 @@ async def _mailer(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def _sms(background: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    # Every process texts codes a request waits for; the one that runs the mailer also drains the SMS outbox.
+    async def sender(app: web.Application) -> AsyncIterator[None]:
+        app[SMS] = SmsSender(app[SETTINGS], app[DB])
+        async with app[SMS].open(background):
+            yield
+
+    return sender
+
+
 async def _prune_until(stop: asyncio.Event, database: Database, interval: float) -> None:
     """Deletes what has outlived its use (old audit entries, sent emails, expired tokens), in batches."""
     while not stop.is_set():
@@ -152,6 +163,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(_captcha)
     app.cleanup_ctx.append(_metrics)
     app.cleanup_ctx.append(_events)
+    app.cleanup_ctx.append(_sms(background))
     if background:
         app.cleanup_ctx.append(_mailer)
         app.cleanup_ctx.append(_pruner)

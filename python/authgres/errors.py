@@ -70,6 +70,13 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUF01": (404, "flow_state_not_found"),
     "AUF02": (422, "flow_state_expired"),
     "AUF03": (400, "bad_code_verifier"),
+    # Phone (sql/functions/phone.sql).
+    "AUL03": (429, "over_sms_send_rate_limit"),
+    "AUP02": (400, "phone_not_confirmed"),
+    "AUP03": (422, "phone_exists"),
+    "AUA05": (422, "phone_exists"),
+    "AUM11": (422, "mfa_phone_enroll_not_enabled"),
+    "AUM12": (422, "mfa_phone_verify_not_enabled"),
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any, NewType
+from typing import TYPE_CHECKING, Any, NewType
 
 from aiohttp import web
 
@@ -16,7 +16,10 @@ from authgres.events import UserEvents
 from authgres.passwords import Passwords
 from authgres.redirects import safe_redirect
 from authgres.settings import IPNetwork, Settings
-from authgres.state import DB, EVENTS, PASSWORDS, SETTINGS
+from authgres.state import DB, EVENTS, PASSWORDS, SETTINGS, SMS
+
+if TYPE_CHECKING:
+    from authgres.sms import SmsSender
 
 _BEARER = re.compile(r"^bearer (\S+)$", re.IGNORECASE)
 
@@ -39,6 +42,16 @@ def passwords(request: web.Request) -> Passwords:
 
 def settings(request: web.Request) -> Settings:
     return request.app[SETTINGS]
+
+
+def sms(request: web.Request) -> SmsSender:
+    return request.app[SMS]
+
+
+def require_phone(request: web.Request, status: int, message: str) -> None:
+    """phone_provider_disabled (with GoTrue's status and words for the endpoint) unless phone sign-in is on."""
+    if not settings(request).external_phone_enabled:
+        raise AuthError(status, "phone_provider_disabled", message)
 
 
 def bearer_token(request: web.Request) -> Bearer:

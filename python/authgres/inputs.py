@@ -46,6 +46,10 @@ _NUL_FREE = {"pattern": "^[^\x00]*$"}
 Text = Annotated[str, msgspec.Meta(max_length=1024, extra_json_schema=_NUL_FREE)]
 """A short string: an address, a password, a code, a token, a name."""
 Url = Annotated[str, msgspec.Meta(max_length=2048, extra_json_schema=_NUL_FREE)]
+Channel = Annotated[
+    str, msgspec.Meta(pattern="^(sms|whatsapp)?$", description="How a code is texted: sms (the default) or whatsapp")
+]
+"""How a phone code is sent (empty: sms)."""
 JsonObject = Annotated[
     dict[str, Any],
     msgspec.Meta(

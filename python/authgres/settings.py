@@ -35,10 +35,35 @@ EMAIL_KINDS = (
     "reauthentication",
 )
 
+# Each SMS provider and the base URL of its HTTP API (python/authgres/sms.py speaks to them).
+SMS_PROVIDER_API = {
+    "console": "",
+    "twilio": "https://api.twilio.com",
+    "twilio_verify": "https://verify.twilio.com",
+    "vonage": "https://rest.nexmo.com",
+    "messagebird": "https://rest.messagebird.com",
+    "textlocal": "https://api.textlocal.in",
+}
+
 # Each captcha provider and the URL its tokens are checked at (GoTrue's two).
 CAPTCHA_SITEVERIFY = {
     "hcaptcha": "https://hcaptcha.com/siteverify",
     "turnstile": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+}
+
+
+# What each SMS provider needs set (Settings fields).
+SMS_PROVIDER_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "console": (),
+    "twilio": ("sms_twilio_account_sid", "sms_twilio_auth_token", "sms_twilio_message_service_sid"),
+    "twilio_verify": (
+        "sms_twilio_verify_account_sid",
+        "sms_twilio_verify_auth_token",
+        "sms_twilio_verify_message_service_sid",
+    ),
+    "vonage": ("sms_vonage_api_key", "sms_vonage_api_secret", "sms_vonage_from"),
+    "messagebird": ("sms_messagebird_access_key", "sms_messagebird_originator"),
+    "textlocal": ("sms_textlocal_api_key", "sms_textlocal_sender"),
 }
 
 
@@ -238,6 +263,21 @@ class FixedCodes(Reader):
 
     def show(self, default: Any) -> str:
         return "unset"
+
+
+class PhoneCodes(FixedCodes):
+    """FixedCodes whose recipients are phone numbers, kept as E.164 digits (+, spaces and dashes dropped)."""
+
+    _PHONE = re.compile(r"^[1-9][0-9]{1,14}$")
+
+    def parse(self, raw: str, name: str, default: Any) -> dict[str, str]:
+        codes = {}
+        for recipient, code in super().parse(raw, name, default).items():
+            number = re.sub(r"[+\s-]", "", recipient)
+            if not self._PHONE.match(number):
+                raise ConfigError(f"{name}: {recipient!r} is not a phone number in E.164 format")
+            codes[number] = code
+        return codes
 
 
 class Timestamp(Reader):
@@ -497,6 +537,65 @@ class Settings(_FromEnvironment):
         None, env="AUTHGRES_SECURITY_CAPTCHA_VERIFY_URL", read=OptionalText(), shown="the provider's siteverify URL"
     )
     captcha_timeout: float = setting(10.0, env="AUTHGRES_SECURITY_CAPTCHA_TIMEOUT", read=Number())
+    # Phone: sign-up and sign-in by texted code (SMS or WhatsApp), phone change, phone MFA (sms.py, phone.sql).
+    external_phone_enabled: bool = setting(False, env="AUTHGRES_EXTERNAL_PHONE_ENABLED", read=Flag(), sql=True)
+    sms_autoconfirm: bool = setting(False, env="AUTHGRES_SMS_AUTOCONFIRM", read=Flag(), sql=True)
+    sms_otp_length: int = setting(6, env="AUTHGRES_SMS_OTP_LENGTH", read=Integer(minimum=6, maximum=10), sql=True)
+    sms_otp_exp: int = setting(60, env="AUTHGRES_SMS_OTP_EXP", read=Integer(minimum=1), sql=True)
+    sms_max_frequency: int = setting(60, env="AUTHGRES_SMS_MAX_FREQUENCY", read=Integer(), sql=True)
+    rate_limit_sms_sent: int = setting(30, env="AUTHGRES_RATE_LIMIT_SMS_SENT", read=Integer(), sql=True)
+    sms_template: str = setting("Your code is {{ .Code }}", env="AUTHGRES_SMS_TEMPLATE", read=Text())
+    # Checked in __post_init__: fixed codes need a valid-until in the future.
+    sms_test_otp: dict[str, str] = setting(
+        default_factory=dict, env="AUTHGRES_SMS_TEST_OTP", read=PhoneCodes(), sql=True
+    )
+    sms_test_otp_valid_until: datetime | None = setting(
+        None, env="AUTHGRES_SMS_TEST_OTP_VALID_UNTIL", read=Timestamp(), sql=True
+    )
+    hook_send_sms: str | None = setting(None, env="AUTHGRES_HOOK_SEND_SMS", read=OptionalText(), sql=True)
+    # Checked in __post_init__: each provider needs its credentials.
+    sms_provider: str = setting("console", env="AUTHGRES_SMS_PROVIDER", read=Choice(*SMS_PROVIDER_API))
+    sms_max_attempts: int = setting(8, env="AUTHGRES_SMS_MAX_ATTEMPTS", read=Integer(minimum=1))
+    sms_retry_base_seconds: float = setting(5.0, env="AUTHGRES_SMS_RETRY_BASE_SECONDS", read=Number())
+    sms_timeout: float = setting(10.0, env="AUTHGRES_SMS_TIMEOUT", read=Number())
+    sms_twilio_account_sid: str | None = setting(None, env="AUTHGRES_SMS_TWILIO_ACCOUNT_SID", read=OptionalText())
+    sms_twilio_auth_token: str | None = setting(None, env="AUTHGRES_SMS_TWILIO_AUTH_TOKEN", read=OptionalText())
+    sms_twilio_message_service_sid: str | None = setting(
+        None, env="AUTHGRES_SMS_TWILIO_MESSAGE_SERVICE_SID", read=OptionalText()
+    )
+    sms_twilio_api_url: str = setting(SMS_PROVIDER_API["twilio"], env="AUTHGRES_SMS_TWILIO_API_URL", read=Url())
+    sms_twilio_verify_account_sid: str | None = setting(
+        None, env="AUTHGRES_SMS_TWILIO_VERIFY_ACCOUNT_SID", read=OptionalText()
+    )
+    sms_twilio_verify_auth_token: str | None = setting(
+        None, env="AUTHGRES_SMS_TWILIO_VERIFY_AUTH_TOKEN", read=OptionalText()
+    )
+    sms_twilio_verify_message_service_sid: str | None = setting(
+        None, env="AUTHGRES_SMS_TWILIO_VERIFY_MESSAGE_SERVICE_SID", read=OptionalText()
+    )
+    sms_twilio_verify_api_url: str = setting(
+        SMS_PROVIDER_API["twilio_verify"], env="AUTHGRES_SMS_TWILIO_VERIFY_API_URL", read=Url()
+    )
+    sms_vonage_api_key: str | None = setting(None, env="AUTHGRES_SMS_VONAGE_API_KEY", read=OptionalText())
+    sms_vonage_api_secret: str | None = setting(None, env="AUTHGRES_SMS_VONAGE_API_SECRET", read=OptionalText())
+    sms_vonage_from: str | None = setting(None, env="AUTHGRES_SMS_VONAGE_FROM", read=OptionalText())
+    sms_vonage_api_url: str = setting(SMS_PROVIDER_API["vonage"], env="AUTHGRES_SMS_VONAGE_API_URL", read=Url())
+    sms_messagebird_access_key: str | None = setting(
+        None, env="AUTHGRES_SMS_MESSAGEBIRD_ACCESS_KEY", read=OptionalText()
+    )
+    sms_messagebird_originator: str | None = setting(
+        None, env="AUTHGRES_SMS_MESSAGEBIRD_ORIGINATOR", read=OptionalText()
+    )
+    sms_messagebird_api_url: str = setting(
+        SMS_PROVIDER_API["messagebird"], env="AUTHGRES_SMS_MESSAGEBIRD_API_URL", read=Url()
+    )
+    sms_textlocal_api_key: str | None = setting(None, env="AUTHGRES_SMS_TEXTLOCAL_API_KEY", read=OptionalText())
+    sms_textlocal_sender: str | None = setting(None, env="AUTHGRES_SMS_TEXTLOCAL_SENDER", read=OptionalText())
+    sms_textlocal_api_url: str = setting(
+        SMS_PROVIDER_API["textlocal"], env="AUTHGRES_SMS_TEXTLOCAL_API_URL", read=Url()
+    )
+    mfa_phone_enroll_enabled: bool = setting(False, env="AUTHGRES_MFA_PHONE_ENROLL_ENABLED", read=Flag(), sql=True)
+    mfa_phone_verify_enabled: bool = setting(False, env="AUTHGRES_MFA_PHONE_VERIFY_ENABLED", read=Flag(), sql=True)
 
     def __post_init__(self) -> None:
         if self.mailer_test_otp and not (
@@ -505,6 +604,14 @@ class Settings(_FromEnvironment):
             raise ConfigError(
                 "AUTHGRES_MAILER_TEST_OTP needs AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL, a time in the future"
             )
+        if self.sms_test_otp and not (
+            self.sms_test_otp_valid_until and self.sms_test_otp_valid_until > datetime.now(UTC)
+        ):
+            raise ConfigError("AUTHGRES_SMS_TEST_OTP needs AUTHGRES_SMS_TEST_OTP_VALID_UNTIL, a time in the future")
+        needed = SMS_PROVIDER_CREDENTIALS[self.sms_provider]
+        missing = [f"AUTHGRES_{each.upper()}" for each in needed if not getattr(self, each)]
+        if missing:
+            raise ConfigError(f"AUTHGRES_SMS_PROVIDER={self.sms_provider} needs {', '.join(missing)}")
         if self.captcha_enabled and not (self.captcha_secret or "").strip():
             raise ConfigError("AUTHGRES_SECURITY_CAPTCHA_ENABLED needs AUTHGRES_SECURITY_CAPTCHA_SECRET")
         if self.captcha_enabled and not self.captcha_siteverify_url.startswith(("https://", "http://")):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from authgres.metrics import Metrics
     from authgres.passwords import Passwords
     from authgres.settings import Settings
+    from authgres.sms import SmsSender
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 MAILER: web.AppKey[Mailer] = web.AppKey("mailer")
@@ -27,5 +28,6 @@ PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 EVENTS: web.AppKey[UserEvents] = web.AppKey("events")
 CAPTCHA: web.AppKey[Captcha] = web.AppKey("captcha")
+SMS: web.AppKey[SmsSender] = web.AppKey("sms")
 # Set when the service begins to stop: /ready then answers 503 while in-flight requests finish.
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")

@@ -87,41 +87,64 @@ declare
   v_email text;
   v_id uuid := coalesce((p_attributes ->> 'id')::uuid, pg_catalog.gen_random_uuid());
   v_confirmed boolean := coalesce((p_attributes ->> 'email_confirm')::boolean, false);
+  v_phone text;
+  v_phone_confirmed boolean := coalesce((p_attributes ->> 'phone_confirm')::boolean, false);
   v_identity_data jsonb;
+  v_providers jsonb := '[]';
   v_user auth.users;
 begin
   perform auth._require_admin(p_admin_token);
   select * into v_settings from auth.settings;
-  if p_attributes ->> 'email' is null then
+  if nullif(p_attributes ->> 'email', '') is null and nullif(p_attributes ->> 'phone', '') is null then
     raise exception using errcode = 'AUA04', message = 'Cannot create a user without either an email or phone';
   end if;
   if v_id = '00000000-0000-0000-0000-000000000000' then
     raise exception using errcode = 'AUA04', message = 'ID cannot be a nil uuid';
   end if;
-  v_email := auth._normalize_email(p_attributes ->> 'email');
-  if exists (select from auth.users where email = v_email) then
-    raise exception using errcode = 'AUA03', message = 'A user with this email address has already been registered';
+  if nullif(p_attributes ->> 'email', '') is not null then
+    v_email := auth._normalize_email(p_attributes ->> 'email');
+    if exists (select from auth.users where email = v_email) then
+      raise exception using errcode = 'AUA03', message = 'A user with this email address has already been registered';
+    end if;
+    v_providers := v_providers || '["email"]';
   end if;
-  v_identity_data := pg_catalog.jsonb_build_object(
-    'sub', v_id, 'email', v_email, 'email_verified', v_confirmed, 'phone_verified', false);
+  if nullif(p_attributes ->> 'phone', '') is not null then
+    v_phone := auth._normalize_phone(p_attributes ->> 'phone');
+    if exists (select from auth.users where phone = v_phone) then
+      raise exception using errcode = 'AUA05', message = 'A user with this phone number has already been registered';
+    end if;
+    v_providers := v_providers || '["phone"]';
+  end if;
+  v_identity_data := pg_catalog.jsonb_build_object('sub', v_id, 'email_verified', v_confirmed and v_email is not null,
+                                                   'phone_verified', v_phone_confirmed and v_phone is not null)
+                     || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('email', v_email, 'phone', v_phone));
   insert into auth.users (
-    id, aud, role, email, encrypted_password, email_confirmed_at, raw_app_meta_data, raw_user_meta_data, banned_until
+    id, aud, role, email, phone, encrypted_password, email_confirmed_at, phone_confirmed_at, raw_app_meta_data,
+    raw_user_meta_data, banned_until
   ) values (
     v_id, coalesce(p_attributes ->> 'aud', v_settings.jwt_aud), coalesce(p_attributes ->> 'role', v_settings.jwt_default_role),
-    v_email, p_password_hash, case when v_confirmed then pg_catalog.now() end,
-    coalesce(p_attributes -> 'app_metadata', '{}') || '{"provider": "email", "providers": ["email"]}',
+    v_email, v_phone, p_password_hash, case when v_confirmed and v_email is not null then pg_catalog.now() end,
+    case when v_phone_confirmed and v_phone is not null then pg_catalog.now() end,
+    coalesce(p_attributes -> 'app_metadata', '{}')
+      || pg_catalog.jsonb_build_object('provider', v_providers -> 0, 'providers', v_providers),
     coalesce(p_attributes -> 'user_metadata', '{}') || v_identity_data,
     case when p_ban_seconds > 0 then pg_catalog.now() + pg_catalog.make_interval(secs => p_ban_seconds) end
   )
   returning * into v_user;
-  insert into auth.identities (provider_id, user_id, identity_data, provider)
-  values (v_id::text, v_id, v_identity_data, 'email');
+  if v_email is not null then
+    insert into auth.identities (provider_id, user_id, identity_data, provider)
+    values (v_id::text, v_id, v_identity_data - 'phone', 'email');
+  end if;
+  if v_phone is not null then
+    insert into auth.identities (provider_id, user_id, identity_data, provider)
+    values (v_id::text, v_id, v_identity_data - 'email', 'phone');
+  end if;
   perform auth._audit_admin('user_signedup', v_user, p_ip);
   return auth._user_json(v_user);
 end
 $$;
 comment on function auth.admin_create_user(text, jsonb, text, bigint, inet) is
-  'POST /admin/users: email, email_confirm, user_metadata, app_metadata, role, aud, id; password hashed '
+  'POST /admin/users: email, email_confirm, phone, phone_confirm, user_metadata, app_metadata, role, aud, id; password hashed '
   'by the service or imported (bcrypt/argon2); ban for p_ban_seconds.';
 grant execute on function auth.admin_create_user(text, jsonb, text, bigint, inet) to authgres_service;
 
@@ -135,9 +158,38 @@ as $$
 declare
   v_user auth.users;
   v_email text;
+  v_phone text;
 begin
   perform auth._require_admin(p_admin_token);
   v_user := auth._admin_user(p_user_id);
+  if nullif(p_attributes ->> 'phone', '') is not null then
+    v_phone := auth._normalize_phone(p_attributes ->> 'phone');
+    if v_phone is distinct from v_user.phone then
+      if exists (select from auth.users where phone = v_phone and id <> v_user.id) then
+        raise exception using errcode = 'AUA05', message = 'A user with this phone number has already been registered';
+      end if;
+      update auth.users set phone = v_phone, phone_change = '', phone_confirmed_at = null, updated_at = pg_catalog.now(),
+             raw_user_meta_data = raw_user_meta_data || pg_catalog.jsonb_build_object('phone', v_phone, 'phone_verified', false)
+       where id = v_user.id returning * into v_user;
+      insert into auth.identities (provider_id, user_id, identity_data, provider)
+      values (v_user.id::text, v_user.id, pg_catalog.jsonb_build_object(
+                'sub', v_user.id, 'phone', v_phone, 'email_verified', false, 'phone_verified', false), 'phone')
+      on conflict (provider_id, provider) do update
+         set identity_data = auth.identities.identity_data
+                             || pg_catalog.jsonb_build_object('phone', v_phone, 'phone_verified', false),
+             updated_at = pg_catalog.now();
+      if not coalesce(v_user.raw_app_meta_data -> 'providers', '[]') ? 'phone' then
+        update auth.users
+           set raw_app_meta_data = raw_app_meta_data || pg_catalog.jsonb_build_object(
+                 'provider', coalesce(raw_app_meta_data -> 'provider', '"phone"'),
+                 'providers', coalesce(raw_app_meta_data -> 'providers', '[]') || '["phone"]')
+         where id = v_user.id returning * into v_user;
+      end if;
+    end if;
+  end if;
+  if coalesce((p_attributes ->> 'phone_confirm')::boolean, false) and v_user.phone is not null then
+    v_user := auth._confirm_phone(v_user);
+  end if;
   if p_attributes ->> 'email' is not null then
     v_email := auth._normalize_email(p_attributes ->> 'email');
     if v_email is distinct from v_user.email then
@@ -185,7 +237,7 @@ begin
 end
 $$;
 comment on function auth.admin_update_user(text, uuid, jsonb, text, bigint, inet) is
-  'PUT /admin/users/{id}: email (and email_confirm), metadata (merged), role, password (ends the user''s '
+  'PUT /admin/users/{id}: email (and email_confirm), phone (and phone_confirm), metadata (merged), role, password (ends the user''s '
   'sessions), ban for p_ban_seconds (0 lifts a ban; a ban ends the sessions).';
 grant execute on function auth.admin_update_user(text, uuid, jsonb, text, bigint, inet) to authgres_service;
 

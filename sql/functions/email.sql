@@ -442,7 +442,6 @@ declare
   v_token auth.one_time_tokens;
   v_user auth.users;
   v_email text;
-  v_digest bytea;
   v_found boolean := false;
   v_auth_code text;
 begin
@@ -476,25 +475,8 @@ begin
       raise exception using errcode = 'AUV01', message = 'Verify requires either a token or a token hash';
     end if;
     v_email := auth._normalize_email(p_email);
-    v_digest := auth._token_hash(auth._link_token(v_email, pg_catalog.btrim(p_code)));
-    -- Lock the candidates first: concurrent guesses queue here, so the attempt count stays exact.
-    for v_token in
-      select * from auth.one_time_tokens
-       where relates_to = v_email and token_type = any (v_types)
-       order by created_at desc
-       for update
-    loop
-      if v_token.expires_at > pg_catalog.now() and auth._equal_keyed(v_token.token_digest, v_digest) then
-        v_found := true;
-        exit;
-      end if;
-    end loop;
-    if not v_found then
-      update auth.one_time_tokens set attempts = attempts + 1
-       where relates_to = v_email and token_type = any (v_types) and expires_at > pg_catalog.now();
-      delete from auth.one_time_tokens
-       where relates_to = v_email and token_type = any (v_types)
-         and (attempts >= v_settings.mailer_otp_max_attempts or expires_at <= pg_catalog.now());
+    v_token := auth._spend_code(v_email, v_types, p_code);
+    if v_token.id is null then
       return auth._verify_error('Token has expired or is invalid');
     end if;
   end if;

@@ -43,7 +43,7 @@ begin
   return pg_catalog.jsonb_build_object(
     'id', p_factor.id, 'friendly_name', p_factor.friendly_name, 'factor_type', p_factor.factor_type,
     'status', p_factor.status, 'created_at', p_factor.created_at, 'updated_at', p_factor.updated_at,
-    'last_challenged_at', p_factor.last_challenged_at, 'phone', '');
+    'last_challenged_at', p_factor.last_challenged_at, 'phone', coalesce(p_factor.phone, ''));
 end
 $$;
 comment on function auth._factor_json(auth.mfa_factors) is 'A factor as GoTrue serialises it (never its secret).';
@@ -273,7 +273,8 @@ comment on function auth._raise_session_aal(auth.users, auth.sessions, auth.mfa_
   'Makes a session aal2 with p_method in its amr, and answers with fresh tokens for it.';
 
 create or replace function auth.enroll_factor(
-  p_access_token text, p_factor_type text, p_friendly_name text default null, p_ip inet default null
+  p_access_token text, p_factor_type text, p_friendly_name text default null, p_ip inet default null,
+  p_phone text default null
 ) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
@@ -286,8 +287,12 @@ declare
 begin
   select * into v_settings from auth.settings;
   select * into v_ctx from auth._mfa_user(p_access_token);
-  if p_factor_type not in ('totp', 'email') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
+  if p_factor_type = 'phone' and not v_settings.mfa_phone_enroll_enabled then
+    raise exception using errcode = 'AUM11', message = 'MFA enroll is disabled for Phone';
+  end if;
+  if p_factor_type not in ('totp', 'email', 'phone') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
     raise exception using errcode = 'AUV01', message = 'factor_type needs to be totp'
+      || case when v_settings.mfa_phone_enroll_enabled then ', phone' else '' end
       || case when v_settings.mfa_email = 'off' then '' else ' or email' end;
   end if;
   if exists (select from auth.mfa_factors where user_id = (v_ctx.usr).id and status = 'verified')
@@ -316,9 +321,15 @@ begin
     return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'email', 'friendly_name', v_factor.friendly_name);
   end if;
   begin
-    insert into auth.mfa_factors (user_id, friendly_name, factor_type, secret)
-    values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'totp', auth._random_bytes(20))
-    returning * into v_factor;
+    if p_factor_type = 'phone' then
+      insert into auth.mfa_factors (user_id, friendly_name, factor_type, phone)
+      values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'phone', auth._normalize_phone(p_phone))
+      returning * into v_factor;
+    else
+      insert into auth.mfa_factors (user_id, friendly_name, factor_type, secret)
+      values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'totp', auth._random_bytes(20))
+      returning * into v_factor;
+    end if;
   exception when unique_violation then
     raise exception using errcode = 'AUM04',
       message = pg_catalog.format('A factor with the friendly name "%s" for this user already exists', p_friendly_name);
@@ -326,16 +337,23 @@ begin
   perform auth._audit(v_ctx.usr, 'factor_enrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
   perform auth._user_event((v_ctx.usr).id, 'factor_changed',
                            pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'enrolled'));
+  if p_factor_type = 'phone' then
+    return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'phone', 'friendly_name', v_factor.friendly_name,
+                                         'phone', v_factor.phone);
+  end if;
   -- The secret leaves the database this once, for the QR code; the service formats it.
   return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'totp', 'friendly_name', v_factor.friendly_name,
                                        'secret', pg_catalog.encode(v_factor.secret, 'hex'), 'account', (v_ctx.usr).email);
 end
 $$;
-comment on function auth.enroll_factor(text, text, text, inet) is
-  'POST /factors: a new unverified TOTP factor (its secret returned once, hex), or the email factor.';
-grant execute on function auth.enroll_factor(text, text, text, inet) to authgres_service;
+comment on function auth.enroll_factor(text, text, text, inet, text) is
+  'POST /factors: a new unverified TOTP factor (its secret returned once, hex), a phone factor for p_phone '
+  '(mfa_phone_enroll_enabled), or the email factor.';
+grant execute on function auth.enroll_factor(text, text, text, inet, text) to authgres_service;
 
-create or replace function auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet default null) returns jsonb
+create or replace function auth.challenge_factor(
+  p_access_token text, p_factor_id uuid, p_ip inet default null, p_channel text default null
+) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
 as $$
@@ -344,12 +362,25 @@ declare
   v_ctx record;
   v_factor auth.mfa_factors;
   v_challenge auth.mfa_challenges;
+  v_sent jsonb := '{}';
 begin
   select * into v_settings from auth.settings;
   select * into v_ctx from auth._mfa_user(p_access_token);
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
   if v_factor.factor_type = 'email' then
     v_challenge := auth._issue_mfa_email(v_ctx.usr, v_factor, (v_ctx.sess).id, p_ip);
+  elsif v_factor.factor_type = 'phone' then
+    if not v_settings.mfa_phone_verify_enabled then
+      raise exception using errcode = 'AUM12', message = 'MFA verification is disabled for Phone';
+    end if;
+    perform auth._throttle_sms(v_factor.phone, 'mfa_phone');
+    v_sent := auth._queue_sms(v_ctx.usr, 'mfa_phone', v_factor.phone, p_channel, true) - 'message_id';
+    insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address, code_digest)
+    values (v_factor.id, (v_ctx.sess).id,
+            pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry), p_ip,
+            (select t.token_digest from auth.one_time_tokens t where t.user_id = (v_ctx.usr).id and t.token_type = 'mfa_phone'))
+    returning * into v_challenge;
+    update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = v_factor.id;
   else
     insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address)
     values (v_factor.id, (v_ctx.sess).id,
@@ -358,12 +389,13 @@ begin
     update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = v_factor.id;
   end if;
   return pg_catalog.jsonb_build_object('id', v_challenge.id, 'type', v_factor.factor_type,
-                                       'expires_at', auth._epoch(v_challenge.expires_at));
+                                       'expires_at', auth._epoch(v_challenge.expires_at)) || v_sent;
 end
 $$;
-comment on function auth.challenge_factor(text, uuid, inet) is
-  'POST /factors/{id}/challenge: {id, type, expires_at}; an email factor also gets its code emailed.';
-grant execute on function auth.challenge_factor(text, uuid, inet) to authgres_service;
+comment on function auth.challenge_factor(text, uuid, inet, text) is
+  'POST /factors/{id}/challenge: {id, type, expires_at}; an email factor also gets its code emailed, a phone '
+  'factor its code texted by p_channel (sms or whatsapp; the text leased to the caller in {sms}).';
+grant execute on function auth.challenge_factor(text, uuid, inet, text) to authgres_service;
 
 create or replace function auth._verify_challenge(
   p_user auth.users, p_factor auth.mfa_factors, p_challenge_id uuid, p_code text, p_ip inet,
@@ -404,10 +436,14 @@ begin
       update auth.mfa_factors set last_used_step = v_step where id = p_factor.id;
       method := 'totp';
     end if;
-  elsif v_challenge.code_digest is not null and auth._equal_keyed(
+  elsif p_factor.factor_type = 'email' and v_challenge.code_digest is not null and auth._equal_keyed(
           v_challenge.code_digest, auth._token_hash(auth._link_token(p_user.email, pg_catalog.btrim(p_code)))) then
     delete from auth.one_time_tokens where user_id = p_user.id and token_type = 'mfa_email';
     method := 'email';
+  elsif p_factor.factor_type = 'phone' and v_challenge.code_digest is not null and auth._equal_keyed(
+          v_challenge.code_digest, auth._token_hash(auth._link_token(p_factor.phone, pg_catalog.btrim(p_code)))) then
+    delete from auth.one_time_tokens where user_id = p_user.id and token_type = 'mfa_phone';
+    method := 'phone';
   end if;
   if method is null and auth._use_recovery_code(p_user, p_code, p_ip) then
     method := 'recovery_code';
@@ -423,7 +459,8 @@ begin
   if method is null then
     update auth.mfa_challenges set attempts = attempts + 1 where id = v_challenge.id;
     failure := pg_catalog.jsonb_build_object('error', 'AUM06', 'message',
-      case p_factor.factor_type when 'totp' then 'Invalid TOTP code entered' else 'Invalid MFA email code entered' end);
+      case p_factor.factor_type when 'totp' then 'Invalid TOTP code entered'
+                                when 'phone' then 'Invalid MFA Phone code entered' else 'Invalid MFA email code entered' end);
     return;
   end if;
   update auth.mfa_challenges set verified_at = pg_catalog.now() where id = v_challenge.id;
@@ -454,6 +491,9 @@ begin
   -- Serialise with refreshes of this session, which read its aal.
   select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.factor_type = 'phone' and not (select s.mfa_phone_verify_enabled from auth.settings s) then
+    raise exception using errcode = 'AUM12', message = 'MFA verification is disabled for Phone';
+  end if;
   if pg_catalog.btrim(coalesce(p_code, '')) = '' then
     raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';
   end if;

@@ -25,6 +25,11 @@ begin
      where status in ('sent', 'dead') and created_at < pg_catalog.now() - interval '7 days' limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
+  delete from auth.sms_outbox where id in (
+    select id from auth.sms_outbox
+     where status in ('sent', 'dead') and created_at < pg_catalog.now() - interval '7 days' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
   delete from auth.one_time_tokens where id in (
     select id from auth.one_time_tokens where expires_at < pg_catalog.now() limit p_batch);
   get diagnostics v_count = row_count;

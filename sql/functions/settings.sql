@@ -14,7 +14,7 @@ begin
   v_settings.updated_at := pg_catalog.now();
   for v_hook in select unnest(array[v_settings.hook_custom_access_token, v_settings.hook_before_user_created,
                                     v_settings.hook_password_verification_attempt, v_settings.hook_send_email,
-                                    v_settings.hook_before_user_deleted]) loop
+                                    v_settings.hook_before_user_deleted, v_settings.hook_send_sms]) loop
     if v_hook is not null and pg_catalog.to_regprocedure(v_hook || '(jsonb)') is null then
       raise exception using errcode = 'AUV01',
         message = pg_catalog.format('Hook function %s(jsonb) does not exist', v_hook);

@@ -18,7 +18,7 @@ grant execute on function auth.password_hash_by_email(text) to authgres_service;
 
 create or replace function auth.sign_in_with_password(
   p_user_id uuid, p_verified_hash text, p_rehash text default null,
-  p_user_agent text default null, p_ip inet default null
+  p_user_agent text default null, p_ip inet default null, p_phone boolean default false
 ) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
@@ -39,7 +39,10 @@ begin
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUS06', message = 'User is banned';
   end if;
-  if v_user.email_confirmed_at is null and v_user.phone_confirmed_at is null then
+  if p_phone and v_user.phone_confirmed_at is null then
+    raise exception using errcode = 'AUP02', message = 'Phone not confirmed';
+  end if;
+  if not p_phone and v_user.email_confirmed_at is null and v_user.phone_confirmed_at is null then
     raise exception using errcode = 'AUS04', message = 'Email not confirmed';
   end if;
   v_hook := auth._password_attempt_hook(v_user, true);
@@ -52,7 +55,8 @@ begin
          encrypted_password = coalesce(p_rehash, encrypted_password)
    where id = v_user.id
   returning * into v_user;
-  perform auth._audit(v_user, 'login', 'account', p_ip, '{"provider": "email"}');
+  perform auth._audit(v_user, 'login', 'account', p_ip,
+                      pg_catalog.jsonb_build_object('provider', case when p_phone then 'phone' else 'email' end));
   if not auth._needs_email_step(v_user) then
     return auth._start_session(v_user, 'password', p_user_agent, p_ip);
   end if;
@@ -72,9 +76,10 @@ begin
   return v_session;
 end
 $$;
-comment on function auth.sign_in_with_password(uuid, text, text, text, inet) is
-  'Signs a user in after the service verified p_verified_hash; p_rehash replaces an outdated hash.';
-grant execute on function auth.sign_in_with_password(uuid, text, text, text, inet) to authgres_service;
+comment on function auth.sign_in_with_password(uuid, text, text, text, inet, boolean) is
+  'Signs a user in after the service verified p_verified_hash; p_rehash replaces an outdated hash. p_phone: '
+  'the user was found by phone number, which must then be confirmed.';
+grant execute on function auth.sign_in_with_password(uuid, text, text, text, inet, boolean) to authgres_service;
 
 create or replace function auth.record_failed_login(p_email text, p_ip inet default null) returns void
   language plpgsql volatile security definer

@@ -176,7 +176,8 @@ comment on function auth._spend_reauthentication_nonce(auth.users, text, text) i
 create or replace function auth.update_user(
   p_access_token text, p_data jsonb default null, p_password_hash text default null,
   p_email text default null, p_nonce text default null, p_redirect_to text default null,
-  p_ip inet default null, p_code_challenge text default null, p_code_challenge_method text default null
+  p_ip inet default null, p_code_challenge text default null, p_code_challenge_method text default null,
+  p_phone text default null, p_channel text default null
 ) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
@@ -186,6 +187,7 @@ declare
   v_auth record;
   v_user auth.users;
   v_email text;
+  v_sent jsonb := '{}';
   v_method text := auth._pkce_method(p_code_challenge, p_code_challenge_method);
 begin
   select * into v_settings from auth.settings;
@@ -242,14 +244,19 @@ begin
       select * into strict v_user from auth.users where id = v_user.id;
     end if;
   end if;
-  return auth._user_json(v_user);
+  if p_phone is not null then
+    v_sent := auth._start_phone_change(v_user, p_phone, p_channel, p_ip);
+    select * into strict v_user from auth.users where id = v_user.id;
+  end if;
+  return auth._user_json(v_user) || v_sent;
 end
 $$;
-comment on function auth.update_user(text, jsonb, text, text, text, text, inet, text, text) is
+comment on function auth.update_user(text, jsonb, text, text, text, text, inet, text, text, text, text) is
   'PUT /user: merges user metadata (null removes a key); sets a new password hash, ending the user''s '
   'other sessions (with a reauthentication nonce when required); starts an email change, confirmed '
-  'from both addresses when mailer_secure_email_change (by PKCE flows'' links with a code challenge).';
-grant execute on function auth.update_user(text, jsonb, text, text, text, text, inet, text, text) to authgres_service;
+  'from both addresses when mailer_secure_email_change (by PKCE flows'' links with a code challenge); '
+  'starts a phone change, confirmed by a code texted to the new number (leased to the caller in {sms}).';
+grant execute on function auth.update_user(text, jsonb, text, text, text, text, inet, text, text, text, text) to authgres_service;
 
 create or replace function auth.reauthenticate(p_access_token text, p_ip inet default null) returns jsonb
   language plpgsql volatile security definer

@@ -1,4 +1,5 @@
-// One step of a flow through the official JavaScript clients, for tests/compat/test_auth_js_pkce.py:
+// One step of a flow through the official JavaScript clients, for tests/compat/test_auth_js_pkce.py (and
+// test_supabase_auth_py_phone.py's sign-in by SMS):
 //   node run.mjs '<step as JSON>'
 // The step names the server (url: the /auth/v1 base; base: the site URL supabase-js appends /auth/v1 to),
 // the API key, a state file and an action. The state file holds what a browser would keep between the
@@ -70,6 +71,8 @@ const redirect = step.redirect_to
 const actions = {
   signUp: () => authClient().signUp({ email: step.email, password: step.password, options: { emailRedirectTo: redirect } }),
   signInWithOtp: () => authClient().signInWithOtp({ email: step.email, options: { emailRedirectTo: redirect } }),
+  signInWithPhone: () => authClient().signInWithOtp({ phone: step.phone, options: { channel: step.channel ?? 'sms' } }),
+  verifyPhone: () => authClient().verifyOtp({ phone: step.phone, token: step.token, type: step.type ?? 'sms' }),
   resetPasswordForEmail: () => authClient().resetPasswordForEmail(step.email, { redirectTo: redirect }),
   updateUser: () => authClient().updateUser(step.attributes, { emailRedirectTo: redirect }),
   exchangeCodeForSession: () =>

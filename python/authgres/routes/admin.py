@@ -10,7 +10,7 @@ from aiohttp import web
 from msgspec import Meta
 from psycopg.types.json import Jsonb
 
-from authgres.errors import AuthError, validation_failed
+from authgres.errors import validation_failed
 from authgres.http import Bearer, client_ip, db, passwords, redirect_to, reply, settings
 from authgres.inputs import Body, JsonObject, Query, RedirectQuery, Text, Url, UserPath, declared
 
@@ -38,12 +38,13 @@ class UserListQuery(PageQuery):
 class AdminUserAttributes(Body):
     id: Annotated[uuid.UUID, Meta(description="The new user's id (default: a random UUID)")] | None = None
     email: Text | None = None
-    phone: Annotated[Text, Meta(description="Not supported yet: answers phone_provider_disabled")] | None = None
+    phone: Annotated[Text, Meta(description="E.164; unique like an email")] | None = None
     password: Text | None = None
     password_hash: (
         Annotated[Text, Meta(description="An imported bcrypt or argon2 hash, instead of password")] | None
     ) = None
     email_confirm: bool | None = None
+    phone_confirm: bool | None = None
     user_metadata: JsonObject | None = None
     app_metadata: JsonObject | None = None
     role: Text | None = None
@@ -96,8 +97,6 @@ def ban_seconds(value: str | None) -> int | None:
 
 async def _attributes(request: web.Request, body: AdminUserAttributes) -> tuple[dict[str, Any], str | None]:
     """The user attributes the SQL function reads, and the password hash to store (if any)."""
-    if body.phone:
-        raise AuthError(422, "phone_provider_disabled", "Phone users are not supported")
     password, imported = body.password, body.password_hash
     if password and imported:
         raise validation_failed("Only a password or a password hash should be provided")
@@ -108,6 +107,8 @@ async def _attributes(request: web.Request, body: AdminUserAttributes) -> tuple[
         "id": str(body.id) if body.id else None,
         "email": body.email,
         "email_confirm": body.email_confirm,
+        "phone": body.phone,
+        "phone_confirm": body.phone_confirm,
         "user_metadata": body.user_metadata,
         "app_metadata": body.app_metadata,
         "role": body.role,

@@ -10,19 +10,27 @@ import segno
 from aiohttp import web
 from msgspec import Meta
 
-from authgres.errors import AuthError
-from authgres.http import Bearer, client_ip, db, reply, settings, user_agent
-from authgres.inputs import Body, FactorPath, Text, UserFactorPath, UserPath, declared
+from authgres.http import Bearer, client_ip, db, reply, settings, sms, user_agent
+from authgres.inputs import Body, Channel, FactorPath, Text, UserFactorPath, UserPath, declared
 
 routes = web.RouteTableDef()
 
 
 class EnrollRequest(Body):
-    factor_type: Annotated[Text, Meta(extra_json_schema={"enum": ["totp", "email"]})] | None = None
+    factor_type: Annotated[Text, Meta(extra_json_schema={"enum": ["totp", "email", "phone"]})] | None = None
     friendly_name: Text | None = None
+    phone: Annotated[Text, Meta(description="A phone factor's number (AUTHGRES_MFA_PHONE_ENROLL_ENABLED)")] | None = (
+        None
+    )
     issuer: (
         Annotated[Text, Meta(description="TOTP issuer shown by authenticator apps (default: the site's host)")] | None
     ) = None
+
+
+class ChallengeRequest(Body):
+    """auth-js sends the whole params object (factorId too); what else is there is ignored."""
+
+    channel: Channel | None = None
 
 
 class VerifyFactorRequest(Body):
@@ -44,8 +52,6 @@ def _totp(secret_hex: str, issuer: str, account: str) -> dict[str, str]:
 @routes.post("/factors")
 @declared
 async def enroll(request: web.Request, token: Bearer, body: EnrollRequest) -> web.Response:
-    if body.factor_type == "phone":
-        raise AuthError(422, "mfa_phone_enroll_not_enabled", "MFA enroll is disabled for Phone")
     enrolled = json.loads(
         await db(request).call(
             "enroll_factor",
@@ -53,21 +59,28 @@ async def enroll(request: web.Request, token: Bearer, body: EnrollRequest) -> we
             factor_type=body.factor_type or "",
             friendly_name=body.friendly_name or None,
             ip=client_ip(request),
+            phone=body.phone,
         )
     )
     if enrolled["type"] == "totp":
         issuer = body.issuer or urlsplit(settings(request).site_url).hostname or "authgres"
         enrolled["totp"] = _totp(enrolled.pop("secret"), issuer, enrolled.pop("account") or "")
-    enrolled["phone"] = ""
+    enrolled.setdefault("phone", "")
     return reply(enrolled)
 
 
 @routes.post("/factors/{factor_id}/challenge")
 @declared
-async def challenge(request: web.Request, path: FactorPath, token: Bearer) -> web.Response:
+async def challenge(request: web.Request, path: FactorPath, token: Bearer, body: ChallengeRequest) -> web.Response:
     result = await db(request).call(
-        "challenge_factor", access_token=token, factor_id=str(path.factor_id), ip=client_ip(request)
+        "challenge_factor",
+        access_token=token,
+        factor_id=str(path.factor_id),
+        ip=client_ip(request),
+        channel=body.channel,
     )
+    if '"sms"' in result:  # a phone factor's code, texted before the answer
+        return reply(await sms(request).send_now(json.loads(result)))
     return reply(result)
 
 

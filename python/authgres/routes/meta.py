@@ -58,14 +58,14 @@ async def ready(request: web.Request) -> web.Response:
 async def public_settings(request: web.Request) -> web.Response:
     config = settings(request)
     external = dict.fromkeys(_OAUTH_PROVIDERS, False)
-    external.update(email=True, phone=False, anonymous_users=config.anonymous_users_enabled)
+    external.update(email=True, phone=config.external_phone_enabled, anonymous_users=config.anonymous_users_enabled)
     return reply(
         {
             "external": external,
             "disable_signup": config.disable_signup,
             "mailer_autoconfirm": config.mailer_autoconfirm,
-            "phone_autoconfirm": False,
-            "sms_provider": "",
+            "phone_autoconfirm": config.sms_autoconfirm,
+            "sms_provider": config.sms_provider if config.external_phone_enabled else "",
             "saml_enabled": False,
             "passkeys_enabled": False,
         }

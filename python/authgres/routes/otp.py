@@ -1,5 +1,7 @@
-"""Emails on request: POST /otp, /magiclink, /recover, /resend. Each answers {} whether or not the
-address is registered; the throttles are keyed by address, so a 429 does not tell either."""
+"""Emails and texts on request: POST /otp, /magiclink, /recover, /resend. Each answers {} (a text
+{message_id}) whether or not the address or number is registered; the throttles are keyed by address or
+number, so a 429 does not tell either. Texts are queued and sent by the service after the answer, so
+the answer's time does not tell either."""
 
 from typing import Annotated
 
@@ -9,15 +11,15 @@ from psycopg.types.json import Jsonb
 
 from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, validation_failed
-from authgres.http import client_ip, db, redirect_to, reply
-from authgres.inputs import JsonObject, RedirectQuery, Text, declared
+from authgres.http import client_ip, db, redirect_to, reply, require_phone
+from authgres.inputs import Channel, JsonObject, RedirectQuery, Text, declared
 from authgres.pkce import CodeChallenge, CodeChallengeMethod, challenge
 
 routes = web.RouteTableDef()
 
 PHONE_DISABLED = AuthError(400, "phone_provider_disabled", "Unsupported phone provider")
 
-Phone = Annotated[Text, Meta(description="Not supported yet: answers phone_provider_disabled")]
+Phone = Annotated[Text, Meta(description="E.164 (AUTHGRES_EXTERNAL_PHONE_ENABLED): the code is texted")]
 
 
 class EmailRequest(CaptchaProtected):
@@ -25,6 +27,7 @@ class EmailRequest(CaptchaProtected):
 
     email: Text | None = None
     phone: Phone | None = None
+    channel: Channel | None = None
     code_challenge: CodeChallenge | None = None
     code_challenge_method: CodeChallengeMethod | None = None
 
@@ -43,8 +46,11 @@ class MagicLinkRequest(EmailRequest):
     data: Annotated[JsonObject, Meta(description="user_metadata for a user created this way")] | None = None
 
 
+ResendType = Annotated[Text, Meta(extra_json_schema={"enum": ["signup", "email_change", "sms", "phone_change"]})]
+
+
 class ResendRequest(EmailRequest):
-    type: Annotated[Text, Meta(extra_json_schema={"enum": ["signup", "email_change"]})] | None = None
+    type: ResendType | None = None
 
 
 def _email(body: EmailRequest, missing: str) -> str:
@@ -77,6 +83,19 @@ async def otp(request: web.Request, body: OtpRequest, query: RedirectQuery) -> w
     await require_captcha(request, body)
     if body.email and body.phone:
         raise validation_failed("Only an email address or phone number should be provided")
+    if body.phone:
+        require_phone(request, 400, "Unsupported phone provider")
+        sent = await db(request).call(
+            "send_phone_otp",
+            phone=body.phone,
+            create_user=body.create_user is not False,
+            data=Jsonb(body.data or {}),
+            channel=body.channel,
+            ip=client_ip(request),
+        )
+        return reply(sent)
+    if body.channel:
+        raise validation_failed("Channel should only be specified with Phone OTP")
     email = _email(body, "One of email or phone must be set")
     # Absent or null is true, as in GoTrue, whose decoder leaves the default in place.
     await _send_magic_link(request, body, email, body.create_user is not False, query)
@@ -112,7 +131,13 @@ async def recover(request: web.Request, body: EmailRequest, query: RedirectQuery
 async def resend(request: web.Request, body: ResendRequest, query: RedirectQuery) -> web.Response:
     await require_captcha(request, body)
     if body.type in ("sms", "phone_change"):
-        raise PHONE_DISABLED
+        require_phone(request, 400, "Unsupported phone provider")
+        if not body.phone:
+            raise validation_failed("Type provided requires a phone number")
+        sent = await db(request).call(
+            "resend_phone", type=body.type, phone=body.phone, channel=body.channel, ip=client_ip(request)
+        )
+        return reply(sent)
     if body.type not in ("signup", "email_change"):
         raise validation_failed("Missing one of these types: signup, email_change, sms, phone_change")
     code_challenge, code_challenge_method = body.pkce()

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, invalid_credentials, validation_failed
-from authgres.http import client_ip, db, passwords, reply, user_agent
+from authgres.http import client_ip, db, passwords, reply, require_phone, user_agent
 from authgres.inputs import Query, Text, declared
 from authgres.state import METRICS
 
@@ -76,19 +76,25 @@ async def token(request: web.Request, query: TokenQuery, body: TokenRequest) -> 
 
 async def _password_grant(request: web.Request, body: TokenRequest) -> web.Response:
     await require_captcha(request, body)  # the password grant only, as in GoTrue
-    email, password = body.email, body.password or ""
-    if email and body.phone:
+    email, phone, password = body.email, body.phone, body.password or ""
+    if email and phone:
         raise validation_failed("Only an email address or phone number should be provided on login.")
-    if body.phone:
-        raise AuthError(422, "phone_provider_disabled", "Phone logins are disabled")
-    if not email:
+    if phone:
+        require_phone(request, 422, "Phone logins are disabled")
+    elif not email:
         raise validation_failed("missing email or phone")
-    account = await db(request).call_row("password_hash_by_email", email=email)
+    if phone:
+        account = await db(request).call_row("password_hash_by_phone", phone=phone)
+    else:
+        account = await db(request).call_row("password_hash_by_email", email=email)
     stored_hash = account["password_hash"] if account else None
     # Verified even without a user or password (against a dummy hash): timing does not tell them apart.
     verification = await passwords(request).verify(stored_hash, password)
     if not verification.ok or account is None:
-        await db(request).call("record_failed_login", email=email, ip=client_ip(request))
+        if phone:
+            await db(request).call("record_failed_phone_login", phone=phone, ip=client_ip(request))
+        else:
+            await db(request).call("record_failed_login", email=email, ip=client_ip(request))
         request.app[METRICS].login_failures.inc()
         raise invalid_credentials()
     session = await db(request).call(
@@ -98,6 +104,7 @@ async def _password_grant(request: web.Request, body: TokenRequest) -> web.Respo
         rehash=verification.rehash,
         user_agent=user_agent(request),
         ip=client_ip(request),
+        phone=bool(phone),
     )
     weakness = passwords(request).weakness(password)
     if weakness and '"access_token"' in session:

@@ -1,5 +1,6 @@
 """GET /user and PUT /user: the signed-in user."""
 
+import json
 from typing import Annotated
 
 from aiohttp import web
@@ -7,8 +8,8 @@ from msgspec import Meta
 from psycopg.types.json import Jsonb
 
 from authgres.errors import AuthError, invalid_credentials
-from authgres.http import Bearer, client_ip, db, passwords, redirect_to, reply
-from authgres.inputs import Body, JsonObject, RedirectQuery, Text, declared
+from authgres.http import Bearer, client_ip, db, passwords, redirect_to, reply, require_phone, sms
+from authgres.inputs import Body, Channel, JsonObject, RedirectQuery, Text, declared
 from authgres.pkce import CodeChallenge, CodeChallengeMethod, challenge
 
 routes = web.RouteTableDef()
@@ -28,7 +29,10 @@ class UserUpdate(Body):
         ]
         | None
     ) = None
-    phone: Annotated[Text, Meta(description="Not supported yet: answers phone_provider_disabled")] | None = None
+    phone: (
+        Annotated[Text, Meta(description="Starts a phone change, confirmed by a code texted to the new number")] | None
+    ) = None
+    channel: Channel | None = None
     password: Annotated[Text, Meta(description="Ends the user's other sessions")] | None = None
     current_password: Annotated[Text, Meta(description="When given, must match the current password")] | None = None
     nonce: (
@@ -71,7 +75,7 @@ async def get_user(request: web.Request, token: Bearer) -> web.Response:
 @declared
 async def update_user(request: web.Request, token: Bearer, body: UserUpdate, query: RedirectQuery) -> web.Response:
     if body.phone:
-        raise AuthError(422, "phone_provider_disabled", "Phone logins are disabled")
+        require_phone(request, 422, "Phone logins are disabled")
     code_challenge, code_challenge_method = challenge(body.code_challenge, body.code_challenge_method)
     password_hash = None
     if body.password:
@@ -87,7 +91,11 @@ async def update_user(request: web.Request, token: Bearer, body: UserUpdate, que
         ip=client_ip(request),
         code_challenge=code_challenge,
         code_challenge_method=code_challenge_method,
+        phone=body.phone or None,
+        channel=body.channel,
     )
+    if body.phone:  # the new number's code is texted before the answer: a refused number is the answer
+        return reply(await sms(request).send_now(json.loads(user)))
     return reply(user)
 
 

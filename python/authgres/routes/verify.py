@@ -10,14 +10,20 @@ from aiohttp import web
 from msgspec import Meta
 
 from authgres.errors import AuthError, validation_failed
-from authgres.http import client_ip, db, passwords, redirect_to, reply, settings, user_agent
+from authgres.http import client_ip, db, passwords, redirect_to, reply, require_phone, settings, sms, user_agent
 from authgres.inputs import Body, RedirectQuery, Text, Url, declared
 
 routes = web.RouteTableDef()
 
 VerificationType = Annotated[
-    Text, Meta(extra_json_schema={"enum": ["signup", "invite", "magiclink", "recovery", "email_change", "email"]})
+    Text,
+    Meta(
+        extra_json_schema={
+            "enum": ["signup", "invite", "magiclink", "recovery", "email_change", "email", "sms", "phone_change"]
+        }
+    ),
 ]
+PHONE_TYPES = ("sms", "phone_change")
 
 
 class VerifyRequest(Body):
@@ -28,7 +34,8 @@ class VerifyRequest(Body):
 
     type: VerificationType | None = None
     email: Text | None = None
-    token: Annotated[Text, Meta(description="The emailed code; the link token in a form post")] | None = None
+    phone: Annotated[Text, Meta(description="With type sms or phone_change: the number texted")] | None = None
+    token: Annotated[Text, Meta(description="The emailed or texted code; the link token in a form post")] | None = None
     token_hash: Annotated[Text, Meta(description="The link token")] | None = None
     redirect_to: Annotated[Url, Meta(description="Form posts only")] | None = None
     password: (
@@ -90,10 +97,32 @@ async def _verify(
 async def verify(request: web.Request, body: VerifyRequest) -> web.StreamResponse:
     if request.content_type == "application/x-www-form-urlencoded":
         return await _verify_link(request, body.token or "", body.type or "", body.redirect_to or "")
+    if body.type in PHONE_TYPES:
+        return reply(await _verify_phone(request, body))
     outcome = await _verify(request, body.type, body.token, body.email, body.token_hash, body.password)
     outcome.pop("redirect_to", None)
     outcome.pop("verification_type", None)
     return reply(outcome)
+
+
+async def _verify_phone(request: web.Request, body: VerifyRequest) -> Any:
+    require_phone(request, 400, "Unsupported phone provider")
+    if not body.phone or not body.token:
+        raise validation_failed("Verify requires a phone number and a token")
+    if body.password:
+        raise validation_failed("A new password can only be set with a recovery code")
+    digits = "".join(ch for ch in body.phone if ch not in "+ -")
+    # Twilio Verify made and sent the code, so only it can tell whether the code is right.
+    approved = await sms(request).check(digits, body.token)
+    return await db(request).call(
+        "verify_phone_token",
+        type=body.type,
+        phone=body.phone,
+        code=body.token,
+        user_agent=user_agent(request),
+        ip=client_ip(request),
+        provider_approved=approved,
+    )
 
 
 @routes.get("/verify")
