@@ -18,6 +18,7 @@
 \ir email.sql
 \ir outbox.sql
 \ir mfa.sql
+\ir passkeys.sql
 \ir admin.sql
 \ir signing_keys.sql
 \ir prune.sql

@@ -67,7 +67,7 @@ async def public_settings(request: web.Request) -> web.Response:
             "phone_autoconfirm": False,
             "sms_provider": "",
             "saml_enabled": False,
-            "passkeys_enabled": False,
+            "passkeys_enabled": config.passkey_enabled,
         }
     )
 
