@@ -13,6 +13,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from authgres import passkeys
+from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError
 from authgres.http import Bearer, client_ip, db, reply, settings, user_agent
 from authgres.inputs import Body, JsonObject, Path, Text, UserPath, declared
@@ -34,6 +35,10 @@ class CeremonyRequest(Body):
     credential: (
         Annotated[JsonObject, Meta(description="The browser's PublicKeyCredential, serialised as JSON")] | None
     ) = None
+
+
+class AuthenticationOptionsRequest(CaptchaProtected):
+    """auth-js sends the captcha token here (gotrue_meta_security), checked as in GoTrue when captcha is on."""
 
 
 class RenameRequest(Body):
@@ -85,8 +90,9 @@ async def registration_verify(request: web.Request, token: Bearer, body: Ceremon
 
 @routes.post("/passkeys/authentication/options")
 @declared
-async def authentication_options(request: web.Request) -> web.Response:
+async def authentication_options(request: web.Request, body: AuthenticationOptionsRequest) -> web.Response:
     _require_enabled(request)
+    await require_captcha(request, body)
     state = json.loads(await db(request).call("passkey_authentication_options"))
     options = passkeys.authentication_options(settings(request), state["challenge"], passkey=True)
     return reply({"challenge_id": state["challenge_id"], "options": options, "expires_at": state["expires_at"]})
