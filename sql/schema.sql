@@ -462,6 +462,97 @@ ALTER FUNCTION auth._call_hook(p_function text, p_event jsonb) OWNER TO authgres
 COMMENT ON FUNCTION auth._call_hook(p_function text, p_event jsonb) IS 'Calls a configured hook f(event jsonb) returns jsonb, as authgres_hook. Raises AUH01 if it fails, AUH02 if it times out, AUH03 when it answers {"error": {"message": ...}}.';
 
 --
+-- Name: mfa_factors; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.mfa_factors (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    friendly_name text DEFAULT ''::text NOT NULL,
+    factor_type text NOT NULL,
+    status text DEFAULT 'unverified'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    secret bytea,
+    last_challenged_at timestamp with time zone,
+    last_used_step bigint,
+    phone text,
+    CONSTRAINT mfa_factors_factor_type_check CHECK ((factor_type = ANY (ARRAY['totp'::text, 'email'::text, 'phone'::text, 'webauthn'::text]))),
+    CONSTRAINT mfa_factors_phone_check CHECK ((phone ~ '^[1-9][0-9]{1,14}$'::text)),
+    CONSTRAINT mfa_factors_phone_factor_has_phone CHECK (((factor_type = 'phone'::text) = (phone IS NOT NULL))),
+    CONSTRAINT mfa_factors_status_check CHECK ((status = ANY (ARRAY['unverified'::text, 'verified'::text])))
+);
+
+ALTER TABLE auth.mfa_factors OWNER TO authgres_owner;
+
+--
+-- Name: TABLE mfa_factors; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.mfa_factors IS 'Second factors of a user: TOTP authenticator apps, email, and WebAuthn authenticators.';
+
+--
+-- Name: COLUMN mfa_factors.secret; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.mfa_factors.secret IS 'The TOTP key (20 random bytes). Readable only by the owner role.';
+
+--
+-- Name: COLUMN mfa_factors.last_used_step; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.mfa_factors.last_used_step IS 'TOTP time step of the last accepted code: a code works once.';
+
+--
+-- Name: COLUMN mfa_factors.phone; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.mfa_factors.phone IS 'A phone factor''s number (E.164 digits without +).';
+
+--
+-- Name: _challenge_webauthn_factor(auth.users, uuid, auth.mfa_factors, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._challenge_webauthn_factor(p_user auth.users, p_session_id uuid, p_factor auth.mfa_factors, p_ip inet) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_challenge auth.mfa_challenges;
+begin
+  select * into v_settings from auth.settings;
+  if not v_settings.mfa_web_authn_enabled then
+    raise exception using errcode = 'AUM14', message = 'MFA verification is disabled for WebAuthn';
+  end if;
+  insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address, web_authn_challenge)
+  values (p_factor.id, p_session_id, pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry),
+          p_ip, auth._random_bytes(32))
+  returning * into v_challenge;
+  update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = p_factor.id;
+  -- An unverified factor registers its credential (excluding the user's others); a verified one asserts it.
+  return pg_catalog.jsonb_build_object(
+    'id', v_challenge.id, 'type', 'webauthn', 'expires_at', auth._epoch(v_challenge.expires_at),
+    'webauthn', pg_catalog.jsonb_build_object(
+      'type', case p_factor.status when 'verified' then 'request' else 'create' end,
+      'challenge', auth.url_encode(v_challenge.web_authn_challenge),
+      'user', auth._webauthn_user(p_user),
+      'credentials', case p_factor.status
+        when 'verified' then coalesce((select pg_catalog.jsonb_agg(auth.url_encode(c.credential_id))
+                                         from auth.webauthn_credentials c where c.factor_id = p_factor.id), '[]')
+        else auth._user_credential_ids(p_user.id) end));
+end
+$$;
+
+ALTER FUNCTION auth._challenge_webauthn_factor(p_user auth.users, p_session_id uuid, p_factor auth.mfa_factors, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _challenge_webauthn_factor(p_user auth.users, p_session_id uuid, p_factor auth.mfa_factors, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._challenge_webauthn_factor(p_user auth.users, p_session_id uuid, p_factor auth.mfa_factors, p_ip inet) IS 'A WebAuthn factor''s challenge: type create (register its credential; credentials: those to exclude) or request (assert it; credentials: the one allowed), with the random challenge and the user.';
+
+--
 -- Name: _check_jwt(text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -572,6 +663,93 @@ ALTER FUNCTION auth._confirm_phone(p_user auth.users) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._confirm_phone(p_user auth.users) IS 'Marks the user''s phone verified (user, metadata and phone identity).';
 
 --
+-- Name: webauthn_challenges; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.webauthn_challenges (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid,
+    challenge_type text NOT NULL,
+    challenge bytea NOT NULL,
+    session_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT webauthn_challenges_challenge_check CHECK ((length(challenge) >= 16)),
+    CONSTRAINT webauthn_challenges_challenge_type_check CHECK ((challenge_type = ANY (ARRAY['registration'::text, 'authentication'::text]))),
+    CONSTRAINT webauthn_challenges_check CHECK (((challenge_type = 'registration'::text) = (user_id IS NOT NULL))),
+    CONSTRAINT webauthn_challenges_session_data_check CHECK ((jsonb_typeof(session_data) = 'object'::text))
+);
+
+ALTER TABLE auth.webauthn_challenges OWNER TO authgres_owner;
+
+--
+-- Name: TABLE webauthn_challenges; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.webauthn_challenges IS 'Live passkey ceremonies: a registration (for a signed-in user) or a discoverable sign-in (no user). Each is deleted by the one verification that uses it, in the transaction that records its result.';
+
+--
+-- Name: COLUMN webauthn_challenges.user_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_challenges.user_id IS 'Who registers; NULL for a sign-in (the passkey names its user).';
+
+--
+-- Name: COLUMN webauthn_challenges.challenge; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_challenges.challenge IS 'The random challenge (32 bytes) the authenticator must sign.';
+
+--
+-- Name: COLUMN webauthn_challenges.session_data; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_challenges.session_data IS 'What else the ceremony was started with (user verification asked).';
+
+--
+-- Name: COLUMN webauthn_challenges.expires_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_challenges.expires_at IS 'After this the challenge is refused (webauthn_challenge_expired).';
+
+--
+-- Name: _consume_webauthn_challenge(uuid, text, uuid, bytea); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._consume_webauthn_challenge(p_challenge_id uuid, p_challenge_type text, p_user_id uuid, p_challenge bytea) RETURNS auth.webauthn_challenges
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_challenge auth.webauthn_challenges;
+begin
+  -- Deleted first: a concurrent verification of the same challenge waits on this row, then finds it
+  -- gone. A refusal below rolls the delete back with everything else.
+  delete from auth.webauthn_challenges
+   where id = p_challenge_id and challenge_type = p_challenge_type and user_id is not distinct from p_user_id
+  returning * into v_challenge;
+  if not found then
+    raise exception using errcode = 'AUW01', message = 'Challenge not found or already used';
+  end if;
+  if v_challenge.expires_at <= pg_catalog.now() then
+    raise exception using errcode = 'AUW02', message = 'Challenge has expired';
+  end if;
+  if not auth._equal_keyed(v_challenge.challenge, p_challenge) then
+    raise exception using errcode = 'AUW03', message = 'Credential verification failed';
+  end if;
+  return v_challenge;
+end
+$$;
+
+ALTER FUNCTION auth._consume_webauthn_challenge(p_challenge_id uuid, p_challenge_type text, p_user_id uuid, p_challenge bytea) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _consume_webauthn_challenge(p_challenge_id uuid, p_challenge_type text, p_user_id uuid, p_challenge bytea); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._consume_webauthn_challenge(p_challenge_id uuid, p_challenge_type text, p_user_id uuid, p_challenge bytea) IS 'Spends a live passkey challenge of this type (and user), whose value is the one the authenticator signed: AUW01 unknown or spent, AUW02 expired, AUW03 another challenge was signed.';
+
+--
 -- Name: _decode_json_segment(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -675,54 +853,6 @@ ALTER FUNCTION auth._delete_user(p_user auth.users, p_soft boolean) OWNER TO aut
 --
 
 COMMENT ON FUNCTION auth._delete_user(p_user auth.users, p_soft boolean) IS 'Removes a user with everything it signs in with (sessions, identities, factors, API keys), or with p_soft keeps the row freed of address and secrets; emits account_deleted.';
-
---
--- Name: mfa_factors; Type: TABLE; Schema: auth; Owner: authgres_owner
---
-
-CREATE TABLE auth.mfa_factors (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    user_id uuid NOT NULL,
-    friendly_name text DEFAULT ''::text NOT NULL,
-    factor_type text NOT NULL,
-    status text DEFAULT 'unverified'::text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    secret bytea,
-    last_challenged_at timestamp with time zone,
-    last_used_step bigint,
-    phone text,
-    CONSTRAINT mfa_factors_factor_type_check CHECK ((factor_type = ANY (ARRAY['totp'::text, 'email'::text, 'phone'::text]))),
-    CONSTRAINT mfa_factors_phone_check CHECK ((phone ~ '^[1-9][0-9]{1,14}$'::text)),
-    CONSTRAINT mfa_factors_phone_factor_has_phone CHECK (((factor_type = 'phone'::text) = (phone IS NOT NULL))),
-    CONSTRAINT mfa_factors_status_check CHECK ((status = ANY (ARRAY['unverified'::text, 'verified'::text])))
-);
-
-ALTER TABLE auth.mfa_factors OWNER TO authgres_owner;
-
---
--- Name: TABLE mfa_factors; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON TABLE auth.mfa_factors IS 'Second factors of a user: TOTP authenticator apps, email, and phone (SMS or WhatsApp).';
-
---
--- Name: COLUMN mfa_factors.secret; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.mfa_factors.secret IS 'The TOTP key (20 random bytes). Readable only by the owner role.';
-
---
--- Name: COLUMN mfa_factors.last_used_step; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.mfa_factors.last_used_step IS 'TOTP time step of the last accepted code: a code works once.';
-
---
--- Name: COLUMN mfa_factors.phone; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.mfa_factors.phone IS 'A phone factor''s number (E.164 digits without +).';
 
 --
 -- Name: _email_factor(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -917,6 +1047,9 @@ CREATE TABLE auth.settings (
     hook_send_sms text,
     mfa_phone_enroll_enabled boolean DEFAULT false NOT NULL,
     mfa_phone_verify_enabled boolean DEFAULT false NOT NULL,
+    passkey_max_per_user integer DEFAULT 10 NOT NULL,
+    webauthn_challenge_expiry integer DEFAULT 300 NOT NULL,
+    mfa_web_authn_enabled boolean DEFAULT false NOT NULL,
     CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
     CONSTRAINT settings_flow_state_expiry_check CHECK ((flow_state_expiry > 0)),
@@ -929,6 +1062,7 @@ CREATE TABLE auth.settings (
     CONSTRAINT settings_mfa_email_check CHECK ((mfa_email = ANY (ARRAY['off'::text, 'optional'::text, 'required'::text]))),
     CONSTRAINT settings_mfa_max_attempts_check CHECK ((mfa_max_attempts > 0)),
     CONSTRAINT settings_mfa_max_enrolled_factors_check CHECK ((mfa_max_enrolled_factors > 0)),
+    CONSTRAINT settings_passkey_max_per_user_check CHECK ((passkey_max_per_user > 0)),
     CONSTRAINT settings_rate_limit_email_per_address_check CHECK ((rate_limit_email_per_address >= 0)),
     CONSTRAINT settings_rate_limit_email_per_ip_check CHECK ((rate_limit_email_per_ip >= 0)),
     CONSTRAINT settings_rate_limit_sms_sent_check CHECK ((rate_limit_sms_sent >= 0)),
@@ -941,7 +1075,8 @@ CREATE TABLE auth.settings (
     CONSTRAINT settings_sms_otp_exp_check CHECK ((sms_otp_exp > 0)),
     CONSTRAINT settings_sms_otp_length_check CHECK (((sms_otp_length >= 6) AND (sms_otp_length <= 10))),
     CONSTRAINT settings_sms_test_otp_check CHECK ((jsonb_typeof(sms_test_otp) = 'object'::text)),
-    CONSTRAINT settings_smtp_max_frequency_check CHECK ((smtp_max_frequency >= 0))
+    CONSTRAINT settings_smtp_max_frequency_check CHECK ((smtp_max_frequency >= 0)),
+    CONSTRAINT settings_webauthn_challenge_expiry_check CHECK ((webauthn_challenge_expiry > 0))
 );
 
 ALTER TABLE auth.settings OWNER TO authgres_owner;
@@ -1083,6 +1218,24 @@ COMMENT ON COLUMN auth.settings.sms_test_otp IS 'Development: number -> fixed co
 --
 
 COMMENT ON COLUMN auth.settings.hook_send_sms IS 'A function f(event jsonb) returns jsonb that delivers texts itself, in place of the SMS outbox.';
+
+--
+-- Name: COLUMN settings.passkey_max_per_user; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.passkey_max_per_user IS 'How many passkeys one user may register.';
+
+--
+-- Name: COLUMN settings.webauthn_challenge_expiry; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.webauthn_challenge_expiry IS 'Seconds a passkey ceremony''s challenge lives.';
+
+--
+-- Name: COLUMN settings.mfa_web_authn_enabled; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.mfa_web_authn_enabled IS 'Whether WebAuthn may be enrolled and verified as an MFA factor.';
 
 --
 -- Name: _fixed_code(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1258,7 +1411,8 @@ CREATE TABLE auth.mfa_challenges (
     ip_address inet,
     attempts integer DEFAULT 0 NOT NULL,
     login_token_digest bytea,
-    code_digest bytea
+    code_digest bytea,
+    web_authn_challenge bytea
 );
 
 ALTER TABLE auth.mfa_challenges OWNER TO authgres_owner;
@@ -1280,6 +1434,12 @@ COMMENT ON COLUMN auth.mfa_challenges.login_token_digest IS 'SHA-256 of the chal
 --
 
 COMMENT ON COLUMN auth.mfa_challenges.code_digest IS 'For email factors: SHA-256 of the emailed link token.';
+
+--
+-- Name: COLUMN mfa_challenges.web_authn_challenge; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.mfa_challenges.web_authn_challenge IS 'The random challenge a WebAuthn factor''s authenticator must sign (NULL for the other factors).';
 
 --
 -- Name: _issue_mfa_email(auth.users, auth.mfa_factors, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1841,6 +2001,150 @@ ALTER FUNCTION auth._normalize_phone(p_phone text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._normalize_phone(p_phone text) IS 'E.164 digits without +: +, spaces and dashes removed; AUV01 unless 2-15 digits not starting with 0.';
 
 --
+-- Name: webauthn_credentials; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.webauthn_credentials (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    factor_id uuid,
+    credential_id bytea NOT NULL,
+    public_key bytea NOT NULL,
+    attestation_type text DEFAULT ''::text NOT NULL,
+    aaguid uuid,
+    sign_count bigint DEFAULT 0 NOT NULL,
+    transports jsonb DEFAULT '[]'::jsonb NOT NULL,
+    backup_eligible boolean DEFAULT false NOT NULL,
+    backed_up boolean DEFAULT false NOT NULL,
+    friendly_name text DEFAULT ''::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_used_at timestamp with time zone,
+    CONSTRAINT webauthn_credentials_credential_id_check CHECK (((length(credential_id) >= 16) AND (length(credential_id) <= 1023))),
+    CONSTRAINT webauthn_credentials_friendly_name_check CHECK ((length(friendly_name) <= 120)),
+    CONSTRAINT webauthn_credentials_sign_count_check CHECK (((sign_count >= 0) AND (sign_count <= '4294967295'::bigint))),
+    CONSTRAINT webauthn_credentials_transports_check CHECK ((jsonb_typeof(transports) = 'array'::text))
+);
+
+ALTER TABLE auth.webauthn_credentials OWNER TO authgres_owner;
+
+--
+-- Name: TABLE webauthn_credentials; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.webauthn_credentials IS 'WebAuthn public-key credentials: passkeys (factor_id NULL), which sign in alone, and the credentials of WebAuthn MFA factors. Only public keys: nothing here signs anything in.';
+
+--
+-- Name: COLUMN webauthn_credentials.factor_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.factor_id IS 'The WebAuthn MFA factor this credential proves; NULL for a passkey.';
+
+--
+-- Name: COLUMN webauthn_credentials.credential_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.credential_id IS 'The authenticator''s credential id (rawId).';
+
+--
+-- Name: COLUMN webauthn_credentials.public_key; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.public_key IS 'The credential''s COSE public key, as registered.';
+
+--
+-- Name: COLUMN webauthn_credentials.attestation_type; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.attestation_type IS 'The attestation format registered with (none).';
+
+--
+-- Name: COLUMN webauthn_credentials.aaguid; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.aaguid IS 'The authenticator model''s AAGUID (zeros when not told).';
+
+--
+-- Name: COLUMN webauthn_credentials.sign_count; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.sign_count IS 'The authenticator''s signature counter at its last use: a later assertion must count higher (or both stay 0), else the authenticator may have been cloned and the sign-in is refused.';
+
+--
+-- Name: COLUMN webauthn_credentials.transports; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.transports IS 'How the browser reaches the authenticator (usb, internal, ...).';
+
+--
+-- Name: COLUMN webauthn_credentials.backup_eligible; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.backup_eligible IS 'Whether the credential may be synced (a multi-device passkey).';
+
+--
+-- Name: COLUMN webauthn_credentials.backed_up; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.backed_up IS 'Whether the credential was synced, at its last use.';
+
+--
+-- Name: COLUMN webauthn_credentials.friendly_name; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.friendly_name IS 'The user''s name for the passkey (at most 120 characters).';
+
+--
+-- Name: COLUMN webauthn_credentials.last_used_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.webauthn_credentials.last_used_at IS 'When it last signed in (or proved its factor).';
+
+--
+-- Name: _passkey_json(auth.webauthn_credentials); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._passkey_json(p_credential auth.webauthn_credentials) RETURNS jsonb
+    LANGUAGE sql STABLE
+    RETURN jsonb_strip_nulls(jsonb_build_object('id', (p_credential).id, 'friendly_name', NULLIF((p_credential).friendly_name, ''::text), 'created_at', (p_credential).created_at, 'last_used_at', (p_credential).last_used_at));
+
+ALTER FUNCTION auth._passkey_json(p_credential auth.webauthn_credentials) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _passkey_json(p_credential auth.webauthn_credentials); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._passkey_json(p_credential auth.webauthn_credentials) IS 'A passkey as GoTrue lists it: id, friendly_name, created_at, last_used_at (the last two omitted when unset).';
+
+--
+-- Name: _passkey_of(uuid, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._passkey_of(p_user_id uuid, p_passkey_id uuid) RETURNS auth.webauthn_credentials
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_credential auth.webauthn_credentials;
+begin
+  select * into v_credential from auth.webauthn_credentials
+   where id = p_passkey_id and user_id = p_user_id and factor_id is null for no key update;
+  if not found then
+    raise exception using errcode = 'AUW06', message = 'Passkey not found';
+  end if;
+  return v_credential;
+end
+$$;
+
+ALTER FUNCTION auth._passkey_of(p_user_id uuid, p_passkey_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _passkey_of(p_user_id uuid, p_passkey_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._passkey_of(p_user_id uuid, p_passkey_id uuid) IS 'The user''s passkey, locked, or AUW06.';
+
+--
 -- Name: _password_attempt_hook(auth.users, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -2285,6 +2589,31 @@ ALTER FUNCTION auth._require_admin(p_token text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._require_admin(p_token text) IS 'The claims of an admin token (role service_role); AUA01 for any other.';
 
 --
+-- Name: _require_passkey_aal(auth.users, auth.sessions); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._require_passkey_aal(p_user auth.users, p_session auth.sessions) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  if p_session.aal is distinct from 'aal2'
+     and exists (select from auth.mfa_factors where user_id = p_user.id and status = 'verified') then
+    raise exception using errcode = 'AUM02',
+      message = 'AAL2 session is required to manage passkeys when MFA is enabled';
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth._require_passkey_aal(p_user auth.users, p_session auth.sessions) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _require_passkey_aal(p_user auth.users, p_session auth.sessions); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._require_passkey_aal(p_user auth.users, p_session auth.sessions) IS 'AUM02 unless the session is aal2 or the user has no verified factor (then aal1 is the most there is).';
+
+--
 -- Name: _resend_pending_signup(text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -2515,6 +2844,22 @@ ALTER FUNCTION auth._sign_claims(p_claims jsonb) OWNER TO authgres_owner;
 --
 
 COMMENT ON FUNCTION auth._sign_claims(p_claims jsonb) IS 'Signs claims with the current key: HS* here; ES256 up to the signature, which the service adds.';
+
+--
+-- Name: _sign_count_regressed(bigint, bigint); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._sign_count_regressed(p_stored bigint, p_presented bigint) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    RETURN (((p_stored > 0) OR (p_presented > 0)) AND (p_presented <= p_stored));
+
+ALTER FUNCTION auth._sign_count_regressed(p_stored bigint, p_presented bigint) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _sign_count_regressed(p_stored bigint, p_presented bigint); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._sign_count_regressed(p_stored bigint, p_presented bigint) IS 'Whether an assertion''s signature counter fails to move past the stored one (an authenticator without a counter reports 0 every time): the mark of a cloned authenticator.';
 
 --
 -- Name: _signed_in(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3026,6 +3371,22 @@ ALTER FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet
 COMMENT ON FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) IS 'Spends one unused recovery code matching p_code.';
 
 --
+-- Name: _user_credential_ids(uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._user_credential_ids(p_user_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE
+    RETURN COALESCE((SELECT jsonb_agg(auth.url_encode(c.credential_id) ORDER BY c.created_at) AS jsonb_agg FROM auth.webauthn_credentials c WHERE (c.user_id = _user_credential_ids.p_user_id)), '[]'::jsonb);
+
+ALTER FUNCTION auth._user_credential_ids(p_user_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _user_credential_ids(p_user_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._user_credential_ids(p_user_id uuid) IS 'The user''s credential ids (passkeys and WebAuthn factors), base64url: what a new registration excludes.';
+
+--
 -- Name: _user_event(uuid, text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -3325,6 +3686,22 @@ ALTER FUNCTION auth._verify_error(p_message text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._verify_error(p_message text) IS 'A failed verification, returned rather than raised so that the attempt it counted commits.';
 
 --
+-- Name: _webauthn_user(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._webauthn_user(p_user auth.users) RETURNS jsonb
+    LANGUAGE sql STABLE
+    RETURN jsonb_build_object('id', (p_user).id, 'name', COALESCE(NULLIF(((p_user).email)::text, ''::text), NULLIF((p_user).phone, ''::text), ((p_user).id)::text), 'display_name', COALESCE(NULLIF(((p_user).raw_user_meta_data ->> 'name'::text), ''::text), NULLIF(((p_user).email)::text, ''::text), NULLIF((p_user).phone, ''::text), ((p_user).id)::text));
+
+ALTER FUNCTION auth._webauthn_user(p_user auth.users) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _webauthn_user(p_user auth.users); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._webauthn_user(p_user auth.users) IS 'The user as a WebAuthn registration names it: id (the user handle, as text), name and display name.';
+
+--
 -- Name: access_token_claims(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -3536,6 +3913,34 @@ ALTER FUNCTION auth.admin_delete_factor(p_admin_token text, p_user_id uuid, p_fa
 COMMENT ON FUNCTION auth.admin_delete_factor(p_admin_token text, p_user_id uuid, p_factor_id uuid, p_ip inet) IS 'DELETE /admin/users/{id}/factors/{factor_id}: answers the deleted factor.';
 
 --
+-- Name: admin_delete_passkey(text, uuid, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_delete_passkey(p_admin_token text, p_user_id uuid, p_passkey_id uuid, p_ip inet DEFAULT NULL::inet) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+  v_credential auth.webauthn_credentials;
+begin
+  perform auth._require_admin(p_admin_token);
+  v_user := auth._admin_user(p_user_id);
+  v_credential := auth._passkey_of(p_user_id, p_passkey_id);
+  delete from auth.webauthn_credentials where id = v_credential.id;
+  perform auth._audit_admin('passkey_deleted', v_user, p_ip, pg_catalog.jsonb_build_object('passkey_id', v_credential.id));
+end
+$$;
+
+ALTER FUNCTION auth.admin_delete_passkey(p_admin_token text, p_user_id uuid, p_passkey_id uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_delete_passkey(p_admin_token text, p_user_id uuid, p_passkey_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_delete_passkey(p_admin_token text, p_user_id uuid, p_passkey_id uuid, p_ip inet) IS 'DELETE /admin/users/{id}/passkeys/{passkey_id} (audited passkey_deleted, the admin as actor).';
+
+--
 -- Name: admin_delete_user(text, uuid, boolean, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -3705,6 +4110,31 @@ ALTER FUNCTION auth.admin_list_factors(p_admin_token text, p_user_id uuid) OWNER
 --
 
 COMMENT ON FUNCTION auth.admin_list_factors(p_admin_token text, p_user_id uuid) IS 'GET /admin/users/{id}/factors.';
+
+--
+-- Name: admin_list_passkeys(text, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.admin_list_passkeys(p_admin_token text, p_user_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+begin
+  perform auth._require_admin(p_admin_token);
+  perform auth._admin_user(p_user_id);
+  return coalesce((select pg_catalog.jsonb_agg(auth._passkey_json(c) order by c.created_at)
+                     from auth.webauthn_credentials c where c.user_id = p_user_id and c.factor_id is null),
+                  '[]'::jsonb);
+end
+$$;
+
+ALTER FUNCTION auth.admin_list_passkeys(p_admin_token text, p_user_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION admin_list_passkeys(p_admin_token text, p_user_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.admin_list_passkeys(p_admin_token text, p_user_id uuid) IS 'GET /admin/users/{id}/passkeys.';
 
 --
 -- Name: admin_list_users(text, integer, integer, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3937,6 +4367,8 @@ begin
             (select t.token_digest from auth.one_time_tokens t where t.user_id = (v_ctx.usr).id and t.token_type = 'mfa_phone'))
     returning * into v_challenge;
     update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = v_factor.id;
+  elsif v_factor.factor_type = 'webauthn' then
+    return auth._challenge_webauthn_factor(v_ctx.usr, (v_ctx.sess).id, v_factor, p_ip);
   else
     insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address)
     values (v_factor.id, (v_ctx.sess).id,
@@ -3955,7 +4387,7 @@ ALTER FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip
 -- Name: FUNCTION challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet, p_channel text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet, p_channel text) IS 'POST /factors/{id}/challenge: {id, type, expires_at}; an email factor also gets its code emailed, a phone factor its code texted by p_channel (sms or whatsapp; the text leased to the caller in {sms}).';
+COMMENT ON FUNCTION auth.challenge_factor(p_access_token text, p_factor_id uuid, p_ip inet, p_channel text) IS 'POST /factors/{id}/challenge: {id, type, expires_at}; an email factor also gets its code emailed, a phone factor its code texted by p_channel (sms or whatsapp; the text leased to the caller in {sms}); a WebAuthn factor''s answer carries what the service builds its credential options from.';
 
 --
 -- Name: email_outbox; Type: TABLE; Schema: auth; Owner: authgres_owner
@@ -4372,6 +4804,43 @@ ALTER FUNCTION auth.delete_own_account(p_access_token text, p_verified_hash text
 COMMENT ON FUNCTION auth.delete_own_account(p_access_token text, p_verified_hash text, p_nonce text, p_ip inet) IS 'DELETE /user: the signed-in user deletes their account (hard or soft per account_deletion). A user with verified factors proves it with an aal2 session; otherwise a user with a password by it (p_verified_hash: the hash the service verified it against), one without by a nonce from GET /reauthenticate; an anonymous user needs neither. A password given must be right. The before_user_deleted hook may veto.';
 
 --
+-- Name: delete_passkey(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.delete_passkey(p_access_token text, p_passkey_id uuid, p_ip inet DEFAULT NULL::inet) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+  v_credential auth.webauthn_credentials;
+begin
+  select * into v_ctx from auth._signed_in(p_access_token);
+  perform auth._require_passkey_aal(v_ctx.usr, v_ctx.sess);
+  -- Removals of one user queue here, so two cannot each leave the other as the last way in.
+  perform from auth.users where id = (v_ctx.usr).id for no key update;
+  v_credential := auth._passkey_of((v_ctx.usr).id, p_passkey_id);
+  if coalesce((v_ctx.usr).encrypted_password, '') = ''
+     and not exists (select from auth.identities where user_id = (v_ctx.usr).id)
+     and not exists (select from auth.webauthn_credentials
+                      where user_id = (v_ctx.usr).id and factor_id is null and id <> v_credential.id) then
+    raise exception using errcode = 'AUW07',
+      message = 'This passkey is the only way to sign in to this account: add a password or another passkey first';
+  end if;
+  delete from auth.webauthn_credentials where id = v_credential.id;
+  perform auth._audit(v_ctx.usr, 'passkey_deleted', 'user', p_ip, pg_catalog.jsonb_build_object('passkey_id', v_credential.id));
+end
+$$;
+
+ALTER FUNCTION auth.delete_passkey(p_access_token text, p_passkey_id uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION delete_passkey(p_access_token text, p_passkey_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.delete_passkey(p_access_token text, p_passkey_id uuid, p_ip inet) IS 'DELETE /passkeys/{id}: removes one of the user''s passkeys. AUW06 when it is not theirs; AUW07 when it is the last way in (no password, no identity, no other passkey).';
+
+--
 -- Name: email(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -4436,9 +4905,13 @@ begin
   if p_factor_type = 'phone' and not v_settings.mfa_phone_enroll_enabled then
     raise exception using errcode = 'AUM11', message = 'MFA enroll is disabled for Phone';
   end if;
-  if p_factor_type not in ('totp', 'email', 'phone') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
+  if p_factor_type = 'webauthn' and not v_settings.mfa_web_authn_enabled then
+    raise exception using errcode = 'AUM13', message = 'MFA enroll is disabled for WebAuthn';
+  end if;
+  if p_factor_type not in ('totp', 'email', 'phone', 'webauthn') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
     raise exception using errcode = 'AUV01', message = 'factor_type needs to be totp'
       || case when v_settings.mfa_phone_enroll_enabled then ', phone' else '' end
+      || case when v_settings.mfa_web_authn_enabled then ', webauthn' else '' end
       || case when v_settings.mfa_email = 'off' then '' else ' or email' end;
   end if;
   if exists (select from auth.mfa_factors where user_id = (v_ctx.usr).id and status = 'verified')
@@ -4473,7 +4946,8 @@ begin
       returning * into v_factor;
     else
       insert into auth.mfa_factors (user_id, friendly_name, factor_type, secret)
-      values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'totp', auth._random_bytes(20))
+      values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), p_factor_type,
+              case p_factor_type when 'totp' then auth._random_bytes(20) end)
       returning * into v_factor;
     end if;
   exception when unique_violation then
@@ -4487,6 +4961,9 @@ begin
     return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'phone', 'friendly_name', v_factor.friendly_name,
                                          'phone', v_factor.phone);
   end if;
+  if p_factor_type = 'webauthn' then  -- its credential is registered by the first challenge's answer
+    return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'webauthn', 'friendly_name', v_factor.friendly_name);
+  end if;
   -- The secret leaves the database this once, for the QR code; the service formats it.
   return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'totp', 'friendly_name', v_factor.friendly_name,
                                        'secret', pg_catalog.encode(v_factor.secret, 'hex'), 'account', (v_ctx.usr).email);
@@ -4499,7 +4976,7 @@ ALTER FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_fri
 -- Name: FUNCTION enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet, p_phone text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet, p_phone text) IS 'POST /factors: a new unverified TOTP factor (its secret returned once, hex), a phone factor for p_phone (mfa_phone_enroll_enabled), or the email factor.';
+COMMENT ON FUNCTION auth.enroll_factor(p_access_token text, p_factor_type text, p_friendly_name text, p_ip inet, p_phone text) IS 'POST /factors: a new unverified TOTP factor (its secret returned once, hex), a phone factor for p_phone (AUM11 when mfa_phone_enroll_enabled is off), a WebAuthn factor (AUM13 when not enabled), or the email factor.';
 
 --
 -- Name: exchange_auth_code(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4727,6 +5204,31 @@ ALTER FUNCTION auth.list_api_keys(p_access_token text) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth.list_api_keys(p_access_token text) IS 'GET /api_keys: the caller''s live keys, never the keys themselves.';
 
 --
+-- Name: list_passkeys(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.list_passkeys(p_access_token text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users := (auth._signed_in(p_access_token)).usr;
+begin
+  return coalesce((select pg_catalog.jsonb_agg(auth._passkey_json(c) order by c.created_at)
+                     from auth.webauthn_credentials c where c.user_id = v_user.id and c.factor_id is null),
+                  '[]'::jsonb);
+end
+$$;
+
+ALTER FUNCTION auth.list_passkeys(p_access_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION list_passkeys(p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.list_passkeys(p_access_token text) IS 'GET /passkeys: the signed-in user''s passkeys, oldest first.';
+
+--
 -- Name: list_sessions(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -4840,6 +5342,75 @@ ALTER FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dea
 COMMENT ON FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) IS 'For the metrics: emails pending, being sent and dead, and the age in seconds of the oldest not yet sent (0 when none).';
 
 --
+-- Name: passkey_authentication_options(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.passkey_authentication_options() RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_challenge auth.webauthn_challenges;
+begin
+  insert into auth.webauthn_challenges (challenge_type, challenge, expires_at)
+  values ('authentication', auth._random_bytes(32),
+          pg_catalog.now() + pg_catalog.make_interval(secs => (select s.webauthn_challenge_expiry from auth.settings s)))
+  returning * into v_challenge;
+  return pg_catalog.jsonb_build_object(
+    'challenge_id', v_challenge.id, 'challenge', auth.url_encode(v_challenge.challenge),
+    'expires_at', auth._epoch(v_challenge.expires_at));
+end
+$$;
+
+ALTER FUNCTION auth.passkey_authentication_options() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION passkey_authentication_options(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.passkey_authentication_options() IS 'POST /passkeys/authentication/options: a challenge for a discoverable sign-in (no user named).';
+
+--
+-- Name: passkey_registration_options(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.passkey_registration_options(p_access_token text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_ctx record;
+  v_challenge auth.webauthn_challenges;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  perform auth._require_passkey_aal(v_ctx.usr, v_ctx.sess);
+  if (select pg_catalog.count(*) from auth.webauthn_credentials
+       where user_id = (v_ctx.usr).id and factor_id is null) >= v_settings.passkey_max_per_user then
+    raise exception using errcode = 'AUW04', message = 'Maximum number of passkeys reached';
+  end if;
+  delete from auth.webauthn_challenges where user_id = (v_ctx.usr).id and expires_at <= pg_catalog.now();
+  insert into auth.webauthn_challenges (user_id, challenge_type, challenge, expires_at)
+  values ((v_ctx.usr).id, 'registration', auth._random_bytes(32),
+          pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.webauthn_challenge_expiry))
+  returning * into v_challenge;
+  return pg_catalog.jsonb_build_object(
+    'challenge_id', v_challenge.id, 'challenge', auth.url_encode(v_challenge.challenge),
+    'expires_at', auth._epoch(v_challenge.expires_at), 'user', auth._webauthn_user(v_ctx.usr),
+    'exclude_credentials', auth._user_credential_ids((v_ctx.usr).id));
+end
+$$;
+
+ALTER FUNCTION auth.passkey_registration_options(p_access_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION passkey_registration_options(p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.passkey_registration_options(p_access_token text) IS 'POST /passkeys/registration/options: a registration challenge for the signed-in, non-anonymous user, with what the service builds the options from (user, credentials to exclude). AUW04 at the limit.';
+
+--
 -- Name: password_hash_by_email(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -4942,6 +5513,10 @@ begin
   v_deleted := v_deleted + v_count;
   delete from auth.mfa_challenges where id in (
     select id from auth.mfa_challenges where expires_at < pg_catalog.now() - interval '1 day' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
+  delete from auth.webauthn_challenges where id in (
+    select id from auth.webauthn_challenges where expires_at < pg_catalog.now() limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
   delete from auth.rate_limits where key in (
@@ -5140,6 +5715,54 @@ ALTER FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text
 --
 
 COMMENT ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) IS 'auth._refresh_session() for each token (with its user agent and IP), in order, all committed together; one that fails gets {"error": SQLSTATE, "message": ...}.';
+
+--
+-- Name: register_passkey(text, uuid, bytea, bytea, bytea, uuid, bigint, jsonb, boolean, boolean, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.register_passkey(p_access_token text, p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_public_key bytea, p_aaguid uuid, p_sign_count bigint, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_ctx record;
+  v_credential auth.webauthn_credentials;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  perform auth._require_passkey_aal(v_ctx.usr, v_ctx.sess);
+  perform auth._consume_webauthn_challenge(p_challenge_id, 'registration', (v_ctx.usr).id, p_challenge);
+  -- Registrations of one user queue here, so the limit holds under concurrent ones.
+  perform from auth.users where id = (v_ctx.usr).id for no key update;
+  if (select pg_catalog.count(*) from auth.webauthn_credentials
+       where user_id = (v_ctx.usr).id and factor_id is null) >= v_settings.passkey_max_per_user then
+    raise exception using errcode = 'AUW04', message = 'Maximum number of passkeys reached';
+  end if;
+  begin
+    insert into auth.webauthn_credentials (user_id, credential_id, public_key, attestation_type, aaguid, sign_count,
+                                           transports, backup_eligible, backed_up, friendly_name)
+    values ((v_ctx.usr).id, p_credential_id, p_public_key, coalesce(p_attestation_type, ''), p_aaguid,
+            coalesce(p_sign_count, 0), coalesce(p_transports, '[]'), coalesce(p_backup_eligible, false),
+            coalesce(p_backed_up, false), 'Passkey')
+    returning * into v_credential;
+  exception when unique_violation then
+    raise exception using errcode = 'AUW05', message = 'This credential is already registered';
+  end;
+  perform auth._audit(v_ctx.usr, 'passkey_created', 'user', p_ip,
+                      pg_catalog.jsonb_build_object('passkey_id', v_credential.id));
+  return pg_catalog.jsonb_build_object('id', v_credential.id, 'friendly_name', v_credential.friendly_name,
+                                       'created_at', v_credential.created_at);
+end
+$$;
+
+ALTER FUNCTION auth.register_passkey(p_access_token text, p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_public_key bytea, p_aaguid uuid, p_sign_count bigint, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION register_passkey(p_access_token text, p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_public_key bytea, p_aaguid uuid, p_sign_count bigint, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.register_passkey(p_access_token text, p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_public_key bytea, p_aaguid uuid, p_sign_count bigint, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_ip inet) IS 'POST /passkeys/registration/verify, once the service verified the attestation: spends the challenge (p_challenge: the one the authenticator signed) and stores the passkey. AUW01/02/03 as the challenge says, AUW04 at the limit, AUW05 a credential already registered (to anyone).';
 
 --
 -- Name: reject_sms_outbox(bigint, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -5595,6 +6218,60 @@ ALTER FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip in
 COMMENT ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) IS 'Creates an anonymous user (no email, phone or identity) and signs it in.';
 
 --
+-- Name: sign_in_with_passkey(uuid, bytea, bytea, bytea, bigint, boolean, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.sign_in_with_passkey(p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_user_handle bytea, p_sign_count bigint, p_backed_up boolean, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_credential auth.webauthn_credentials;
+  v_user auth.users;
+begin
+  perform auth._consume_webauthn_challenge(p_challenge_id, 'authentication', null, p_challenge);
+  select * into v_credential from auth.webauthn_credentials
+   where credential_id = p_credential_id and factor_id is null for no key update;
+  -- The user handle the authenticator returned must name the passkey's own user.
+  if not found or p_user_handle is distinct from pg_catalog.convert_to(v_credential.user_id::text, 'UTF8') then
+    raise exception using errcode = 'AUW03', message = 'Credential verification failed';
+  end if;
+  select * into v_user from auth.users where id = v_credential.user_id and deleted_at is null;
+  if not found then
+    raise exception using errcode = 'AUW03', message = 'Credential verification failed';
+  end if;
+  if auth._sign_count_regressed(v_credential.sign_count, p_sign_count) then
+    -- Committed, with the spent challenge: the refusal of a possibly cloned authenticator stays on record.
+    perform auth._audit(v_user, 'passkey_sign_count_regression', 'account', p_ip, pg_catalog.jsonb_build_object(
+      'passkey_id', v_credential.id, 'stored_sign_count', v_credential.sign_count, 'sign_count', p_sign_count));
+    return pg_catalog.jsonb_build_object('error', 'AUW03', 'message', 'Credential verification failed');
+  end if;
+  if v_user.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUS06', message = 'User is banned';
+  end if;
+  if v_user.email is not null and v_user.email <> '' and v_user.email_confirmed_at is null then
+    raise exception using errcode = 'AUS04', message = 'Email not confirmed';
+  end if;
+  update auth.webauthn_credentials
+     set sign_count = p_sign_count, backed_up = coalesce(p_backed_up, backed_up),
+         last_used_at = pg_catalog.now(), updated_at = pg_catalog.now()
+   where id = v_credential.id;
+  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  perform auth._audit(v_user, 'login', 'account', p_ip,
+                      pg_catalog.jsonb_build_object('provider', 'passkey', 'passkey_id', v_credential.id));
+  return auth._start_session(v_user, 'passkey', p_user_agent, p_ip);
+end
+$$;
+
+ALTER FUNCTION auth.sign_in_with_passkey(p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_user_handle bytea, p_sign_count bigint, p_backed_up boolean, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION sign_in_with_passkey(p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_user_handle bytea, p_sign_count bigint, p_backed_up boolean, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.sign_in_with_passkey(p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_user_handle bytea, p_sign_count bigint, p_backed_up boolean, p_user_agent text, p_ip inet) IS 'POST /passkeys/authentication/verify, once the service verified the assertion (signature, origin, RP id, user verification): spends the challenge and starts a session (amr passkey) for the passkey''s user. AUW03 for another user''s handle, an unknown credential, or a signature counter that went back (audited passkey_sign_count_regression, committed).';
+
+--
 -- Name: sign_in_with_password(uuid, text, text, text, inet, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -5883,6 +6560,41 @@ ALTER FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip 
 --
 
 COMMENT ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) IS 'DELETE /factors/{id}.';
+
+--
+-- Name: update_passkey(text, uuid, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.update_passkey(p_access_token text, p_passkey_id uuid, p_friendly_name text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users := (auth._signed_in(p_access_token)).usr;
+  v_credential auth.webauthn_credentials;
+begin
+  if coalesce(p_friendly_name, '') = '' then
+    raise exception using errcode = 'AUV01', message = 'friendly_name is required';
+  end if;
+  if pg_catalog.length(p_friendly_name) > 120 then
+    raise exception using errcode = 'AUV01', message = 'friendly_name must be 120 characters or less';
+  end if;
+  v_credential := auth._passkey_of(v_user.id, p_passkey_id);
+  update auth.webauthn_credentials set friendly_name = p_friendly_name, updated_at = pg_catalog.now()
+   where id = v_credential.id
+  returning * into v_credential;
+  perform auth._audit(v_user, 'passkey_updated', 'user', p_ip, pg_catalog.jsonb_build_object('passkey_id', v_credential.id));
+  return auth._passkey_json(v_credential);
+end
+$$;
+
+ALTER FUNCTION auth.update_passkey(p_access_token text, p_passkey_id uuid, p_friendly_name text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION update_passkey(p_access_token text, p_passkey_id uuid, p_friendly_name text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.update_passkey(p_access_token text, p_passkey_id uuid, p_friendly_name text, p_ip inet) IS 'PATCH /passkeys/{id}: renames one of the user''s passkeys (1 to 120 characters). AUW06 when it is not theirs.';
 
 --
 -- Name: update_user(text, jsonb, text, text, text, text, inet, text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6247,6 +6959,9 @@ begin
   if v_factor.factor_type = 'phone' and not (select s.mfa_phone_verify_enabled from auth.settings s) then
     raise exception using errcode = 'AUM12', message = 'MFA verification is disabled for Phone';
   end if;
+  if v_factor.factor_type = 'webauthn' then  -- answered by auth.verify_webauthn_factor, never by a code
+    raise exception using errcode = 'AUV01', message = 'WebAuthn config required';
+  end if;
   if pg_catalog.btrim(coalesce(p_code, '')) = '' then
     raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';
   end if;
@@ -6362,6 +7077,128 @@ ALTER FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p
 --
 
 COMMENT ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) IS 'POST /verify with type sms or phone_change: spends the texted code (counted against it when wrong; the failure returned as {"error": "AUO01"} so that the count commits), confirms the number or completes the change, and signs the user in, in one transaction. p_provider_approved: Twilio Verify checked the code.';
+
+--
+-- Name: verify_webauthn_factor(text, uuid, uuid, text, bytea, bytea, bigint, bytea, uuid, jsonb, boolean, boolean, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.verify_webauthn_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_type text, p_challenge bytea, p_credential_id bytea, p_sign_count bigint, p_public_key bytea DEFAULT NULL::bytea, p_aaguid uuid DEFAULT NULL::uuid, p_transports jsonb DEFAULT NULL::jsonb, p_backup_eligible boolean DEFAULT NULL::boolean, p_backed_up boolean DEFAULT NULL::boolean, p_attestation_type text DEFAULT NULL::text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+  v_session auth.sessions;
+  v_factor auth.mfa_factors;
+  v_challenge auth.mfa_challenges;
+  v_credential auth.webauthn_credentials;
+  v_newly_verified boolean;
+  v_stale uuid;
+  v_response jsonb;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
+  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.factor_type <> 'webauthn' then
+    raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';
+  end if;
+  if not (select s.mfa_web_authn_enabled from auth.settings s) then
+    raise exception using errcode = 'AUM14', message = 'MFA verification is disabled for WebAuthn';
+  end if;
+  if p_type is distinct from (case v_factor.status when 'verified' then 'request' else 'create' end) then
+    raise exception using errcode = 'AUV01', message = 'WebAuthn type must be create or request';
+  end if;
+  select * into v_challenge from auth.mfa_challenges
+   where id = p_challenge_id and factor_id = v_factor.id for update;
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'MFA factor with the provided challenge ID not found';
+  end if;
+  if v_challenge.verified_at is not null or v_challenge.expires_at <= pg_catalog.now() then
+    raise exception using errcode = 'AUM07',
+      message = pg_catalog.format('MFA challenge %s has expired, verify against another challenge or create a new challenge.', v_challenge.id);
+  end if;
+  if v_challenge.ip_address is distinct from p_ip and v_challenge.ip_address is not null and p_ip is not null then
+    raise exception using errcode = 'AUM08', message = 'Challenge and verify IP addresses mismatch.';
+  end if;
+  if not auth._equal_keyed(v_challenge.web_authn_challenge, p_challenge) then
+    raise exception using errcode = 'AUM06', message = 'Invalid WebAuthn response';
+  end if;
+  -- Spent by this answer, whatever follows: concurrent answers waited on the row and find it verified.
+  update auth.mfa_challenges set verified_at = pg_catalog.now() where id = v_challenge.id;
+
+  v_newly_verified := v_factor.status = 'unverified';
+  if v_newly_verified then
+    begin
+      insert into auth.webauthn_credentials (user_id, factor_id, credential_id, public_key, attestation_type, aaguid,
+                                             sign_count, transports, backup_eligible, backed_up, friendly_name,
+                                             last_used_at)
+      values ((v_ctx.usr).id, v_factor.id, p_credential_id, p_public_key, coalesce(p_attestation_type, ''), p_aaguid,
+              coalesce(p_sign_count, 0), coalesce(p_transports, '[]'), coalesce(p_backup_eligible, false),
+              coalesce(p_backed_up, false), v_factor.friendly_name, pg_catalog.now());
+    exception when unique_violation then
+      raise exception using errcode = 'AUW05', message = 'This credential is already registered';
+    end;
+    update auth.mfa_factors set status = 'verified', updated_at = pg_catalog.now() where id = v_factor.id
+    returning * into v_factor;
+    perform auth._audit(v_ctx.usr, 'factor_verified', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+    -- As GoTrue: the other half-enrolled WebAuthn factors go.
+    for v_stale in
+      delete from auth.mfa_factors
+       where user_id = (v_ctx.usr).id and factor_type = 'webauthn' and status = 'unverified' returning id
+    loop
+      perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                               pg_catalog.jsonb_build_object('factor_id', v_stale, 'action', 'removed'));
+    end loop;
+  else
+    select * into v_credential from auth.webauthn_credentials
+     where factor_id = v_factor.id and credential_id = p_credential_id for no key update;
+    if not found then  -- another factor's, another user's, or a passkey: not this factor's credential
+      return pg_catalog.jsonb_build_object('error', 'AUM06', 'message', 'Invalid WebAuthn response');
+    end if;
+    if auth._sign_count_regressed(v_credential.sign_count, p_sign_count) then
+      perform auth._audit(v_ctx.usr, 'passkey_sign_count_regression', 'user', p_ip, pg_catalog.jsonb_build_object(
+        'factor_id', v_factor.id, 'stored_sign_count', v_credential.sign_count, 'sign_count', p_sign_count));
+      return pg_catalog.jsonb_build_object('error', 'AUM06', 'message', 'Invalid WebAuthn response');
+    end if;
+    update auth.webauthn_credentials
+       set sign_count = p_sign_count, backed_up = coalesce(p_backed_up, backed_up),
+           last_used_at = pg_catalog.now(), updated_at = pg_catalog.now()
+     where id = v_credential.id;
+  end if;
+  delete from auth.sessions where user_id = (v_ctx.usr).id and id <> v_session.id and aal = 'aal1';
+  v_response := auth._raise_session_aal(v_ctx.usr, v_session, v_factor, 'mfa/webauthn');
+  if v_newly_verified then
+    perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                             pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'verified'));
+  end if;
+  return v_response;
+end
+$$;
+
+ALTER FUNCTION auth.verify_webauthn_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_type text, p_challenge bytea, p_credential_id bytea, p_sign_count bigint, p_public_key bytea, p_aaguid uuid, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION verify_webauthn_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_type text, p_challenge bytea, p_credential_id bytea, p_sign_count bigint, p_public_key bytea, p_aaguid uuid, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.verify_webauthn_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_type text, p_challenge bytea, p_credential_id bytea, p_sign_count bigint, p_public_key bytea, p_aaguid uuid, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_user_agent text, p_ip inet) IS 'POST /factors/{id}/verify with a WebAuthn answer the service verified: create registers the factor''s credential and verifies the factor, request checks it is the factor''s credential and its counter moved on; either raises the session to aal2 (amr mfa/webauthn). The challenge is spent once it was the one signed.';
+
+--
+-- Name: webauthn_public_key(bytea); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.webauthn_public_key(p_credential_id bytea) RETURNS bytea
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    RETURN (SELECT c.public_key FROM auth.webauthn_credentials c WHERE (c.credential_id = webauthn_public_key.p_credential_id));
+
+ALTER FUNCTION auth.webauthn_public_key(p_credential_id bytea) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION webauthn_public_key(p_credential_id bytea); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.webauthn_public_key(p_credential_id bytea) IS 'The registered public key of a credential id (NULL when unknown), to check an assertion''s signature with; whose credential it is, and whether it may be used so, is decided when the result is recorded.';
 
 --
 -- Name: api_keys; Type: TABLE; Schema: auth; Owner: authgres_owner
@@ -6839,6 +7676,27 @@ ALTER TABLE ONLY auth.users
     ADD CONSTRAINT users_pkey PRIMARY KEY (id);
 
 --
+-- Name: webauthn_challenges webauthn_challenges_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.webauthn_challenges
+    ADD CONSTRAINT webauthn_challenges_pkey PRIMARY KEY (id);
+
+--
+-- Name: webauthn_credentials webauthn_credentials_credential_id_key; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.webauthn_credentials
+    ADD CONSTRAINT webauthn_credentials_credential_id_key UNIQUE (credential_id);
+
+--
+-- Name: webauthn_credentials webauthn_credentials_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.webauthn_credentials
+    ADD CONSTRAINT webauthn_credentials_pkey PRIMARY KEY (id);
+
+--
 -- Name: api_keys_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
 --
 
@@ -7031,6 +7889,30 @@ CREATE UNIQUE INDEX users_email_partial_key ON auth.users USING btree (email) WH
 CREATE INDEX users_instance_id_idx ON auth.users USING btree (instance_id);
 
 --
+-- Name: webauthn_challenges_expires_at_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX webauthn_challenges_expires_at_idx ON auth.webauthn_challenges USING btree (expires_at);
+
+--
+-- Name: webauthn_challenges_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX webauthn_challenges_user_id_idx ON auth.webauthn_challenges USING btree (user_id) WHERE (user_id IS NOT NULL);
+
+--
+-- Name: webauthn_credentials_factor_id_key; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX webauthn_credentials_factor_id_key ON auth.webauthn_credentials USING btree (factor_id) WHERE (factor_id IS NOT NULL);
+
+--
+-- Name: webauthn_credentials_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX webauthn_credentials_user_id_idx ON auth.webauthn_credentials USING btree (user_id);
+
+--
 -- Name: sessions sessions_ended; Type: TRIGGER; Schema: auth; Owner: authgres_owner
 --
 
@@ -7140,6 +8022,27 @@ ALTER TABLE ONLY auth.sessions
 
 ALTER TABLE ONLY auth.sms_outbox
     ADD CONSTRAINT sms_outbox_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE SET NULL;
+
+--
+-- Name: webauthn_challenges webauthn_challenges_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.webauthn_challenges
+    ADD CONSTRAINT webauthn_challenges_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: webauthn_credentials webauthn_credentials_factor_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.webauthn_credentials
+    ADD CONSTRAINT webauthn_credentials_factor_id_fkey FOREIGN KEY (factor_id) REFERENCES auth.mfa_factors(id) ON DELETE CASCADE;
+
+--
+-- Name: webauthn_credentials webauthn_credentials_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.webauthn_credentials
+    ADD CONSTRAINT webauthn_credentials_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
 
 --
 -- Name: api_keys; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
@@ -7268,6 +8171,18 @@ ALTER TABLE auth.user_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE auth.users ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: webauthn_challenges; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.webauthn_challenges ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webauthn_credentials; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.webauthn_credentials ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: SCHEMA auth; Type: ACL; Schema: -; Owner: authgres_owner
 --
 
@@ -7326,6 +8241,12 @@ REVOKE ALL ON FUNCTION auth._authorize(p_token text, p_require_user boolean, OUT
 REVOKE ALL ON FUNCTION auth._call_hook(p_function text, p_event jsonb) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _challenge_webauthn_factor(p_user auth.users, p_session_id uuid, p_factor auth.mfa_factors, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._challenge_webauthn_factor(p_user auth.users, p_session_id uuid, p_factor auth.mfa_factors, p_ip inet) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _check_jwt(p_token text, p_secret text, p_algorithm text, OUT header json, OUT payload json, OUT signed boolean, OUT unexpired boolean); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -7343,6 +8264,12 @@ REVOKE ALL ON FUNCTION auth._confirm_email(p_user auth.users) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION auth._confirm_phone(p_user auth.users) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _consume_webauthn_challenge(p_challenge_id uuid, p_challenge_type text, p_user_id uuid, p_challenge bytea); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._consume_webauthn_challenge(p_challenge_id uuid, p_challenge_type text, p_user_id uuid, p_challenge bytea) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _decode_json_segment(p_segment text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -7541,6 +8468,18 @@ REVOKE ALL ON FUNCTION auth._normalize_email(p_email text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._normalize_phone(p_phone text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _passkey_json(p_credential auth.webauthn_credentials); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._passkey_json(p_credential auth.webauthn_credentials) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _passkey_of(p_user_id uuid, p_passkey_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._passkey_of(p_user_id uuid, p_passkey_id uuid) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _password_attempt_hook(p_user auth.users, p_valid boolean); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -7607,6 +8546,12 @@ REVOKE ALL ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_
 REVOKE ALL ON FUNCTION auth._require_admin(p_token text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _require_passkey_aal(p_user auth.users, p_session auth.sessions); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._require_passkey_aal(p_user auth.users, p_session auth.sessions) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _resend_pending_signup(p_email text, p_redirect_to text, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -7648,6 +8593,12 @@ REVOKE ALL ON FUNCTION auth._sessions_ended() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION auth._sign_claims(p_claims jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _sign_count_regressed(p_stored bigint, p_presented bigint); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._sign_count_regressed(p_stored bigint, p_presented bigint) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _signed_in(p_access_token text, OUT usr auth.users, OUT sess auth.sessions); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -7728,6 +8679,12 @@ REVOKE ALL ON FUNCTION auth._totp_step_spent(p_factor auth.mfa_factors, p_code t
 REVOKE ALL ON FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _user_credential_ids(p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._user_credential_ids(p_user_id uuid) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _user_event(p_user_id uuid, p_kind text, p_data jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -7770,6 +8727,12 @@ REVOKE ALL ON FUNCTION auth._verify_challenge(p_user auth.users, p_factor auth.m
 REVOKE ALL ON FUNCTION auth._verify_error(p_message text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _webauthn_user(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._webauthn_user(p_user auth.users) FROM PUBLIC;
+
+--
 -- Name: FUNCTION access_token_claims(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -7805,6 +8768,13 @@ REVOKE ALL ON FUNCTION auth.admin_delete_factor(p_admin_token text, p_user_id uu
 GRANT ALL ON FUNCTION auth.admin_delete_factor(p_admin_token text, p_user_id uuid, p_factor_id uuid, p_ip inet) TO authgres_service;
 
 --
+-- Name: FUNCTION admin_delete_passkey(p_admin_token text, p_user_id uuid, p_passkey_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_delete_passkey(p_admin_token text, p_user_id uuid, p_passkey_id uuid, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_delete_passkey(p_admin_token text, p_user_id uuid, p_passkey_id uuid, p_ip inet) TO authgres_service;
+
+--
 -- Name: FUNCTION admin_delete_user(p_admin_token text, p_user_id uuid, p_soft boolean, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -7838,6 +8808,13 @@ GRANT ALL ON FUNCTION auth.admin_invite_user(p_admin_token text, p_email text, p
 
 REVOKE ALL ON FUNCTION auth.admin_list_factors(p_admin_token text, p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.admin_list_factors(p_admin_token text, p_user_id uuid) TO authgres_service;
+
+--
+-- Name: FUNCTION admin_list_passkeys(p_admin_token text, p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.admin_list_passkeys(p_admin_token text, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.admin_list_passkeys(p_admin_token text, p_user_id uuid) TO authgres_service;
 
 --
 -- Name: FUNCTION admin_list_users(p_admin_token text, p_page integer, p_per_page integer, p_filter text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -7945,6 +8922,13 @@ REVOKE ALL ON FUNCTION auth.delete_own_account(p_access_token text, p_verified_h
 GRANT ALL ON FUNCTION auth.delete_own_account(p_access_token text, p_verified_hash text, p_nonce text, p_ip inet) TO authgres_service;
 
 --
+-- Name: FUNCTION delete_passkey(p_access_token text, p_passkey_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.delete_passkey(p_access_token text, p_passkey_id uuid, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.delete_passkey(p_access_token text, p_passkey_id uuid, p_ip inet) TO authgres_service;
+
+--
 -- Name: FUNCTION end_session(p_access_token text, p_session_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -8008,6 +8992,13 @@ REVOKE ALL ON FUNCTION auth.list_api_keys(p_access_token text) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.list_api_keys(p_access_token text) TO authgres_service;
 
 --
+-- Name: FUNCTION list_passkeys(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.list_passkeys(p_access_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.list_passkeys(p_access_token text) TO authgres_service;
+
+--
 -- Name: FUNCTION list_sessions(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -8034,6 +9025,20 @@ GRANT ALL ON FUNCTION auth.logout(p_access_token text, p_scope text, p_ip inet) 
 
 REVOKE ALL ON FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) TO authgres_service;
+
+--
+-- Name: FUNCTION passkey_authentication_options(); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.passkey_authentication_options() FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.passkey_authentication_options() TO authgres_service;
+
+--
+-- Name: FUNCTION passkey_registration_options(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.passkey_registration_options(p_access_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.passkey_registration_options(p_access_token text) TO authgres_service;
 
 --
 -- Name: FUNCTION password_hash_by_email(p_email text, OUT user_id uuid, OUT password_hash text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -8097,6 +9102,13 @@ GRANT ALL ON FUNCTION auth.recovery_codes(p_access_token text, p_regenerate bool
 
 REVOKE ALL ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]) TO authgres_service;
+
+--
+-- Name: FUNCTION register_passkey(p_access_token text, p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_public_key bytea, p_aaguid uuid, p_sign_count bigint, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.register_passkey(p_access_token text, p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_public_key bytea, p_aaguid uuid, p_sign_count bigint, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.register_passkey(p_access_token text, p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_public_key bytea, p_aaguid uuid, p_sign_count bigint, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_ip inet) TO authgres_service;
 
 --
 -- Name: FUNCTION reject_sms_outbox(p_id bigint, p_error text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -8183,6 +9195,13 @@ REVOKE ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text,
 GRANT ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) TO authgres_service;
 
 --
+-- Name: FUNCTION sign_in_with_passkey(p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_user_handle bytea, p_sign_count bigint, p_backed_up boolean, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.sign_in_with_passkey(p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_user_handle bytea, p_sign_count bigint, p_backed_up boolean, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign_in_with_passkey(p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_user_handle bytea, p_sign_count bigint, p_backed_up boolean, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
 -- Name: FUNCTION sign_in_with_password(p_user_id uuid, p_verified_hash text, p_rehash text, p_user_agent text, p_ip inet, p_phone boolean); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -8223,6 +9242,13 @@ GRANT ALL ON FUNCTION auth.totp(p_secret bytea, p_at timestamp with time zone, p
 
 REVOKE ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION update_passkey(p_access_token text, p_passkey_id uuid, p_friendly_name text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.update_passkey(p_access_token text, p_passkey_id uuid, p_friendly_name text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.update_passkey(p_access_token text, p_passkey_id uuid, p_friendly_name text, p_ip inet) TO authgres_service;
 
 --
 -- Name: FUNCTION update_user(p_access_token text, p_data jsonb, p_password_hash text, p_email text, p_nonce text, p_redirect_to text, p_ip inet, p_code_challenge text, p_code_challenge_method text, p_phone text, p_channel text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -8272,6 +9298,20 @@ GRANT ALL ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, 
 
 REVOKE ALL ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) TO authgres_service;
+
+--
+-- Name: FUNCTION verify_webauthn_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_type text, p_challenge bytea, p_credential_id bytea, p_sign_count bigint, p_public_key bytea, p_aaguid uuid, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.verify_webauthn_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_type text, p_challenge bytea, p_credential_id bytea, p_sign_count bigint, p_public_key bytea, p_aaguid uuid, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.verify_webauthn_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_type text, p_challenge bytea, p_credential_id bytea, p_sign_count bigint, p_public_key bytea, p_aaguid uuid, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION webauthn_public_key(p_credential_id bytea); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.webauthn_public_key(p_credential_id bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.webauthn_public_key(p_credential_id bytea) TO authgres_service;
 
 --
 -- Name: DEFAULT PRIVILEGES FOR FUNCTIONS; Type: DEFAULT ACL; Schema: -; Owner: authgres_owner

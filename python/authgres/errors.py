@@ -77,6 +77,16 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUA05": (422, "phone_exists"),
     "AUM11": (422, "mfa_phone_enroll_not_enabled"),
     "AUM12": (422, "mfa_phone_verify_not_enabled"),
+    # Passkeys and the WebAuthn factor (sql/functions/passkeys.sql, mfa.sql).
+    "AUM13": (422, "mfa_webauthn_enroll_not_enabled"),
+    "AUM14": (422, "mfa_webauthn_verify_not_enabled"),
+    "AUW01": (400, "webauthn_challenge_not_found"),
+    "AUW02": (400, "webauthn_challenge_expired"),
+    "AUW03": (400, "webauthn_verification_failed"),
+    "AUW04": (422, "too_many_passkeys"),
+    "AUW05": (422, "webauthn_credential_exists"),
+    "AUW06": (404, "validation_failed"),
+    "AUW07": (422, "single_identity_not_deletable"),
 }
 
 

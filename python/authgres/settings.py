@@ -18,6 +18,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar, overload
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -510,6 +511,22 @@ class Settings(_FromEnvironment):
     mfa_max_enrolled_factors: int = setting(
         10, env="AUTHGRES_MFA_MAX_ENROLLED_FACTORS", read=Integer(minimum=1), sql=True
     )
+    mfa_web_authn_enabled: bool = setting(False, env="AUTHGRES_MFA_WEB_AUTHN_ENABLED", read=Flag(), sql=True)
+    # Passkeys and WebAuthn: the relying party comes from here only, never from a client.
+    passkey_enabled: bool = setting(False, env="AUTHGRES_PASSKEY_ENABLED", read=Flag())
+    passkey_max_per_user: int = setting(
+        10, env="AUTHGRES_PASSKEY_MAX_PASSKEYS_PER_USER", read=Integer(minimum=1), sql=True
+    )
+    webauthn_rp_id: str | None = setting(
+        None, env="AUTHGRES_WEBAUTHN_RP_ID", read=OptionalText(), shown="the host of AUTHGRES_SITE_URL"
+    )
+    webauthn_rp_display_name: str = setting("authgres", env="AUTHGRES_WEBAUTHN_RP_DISPLAY_NAME", read=Text())
+    webauthn_rp_origins: tuple[str, ...] = setting(
+        (), env="AUTHGRES_WEBAUTHN_RP_ORIGINS", read=CommaList(), shown="the origin of AUTHGRES_SITE_URL"
+    )
+    webauthn_challenge_expiry: int = setting(
+        300, env="AUTHGRES_WEBAUTHN_CHALLENGE_EXPIRY_DURATION", read=Integer(minimum=1), sql=True
+    )
     mfa_email: str = setting("off", env="AUTHGRES_MFA_EMAIL", read=Choice("off", "optional", "required"), sql=True)
     mfa_email_strict: bool = setting(False, env="AUTHGRES_MFA_EMAIL_STRICT", read=Flag(), sql=True)
     smtp_host: str | None = setting(None, env="AUTHGRES_SMTP_HOST", read=OptionalText())
@@ -632,6 +649,19 @@ class Settings(_FromEnvironment):
     def external_url(self) -> str:
         """Where email links point: AUTHGRES_API_EXTERNAL_URL, else this server's own address."""
         return self.api_external_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def rp_id(self) -> str:
+        """The WebAuthn relying party id: AUTHGRES_WEBAUTHN_RP_ID, else the site URL's host."""
+        return self.webauthn_rp_id or urlsplit(self.site_url).hostname or "localhost"
+
+    @property
+    def rp_origins(self) -> tuple[str, ...]:
+        """The origins WebAuthn ceremonies may come from: AUTHGRES_WEBAUTHN_RP_ORIGINS, else the site URL's."""
+        if self.webauthn_rp_origins:
+            return tuple(origin.rstrip("/") for origin in self.webauthn_rp_origins)
+        parts = urlsplit(self.site_url)
+        return (f"{parts.scheme}://{parts.netloc}",)
 
     @property
     def captcha_siteverify_url(self) -> str:

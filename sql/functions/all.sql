@@ -19,6 +19,7 @@
 \ir phone.sql
 \ir outbox.sql
 \ir mfa.sql
+\ir passkeys.sql
 \ir admin.sql
 \ir signing_keys.sql
 \ir prune.sql

@@ -290,9 +290,13 @@ begin
   if p_factor_type = 'phone' and not v_settings.mfa_phone_enroll_enabled then
     raise exception using errcode = 'AUM11', message = 'MFA enroll is disabled for Phone';
   end if;
-  if p_factor_type not in ('totp', 'email', 'phone') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
+  if p_factor_type = 'webauthn' and not v_settings.mfa_web_authn_enabled then
+    raise exception using errcode = 'AUM13', message = 'MFA enroll is disabled for WebAuthn';
+  end if;
+  if p_factor_type not in ('totp', 'email', 'phone', 'webauthn') or (p_factor_type = 'email' and v_settings.mfa_email = 'off') then
     raise exception using errcode = 'AUV01', message = 'factor_type needs to be totp'
       || case when v_settings.mfa_phone_enroll_enabled then ', phone' else '' end
+      || case when v_settings.mfa_web_authn_enabled then ', webauthn' else '' end
       || case when v_settings.mfa_email = 'off' then '' else ' or email' end;
   end if;
   if exists (select from auth.mfa_factors where user_id = (v_ctx.usr).id and status = 'verified')
@@ -327,7 +331,8 @@ begin
       returning * into v_factor;
     else
       insert into auth.mfa_factors (user_id, friendly_name, factor_type, secret)
-      values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), 'totp', auth._random_bytes(20))
+      values ((v_ctx.usr).id, coalesce(p_friendly_name, ''), p_factor_type,
+              case p_factor_type when 'totp' then auth._random_bytes(20) end)
       returning * into v_factor;
     end if;
   exception when unique_violation then
@@ -341,6 +346,9 @@ begin
     return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'phone', 'friendly_name', v_factor.friendly_name,
                                          'phone', v_factor.phone);
   end if;
+  if p_factor_type = 'webauthn' then  -- its credential is registered by the first challenge's answer
+    return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'webauthn', 'friendly_name', v_factor.friendly_name);
+  end if;
   -- The secret leaves the database this once, for the QR code; the service formats it.
   return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'totp', 'friendly_name', v_factor.friendly_name,
                                        'secret', pg_catalog.encode(v_factor.secret, 'hex'), 'account', (v_ctx.usr).email);
@@ -348,7 +356,7 @@ end
 $$;
 comment on function auth.enroll_factor(text, text, text, inet, text) is
   'POST /factors: a new unverified TOTP factor (its secret returned once, hex), a phone factor for p_phone '
-  '(mfa_phone_enroll_enabled), or the email factor.';
+  '(AUM11 when mfa_phone_enroll_enabled is off), a WebAuthn factor (AUM13 when not enabled), or the email factor.';
 grant execute on function auth.enroll_factor(text, text, text, inet, text) to authgres_service;
 
 create or replace function auth.challenge_factor(
@@ -381,6 +389,8 @@ begin
             (select t.token_digest from auth.one_time_tokens t where t.user_id = (v_ctx.usr).id and t.token_type = 'mfa_phone'))
     returning * into v_challenge;
     update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = v_factor.id;
+  elsif v_factor.factor_type = 'webauthn' then
+    return auth._challenge_webauthn_factor(v_ctx.usr, (v_ctx.sess).id, v_factor, p_ip);
   else
     insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address)
     values (v_factor.id, (v_ctx.sess).id,
@@ -394,7 +404,8 @@ end
 $$;
 comment on function auth.challenge_factor(text, uuid, inet, text) is
   'POST /factors/{id}/challenge: {id, type, expires_at}; an email factor also gets its code emailed, a phone '
-  'factor its code texted by p_channel (sms or whatsapp; the text leased to the caller in {sms}).';
+  'factor its code texted by p_channel (sms or whatsapp; the text leased to the caller in {sms}); a '
+  'WebAuthn factor''s answer carries what the service builds its credential options from.';
 grant execute on function auth.challenge_factor(text, uuid, inet, text) to authgres_service;
 
 create or replace function auth._verify_challenge(
@@ -493,6 +504,9 @@ begin
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
   if v_factor.factor_type = 'phone' and not (select s.mfa_phone_verify_enabled from auth.settings s) then
     raise exception using errcode = 'AUM12', message = 'MFA verification is disabled for Phone';
+  end if;
+  if v_factor.factor_type = 'webauthn' then  -- answered by auth.verify_webauthn_factor, never by a code
+    raise exception using errcode = 'AUV01', message = 'WebAuthn config required';
   end if;
   if pg_catalog.btrim(coalesce(p_code, '')) = '' then
     raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';
@@ -624,3 +638,143 @@ $$;
 comment on function auth.complete_twofa(text, text, text, inet) is
   'POST /token?grant_type=twofa (strict email 2-step): the challenge_token and the emailed code give an aal2 session.';
 grant execute on function auth.complete_twofa(text, text, text, inet) to authgres_service;
+
+create or replace function auth._challenge_webauthn_factor(
+  p_user auth.users, p_session_id uuid, p_factor auth.mfa_factors, p_ip inet
+) returns jsonb
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_settings auth.settings;
+  v_challenge auth.mfa_challenges;
+begin
+  select * into v_settings from auth.settings;
+  if not v_settings.mfa_web_authn_enabled then
+    raise exception using errcode = 'AUM14', message = 'MFA verification is disabled for WebAuthn';
+  end if;
+  insert into auth.mfa_challenges (factor_id, session_id, expires_at, ip_address, web_authn_challenge)
+  values (p_factor.id, p_session_id, pg_catalog.now() + pg_catalog.make_interval(secs => v_settings.mfa_challenge_expiry),
+          p_ip, auth._random_bytes(32))
+  returning * into v_challenge;
+  update auth.mfa_factors set last_challenged_at = pg_catalog.now() where id = p_factor.id;
+  -- An unverified factor registers its credential (excluding the user's others); a verified one asserts it.
+  return pg_catalog.jsonb_build_object(
+    'id', v_challenge.id, 'type', 'webauthn', 'expires_at', auth._epoch(v_challenge.expires_at),
+    'webauthn', pg_catalog.jsonb_build_object(
+      'type', case p_factor.status when 'verified' then 'request' else 'create' end,
+      'challenge', auth.url_encode(v_challenge.web_authn_challenge),
+      'user', auth._webauthn_user(p_user),
+      'credentials', case p_factor.status
+        when 'verified' then coalesce((select pg_catalog.jsonb_agg(auth.url_encode(c.credential_id))
+                                         from auth.webauthn_credentials c where c.factor_id = p_factor.id), '[]')
+        else auth._user_credential_ids(p_user.id) end));
+end
+$$;
+comment on function auth._challenge_webauthn_factor(auth.users, uuid, auth.mfa_factors, inet) is
+  'A WebAuthn factor''s challenge: type create (register its credential; credentials: those to exclude) '
+  'or request (assert it; credentials: the one allowed), with the random challenge and the user.';
+
+create or replace function auth.verify_webauthn_factor(
+  p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_type text, p_challenge bytea,
+  p_credential_id bytea, p_sign_count bigint, p_public_key bytea default null, p_aaguid uuid default null,
+  p_transports jsonb default null, p_backup_eligible boolean default null, p_backed_up boolean default null,
+  p_attestation_type text default null, p_user_agent text default null, p_ip inet default null
+) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+  v_session auth.sessions;
+  v_factor auth.mfa_factors;
+  v_challenge auth.mfa_challenges;
+  v_credential auth.webauthn_credentials;
+  v_newly_verified boolean;
+  v_stale uuid;
+  v_response jsonb;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
+  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.factor_type <> 'webauthn' then
+    raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';
+  end if;
+  if not (select s.mfa_web_authn_enabled from auth.settings s) then
+    raise exception using errcode = 'AUM14', message = 'MFA verification is disabled for WebAuthn';
+  end if;
+  if p_type is distinct from (case v_factor.status when 'verified' then 'request' else 'create' end) then
+    raise exception using errcode = 'AUV01', message = 'WebAuthn type must be create or request';
+  end if;
+  select * into v_challenge from auth.mfa_challenges
+   where id = p_challenge_id and factor_id = v_factor.id for update;
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'MFA factor with the provided challenge ID not found';
+  end if;
+  if v_challenge.verified_at is not null or v_challenge.expires_at <= pg_catalog.now() then
+    raise exception using errcode = 'AUM07',
+      message = pg_catalog.format('MFA challenge %s has expired, verify against another challenge or create a new challenge.', v_challenge.id);
+  end if;
+  if v_challenge.ip_address is distinct from p_ip and v_challenge.ip_address is not null and p_ip is not null then
+    raise exception using errcode = 'AUM08', message = 'Challenge and verify IP addresses mismatch.';
+  end if;
+  if not auth._equal_keyed(v_challenge.web_authn_challenge, p_challenge) then
+    raise exception using errcode = 'AUM06', message = 'Invalid WebAuthn response';
+  end if;
+  -- Spent by this answer, whatever follows: concurrent answers waited on the row and find it verified.
+  update auth.mfa_challenges set verified_at = pg_catalog.now() where id = v_challenge.id;
+
+  v_newly_verified := v_factor.status = 'unverified';
+  if v_newly_verified then
+    begin
+      insert into auth.webauthn_credentials (user_id, factor_id, credential_id, public_key, attestation_type, aaguid,
+                                             sign_count, transports, backup_eligible, backed_up, friendly_name,
+                                             last_used_at)
+      values ((v_ctx.usr).id, v_factor.id, p_credential_id, p_public_key, coalesce(p_attestation_type, ''), p_aaguid,
+              coalesce(p_sign_count, 0), coalesce(p_transports, '[]'), coalesce(p_backup_eligible, false),
+              coalesce(p_backed_up, false), v_factor.friendly_name, pg_catalog.now());
+    exception when unique_violation then
+      raise exception using errcode = 'AUW05', message = 'This credential is already registered';
+    end;
+    update auth.mfa_factors set status = 'verified', updated_at = pg_catalog.now() where id = v_factor.id
+    returning * into v_factor;
+    perform auth._audit(v_ctx.usr, 'factor_verified', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+    -- As GoTrue: the other half-enrolled WebAuthn factors go.
+    for v_stale in
+      delete from auth.mfa_factors
+       where user_id = (v_ctx.usr).id and factor_type = 'webauthn' and status = 'unverified' returning id
+    loop
+      perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                               pg_catalog.jsonb_build_object('factor_id', v_stale, 'action', 'removed'));
+    end loop;
+  else
+    select * into v_credential from auth.webauthn_credentials
+     where factor_id = v_factor.id and credential_id = p_credential_id for no key update;
+    if not found then  -- another factor's, another user's, or a passkey: not this factor's credential
+      return pg_catalog.jsonb_build_object('error', 'AUM06', 'message', 'Invalid WebAuthn response');
+    end if;
+    if auth._sign_count_regressed(v_credential.sign_count, p_sign_count) then
+      perform auth._audit(v_ctx.usr, 'passkey_sign_count_regression', 'user', p_ip, pg_catalog.jsonb_build_object(
+        'factor_id', v_factor.id, 'stored_sign_count', v_credential.sign_count, 'sign_count', p_sign_count));
+      return pg_catalog.jsonb_build_object('error', 'AUM06', 'message', 'Invalid WebAuthn response');
+    end if;
+    update auth.webauthn_credentials
+       set sign_count = p_sign_count, backed_up = coalesce(p_backed_up, backed_up),
+           last_used_at = pg_catalog.now(), updated_at = pg_catalog.now()
+     where id = v_credential.id;
+  end if;
+  delete from auth.sessions where user_id = (v_ctx.usr).id and id <> v_session.id and aal = 'aal1';
+  v_response := auth._raise_session_aal(v_ctx.usr, v_session, v_factor, 'mfa/webauthn');
+  if v_newly_verified then
+    perform auth._user_event((v_ctx.usr).id, 'factor_changed',
+                             pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'verified'));
+  end if;
+  return v_response;
+end
+$$;
+comment on function auth.verify_webauthn_factor(text, uuid, uuid, text, bytea, bytea, bigint, bytea, uuid, jsonb, boolean, boolean, text, text, inet) is
+  'POST /factors/{id}/verify with a WebAuthn answer the service verified: create registers the factor''s '
+  'credential and verifies the factor, request checks it is the factor''s credential and its counter moved on; '
+  'either raises the session to aal2 (amr mfa/webauthn). The challenge is spent once it was the one signed.';
+grant execute on function auth.verify_webauthn_factor(text, uuid, uuid, text, bytea, bytea, bigint, bytea, uuid, jsonb, boolean, boolean, text, text, inet)
+  to authgres_service;

@@ -57,6 +57,10 @@ begin
     select id from auth.mfa_challenges where expires_at < pg_catalog.now() - interval '1 day' limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
+  delete from auth.webauthn_challenges where id in (
+    select id from auth.webauthn_challenges where expires_at < pg_catalog.now() limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
   delete from auth.rate_limits where key in (
     select key from auth.rate_limits where window_started_at < pg_catalog.now() - interval '1 day' limit p_batch);
   get diagnostics v_count = row_count;

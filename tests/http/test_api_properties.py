@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -40,6 +41,7 @@ from schemathesis.checks import (
 from authgres.app import create_app
 from authgres.openapi import document
 from authgres.settings import Settings
+from tests.authenticator import Authenticator
 from tests.conftest import JWT_SECRET, free_port
 
 EXAMPLES_PER_OPERATION = 25
@@ -117,6 +119,8 @@ class LiveApi:
         """The id of a real user, session, factor or API key of the current user, made when missing."""
         if not self._token:
             self.access_token()
+        if name == "passkey_id" and name not in self._ids:
+            self._ids[name] = self._register_passkey()
         if name not in self._ids:
             path, body = MADE_BY[name]
             bearer = {"Authorization": f"Bearer {self._token}"}
@@ -124,6 +128,17 @@ class LiveApi:
             assert response.status_code == 200, response.text
             self._ids[name] = response.json()["id"]
         return self._ids[name]
+
+    def _register_passkey(self) -> str:
+        """A passkey of the current user, registered with the software authenticator."""
+        bearer = {"Authorization": f"Bearer {self._token}"}
+        options = self.http.post(f"{self.url}/passkeys/registration/options", headers=bearer).json()
+        credential = Authenticator().create(options["options"])
+        body = {"challenge_id": options["challenge_id"], "credential": credential}
+        response = self.http.post(f"{self.url}/passkeys/registration/verify", json=body, headers=bearer)
+        assert response.status_code == 200, response.text
+        passkey_id: str = response.json()["id"]
+        return passkey_id
 
     def prepare(self, case: schemathesis.Case) -> dict[str, str]:
         """Headers with a real token in place of the generated one (none where the case leaves it out);
@@ -145,7 +160,7 @@ class LiveApi:
 
 @pytest.fixture
 def live_api(settings: Settings) -> Iterator[LiveApi]:
-    api = LiveApi(settings)
+    api = LiveApi(replace(settings, passkey_enabled=True, mfa_web_authn_enabled=True))
     api.start()
     yield api
     api.stop()

@@ -35,6 +35,7 @@ PROTECTED = {
     "magiclink": ("/magiclink", {"email": PRESENT}),
     "recover": ("/recover", {"email": PRESENT}),
     "resend": ("/resend", {"type": "signup", "email": PENDING}),
+    "passkey": ("/passkeys/authentication/options", {}),
 }
 
 
@@ -85,6 +86,7 @@ async def siteverify(aiohttp_server):
 def captcha_settings(make_settings, siteverify):
     def build(**changes):
         on = {"captcha_enabled": True, "captcha_secret": SECRET, "captcha_verify_url": siteverify.url}
+        on["passkey_enabled"] = True  # its sign-in options are protected too
         return make_settings(**{**on, "mailer_autoconfirm": False, **changes})
 
     return build

@@ -23,6 +23,8 @@ TABLES = (
     "mfa_factors",
     "mfa_challenges",
     "rate_limits",
+    "webauthn_credentials",
+    "webauthn_challenges",
 )
 FACTOR = str(uuid.uuid4())
 

@@ -81,9 +81,38 @@ const actions = {
   ssrSignInWithOtp: () => serverClient().auth.signInWithOtp({ email: step.email, options: { emailRedirectTo: redirect } }),
   ssrExchangeCodeForSession: () => serverClient().auth.exchangeCodeForSession(step.code),
   ssrGetUser: () => serverClient().auth.getUser(),
+  // Passkeys and the WebAuthn factor (tests/compat/test_auth_js_passkeys.py): step.credential is what the
+  // test's software authenticator answered, as a browser's PublicKeyCredential.toJSON() gives it.
+  signInWithPassword: () => authClient().signInWithPassword({ email: step.email, password: step.password }),
+  passkeyStartRegistration: () => authClient().passkey.startRegistration(),
+  passkeyVerifyRegistration: () =>
+    authClient().passkey.verifyRegistration({ challengeId: step.challenge_id, credential: step.credential }),
+  passkeyStartAuthentication: () => authClient().passkey.startAuthentication(),
+  passkeyVerifyAuthentication: () =>
+    authClient().passkey.verifyAuthentication({ challengeId: step.challenge_id, credential: step.credential }),
+  passkeyList: () => authClient().passkey.list(),
+  passkeyUpdate: () => authClient().passkey.update({ passkeyId: step.passkey_id, friendlyName: step.friendly_name }),
+  passkeyDelete: () => authClient().passkey.delete({ passkeyId: step.passkey_id }),
+  adminListPasskeys: () => authClient().admin.passkey.listPasskeys({ userId: step.user_id }),
+  adminDeletePasskey: () => authClient().admin.passkey.deletePasskey({ userId: step.user_id, passkeyId: step.passkey_id }),
+  mfaWebauthnEnroll: () => authClient().mfa.webauthn.enroll({ friendlyName: step.friendly_name }),
+  mfaChallenge: () => authClient().mfa.challenge({ factorId: step.factor_id, webauthn: step.webauthn }),
+  mfaWebauthnVerify: () =>
+    authClient().mfa.webauthn.verify({
+      factorId: step.factor_id,
+      challengeId: step.challenge_id,
+      webauthn: { type: step.type, credential_response: { toJSON: () => step.credential } },
+    }),
+  mfaListFactors: () => authClient().mfa.listFactors(),
+  mfaAal: () => authClient().mfa.getAuthenticatorAssuranceLevel(),
 }
+
+// WebAuthn options hold ArrayBuffers once auth-js deserialised them: printed back as base64url.
+const base64url = (buffer) => Buffer.from(buffer).toString('base64url')
+const printable = (key, value) =>
+  value instanceof ArrayBuffer ? base64url(value) : ArrayBuffer.isView(value) ? base64url(value.buffer) : value
 
 const { data, error } = await actions[step.action]()
 await new Promise((resolve) => setTimeout(resolve, 0)) // let auth events already fired reach the listener
 const failure = error && { name: error.name, code: error.code, status: error.status, message: error.message }
-console.log(JSON.stringify({ data, error: failure, events }))
+console.log(JSON.stringify({ data, error: failure, events }, printable))

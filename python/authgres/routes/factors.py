@@ -3,21 +3,23 @@
 import base64
 import json
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import segno
 from aiohttp import web
 from msgspec import Meta
 
+from authgres import passkeys
+from authgres.errors import AuthError, validation_failed
 from authgres.http import Bearer, client_ip, db, reply, settings, sms, user_agent
-from authgres.inputs import Body, Channel, FactorPath, Text, UserFactorPath, UserPath, declared
+from authgres.inputs import Body, Channel, FactorPath, JsonObject, Text, UserFactorPath, UserPath, declared
 
 routes = web.RouteTableDef()
 
 
 class EnrollRequest(Body):
-    factor_type: Annotated[Text, Meta(extra_json_schema={"enum": ["totp", "email", "phone"]})] | None = None
+    factor_type: Annotated[Text, Meta(extra_json_schema={"enum": ["totp", "email", "phone", "webauthn"]})] | None = None
     friendly_name: Text | None = None
     phone: Annotated[Text, Meta(description="A phone factor's number (AUTHGRES_MFA_PHONE_ENROLL_ENABLED)")] | None = (
         None
@@ -33,11 +35,22 @@ class ChallengeRequest(Body):
     channel: Channel | None = None
 
 
+class WebAuthnAnswer(Body):
+    """A WebAuthn factor's answer, as auth-js's mfa.webauthn sends it (its rpId and rpOrigins are ignored:
+    the relying party is the server's configuration)."""
+
+    type: Annotated[Text, Meta(extra_json_schema={"enum": ["create", "request"]})] | None = None
+    credential_response: (
+        Annotated[JsonObject, Meta(description="The browser's PublicKeyCredential, serialised as JSON")] | None
+    ) = None
+
+
 class VerifyFactorRequest(Body):
     """auth-js sends the whole params object (factorId too); what else is there is ignored."""
 
     challenge_id: Annotated[uuid.UUID, Meta(description="Optional for an email factor")] | None = None
     code: Annotated[Text, Meta(description="The TOTP or emailed code, or a recovery code")] | None = None
+    webauthn: Annotated[WebAuthnAnswer, Meta(description="A WebAuthn factor's answer, instead of code")] | None = None
 
 
 def _totp(secret_hex: str, issuer: str, account: str) -> dict[str, str]:
@@ -81,12 +94,25 @@ async def challenge(request: web.Request, path: FactorPath, token: Bearer, body:
     )
     if '"sms"' in result:  # a phone factor's code, texted before the answer
         return reply(await sms(request).send_now(json.loads(result)))
-    return reply(result)
+    if '"webauthn"' not in result:
+        return reply(result)
+    challenge = json.loads(result)
+    state = challenge["webauthn"]
+    if state["type"] == "create":
+        options = passkeys.registration_options(settings(request), state, state["credentials"], passkey=False)
+    else:
+        options = passkeys.authentication_options(
+            settings(request), state["challenge"], state["credentials"], passkey=False
+        )
+    challenge["webauthn"] = {"type": state["type"], "credential_options": {"publicKey": options}}
+    return reply(challenge)
 
 
 @routes.post("/factors/{factor_id}/verify")
 @declared
 async def verify(request: web.Request, path: FactorPath, token: Bearer, body: VerifyFactorRequest) -> web.Response:
+    if body.webauthn is not None:
+        return reply(await _verify_webauthn(request, path, token, body, body.webauthn))
     session = await db(request).call(
         "verify_factor",
         access_token=token,
@@ -97,6 +123,46 @@ async def verify(request: web.Request, path: FactorPath, token: Bearer, body: Ve
         ip=client_ip(request),
     )
     return reply(session)
+
+
+async def _verify_webauthn(
+    request: web.Request, path: FactorPath, token: Bearer, body: VerifyFactorRequest, answer: WebAuthnAnswer
+) -> Any:
+    if answer.type not in ("create", "request"):
+        raise validation_failed("WebAuthn type must be create or request")
+    if answer.credential_response is None:
+        raise validation_failed("credential_response required")
+    if body.challenge_id is None:
+        raise validation_failed("challenge_id is required")
+    config = settings(request)
+    try:
+        if answer.type == "create":
+            registered = passkeys.verify_registration(
+                config, answer.credential_response, require_user_verification=False
+            )
+            proof: dict[str, Any] = registered.params()
+        else:
+            parsed = passkeys.assertion_credential(answer.credential_response)
+            public_key = await db(request).call("webauthn_public_key", credential_id=parsed.raw_id)
+            asserted = passkeys.verify_assertion(config, parsed, public_key, require_user_verification=False)
+            proof = {
+                "challenge": asserted.challenge,
+                "credential_id": asserted.credential_id,
+                "sign_count": asserted.sign_count,
+                "backed_up": asserted.backed_up,
+            }
+    except AuthError as error:  # as a wrong code: the factor's answer did not verify
+        raise AuthError(422, "mfa_verification_failed", "Invalid WebAuthn response") from error
+    return await db(request).call(
+        "verify_webauthn_factor",
+        access_token=token,
+        factor_id=str(path.factor_id),
+        challenge_id=str(body.challenge_id),
+        type=answer.type,
+        **proof,
+        user_agent=user_agent(request),
+        ip=client_ip(request),
+    )
 
 
 @routes.delete("/factors/{factor_id}")

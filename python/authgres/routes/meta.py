@@ -67,7 +67,7 @@ async def public_settings(request: web.Request) -> web.Response:
             "phone_autoconfirm": config.sms_autoconfirm,
             "sms_provider": config.sms_provider if config.external_phone_enabled else "",
             "saml_enabled": False,
-            "passkeys_enabled": False,
+            "passkeys_enabled": config.passkey_enabled,
         }
     )
 
