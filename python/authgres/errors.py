@@ -70,6 +70,11 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUF01": (404, "flow_state_not_found"),
     "AUF02": (422, "flow_state_expired"),
     "AUF03": (400, "bad_code_verifier"),
+    "AUI01": (422, "identity_already_exists"),
+    "AUI02": (422, "single_identity_not_deletable"),
+    "AUI03": (404, "manual_linking_disabled"),
+    "AUI04": (422, "identity_not_found"),
+    "AUI05": (400, "bad_oauth_state"),
 }
 
 

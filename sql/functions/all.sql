@@ -16,6 +16,7 @@
 \ir one_time_tokens.sql
 \ir pkce.sql
 \ir email.sql
+\ir identities.sql
 \ir outbox.sql
 \ir mfa.sql
 \ir admin.sql

@@ -5,7 +5,7 @@ import re
 from aiohttp import web
 
 from authgres.inputs import UUID_PATTERN
-from authgres.routes import admin, factors, logout, meta, otp, sessions, signup, token, user, verify
+from authgres.routes import admin, external, factors, logout, meta, otp, sessions, signup, token, user, verify
 
 PREFIXES = ("", "/auth/v1")
 TABLES = (
@@ -19,6 +19,7 @@ TABLES = (
     factors.routes,
     admin.routes,
     sessions.routes,
+    external.routes,
 )
 
 
