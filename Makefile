@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 # wheel (README: Installing). Empty keeps the wheel; a build for another machine wants e.g. -march=x86-64-v3.
 ARGON2_CFLAGS ?= -march=native
 
-.PHONY: install argon2 postgres node dev test lint bench schema clean
+.PHONY: install argon2 postgres node chromium dev test lint bench schema clean
 
-install: $(VENV)/.installed argon2 postgres node
+install: $(VENV)/.installed argon2 postgres node chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ tests/node/node_modules/.installed: tests/node/package.json tests/node/package-l
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The headless browser of the browser tests (tests/browser): Debian's Chromium, which Playwright drives as the
+# system browser (Playwright downloads no browser of its own).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 dev: install
 	$(BIN)/authgres dev

@@ -5207,8 +5207,6 @@ begin
          encrypted_password = coalesce(p_rehash, encrypted_password)
    where id = v_user.id
   returning * into v_user;
-  update auth.identities set last_sign_in_at = pg_catalog.now()
-   where user_id = v_user.id and provider = 'email';
   perform auth._audit(v_user, 'login', 'account', p_ip, '{"provider": "email"}');
   if not auth._needs_email_step(v_user) then
     return auth._start_session(v_user, 'password', p_user_agent, p_ip);
