@@ -155,12 +155,17 @@ def github_config(github: GitHub) -> ExternalProvider:
 
 
 class Issuer:
-    """An OpenID issuer of our own (discovery and JWKS only) whose ID tokens the tests shape."""
+    """An OpenID issuer of our own whose ID tokens the tests shape: discovery and JWKS, and a bare
+    authorization endpoint (logs in `next_claims` at once, any scope) and token endpoint (records the form
+    it gets), for providers the mock cannot play (Apple's scopes and form post)."""
 
     def __init__(self) -> None:
         self.url = ""
         self.keys: list[tuple[str, rsa.RSAPrivateKey]] = []
         self.jwks_fetches = 0
+        self.next_claims: dict[str, Any] = {}
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.token_requests: list[dict[str, str]] = []
         self.rotate()
 
     def rotate(self) -> None:
@@ -171,7 +176,25 @@ class Issuer:
         app = web.Application()
         app.router.add_get("/.well-known/openid-configuration", self.discovery)
         app.router.add_get("/jwks", self.jwks)
+        app.router.add_get("/authorize", self.authorize)
+        app.router.add_post("/token", self.exchange)
         return app
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = dict(self.next_claims)
+        query = urlencode({"code": code, "state": request.query["state"]})
+        raise web.HTTPFound(f"{request.query['redirect_uri']}?{query}")
+
+    async def exchange(self, request: web.Request) -> web.Response:
+        form = {key: str(value) for key, value in (await request.post()).items()}
+        self.token_requests.append(form)
+        claims = self.codes.pop(form.get("code", ""), None)
+        if claims is None:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        return web.json_response(
+            {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "id_token": self.token(**claims)}
+        )
 
     async def discovery(self, request: web.Request) -> web.Response:
         return web.json_response(

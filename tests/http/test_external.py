@@ -384,3 +384,40 @@ async def test_the_state_is_a_flow_state_row_bound_to_its_provider(oidc_client, 
     ).fetchone()
     assert (provider, method, challenge) == ("oidc", "oauth", None)
     assert hashlib.sha256(state.encode()).hexdigest()  # a UUID: 122 random bits
+
+
+async def test_apple_comes_back_as_a_form_post_with_a_client_secret_signed_from_the_p8_key(make_client, issuer, admin):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    config = oidc_config(issuer.url, secret=pem.decode(), team_id="TEAM123456", key_id="KEY1234567")
+    client = await make_client(external={"apple": config})
+    location = await start(client, "apple")
+    assert query_of(location)["response_mode"] == "form_post" and query_of(location)["scope"] == "name email"
+    issuer.next_claims = {"sub": "apple-001", "email": "apple@privaterelay.example", "email_verified": "true"}
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(location, allow_redirects=False) as response:
+        answer = query_of(response.headers["Location"])
+    # Apple posts the code, the state and, the first time, the user's name as a form.
+    form = {**answer, "user": '{"name": {"firstName": "Ann", "lastName": "Apple"}}'}
+    response = await client.post("/callback", data=form, allow_redirects=False)
+    assert response.status == 302
+    session = fragment_of(response.headers["Location"])
+    claims = claims_of(session["access_token"])
+    assert claims["email"] == "apple@privaterelay.example"  # "true" as text counts as verified
+    assert claims["user_metadata"]["full_name"] == "Ann Apple"
+    secret = issuer.token_requests[-1]["client_secret"]
+    import jwt
+
+    decoded = jwt.decode(secret, key.public_key(), algorithms=["ES256"], audience="https://appleid.apple.com")
+    assert (decoded["iss"], decoded["sub"]) == ("TEAM123456", "authgres-test-client")
+    assert jwt.get_unverified_header(secret)["kid"] == "KEY1234567"
+    assert admin.execute("select provider, provider_id from auth.identities").fetchall() == [("apple", "apple-001")]
+
+
+async def test_a_form_post_without_a_state_goes_to_the_site_with_an_error(oidc_client):
+    response = await oidc_client.post("/callback", data={"code": "x"}, allow_redirects=False)
+    assert response.status == 302 and query_of(response.headers["Location"])["error_code"] == "bad_oauth_callback"
