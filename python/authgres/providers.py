@@ -151,9 +151,6 @@ class Providers:
             raise AuthError(400, "validation_failed", f"Unsupported provider: provider {name} is not enabled")
         return preset, config
 
-    def enabled(self) -> dict[str, bool]:
-        return {name: self.settings.provider(name).enabled for name in PRESETS}
-
     def issuer_of(self, name: str) -> str:
         preset, config = self.config(name)
         return self.base(preset, config)
@@ -166,6 +163,13 @@ class Providers:
         return (config.url or preset.url).rstrip("/")
 
     # The browser's way to the provider.
+
+    async def ready(self, name: str) -> None:
+        """Refuses an unknown or disabled provider (400), and one whose discovery document cannot be had
+        (503), before a flow is started for it."""
+        preset, config = self.config(name)
+        if preset.oidc:
+            await self.discovery(name, preset, config)
 
     async def authorize_url(self, name: str, state: str, scopes: str | None, parameters: dict[str, str]) -> str:
         preset, config = self.config(name)
@@ -416,9 +420,11 @@ class Providers:
         assert self._session is not None, "Providers.running() was not entered"
         try:
             async with self._session.request(method, url, **options) as response:
-                raw = await response.content.read(MAX_ANSWER + 1)
-                if len(raw) > MAX_ANSWER:
-                    raise ProviderUnavailable(f"{url} answered over {MAX_ANSWER} bytes")
+                raw = bytearray()
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    raw += chunk
+                    if len(raw) > MAX_ANSWER:
+                        raise ProviderUnavailable(f"{url} answered over {MAX_ANSWER} bytes")
                 try:
                     return response.status, json.loads(raw)
                 except ValueError:

@@ -246,6 +246,7 @@ async def test_an_unreachable_provider_is_a_503_not_a_client_error(make_client, 
     client = await make_client(external={"oidc": oidc_config(f"http://127.0.0.1:{free_port()}")})
     response = await client.get("/authorize?provider=oidc", headers=API_2024, allow_redirects=False)
     assert response.status == 503
+    assert admin.execute("select count(*) from auth.flow_state").fetchone()[0] == 0
 
 
 async def test_github_sign_in_reads_the_primary_verified_email(make_client, github, admin):

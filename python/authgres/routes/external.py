@@ -90,7 +90,7 @@ def sealer(request: web.Request) -> Sealer:
 
 async def _provider_url(request: web.Request, query: AuthorizeQuery, access_token: str | None) -> str:
     providers = request.app[PROVIDERS]
-    providers.config(query.provider)  # an unknown or disabled provider is refused before anything is stored
+    await providers.ready(query.provider)  # refused (unknown, disabled, unreachable) before anything is stored
     code_challenge, method = challenge(query.code_challenge, query.code_challenge_method)
     target = redirect_to(request, query.redirect_to)
     state = await db(request).call(
