@@ -6,11 +6,13 @@ arriving at our callback) is played by an HTTP client following the same redirec
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from supabase_auth import AsyncGoTrueClient, AsyncMemoryStorage
 
 from authgres.app import create_app
@@ -153,8 +155,20 @@ async def test_auth_js_sign_in_with_id_token(browser, make_settings, aiohttp_ser
     assert signed_in["error"] is None, signed_in
     assert signed_in["data"]["user"]["identities"][0]["provider"] == "oidc"
     assert signed_in["events"][-1] == "SIGNED_IN"
-    wrong = await js.run("signInWithIdToken", provider="oidc", token=issuer.token("js-idt", aud="nope"))
-    assert (wrong["error"]["code"], wrong["error"]["status"]) == ("unexpected_audience", 400)
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    refusals = [
+        ({"aud": "nope"}, None, "unexpected_audience"),  # wrong audience
+        ({"iss": "https://other.example"}, None, "bad_jwt"),  # wrong issuer
+        ({"exp": now - 3600, "iat": now - 7200}, None, "bad_jwt"),  # expired
+        ({"key": stranger}, None, "bad_jwt"),  # bad signature
+        ({"nonce": hashed}, None, "validation_failed"),  # the token has a nonce, the client none
+        ({"nonce": hashed}, "another nonce", "validation_failed"),  # wrong nonce
+    ]
+    for shape, given, code in refusals:
+        refused = await js.run("signInWithIdToken", provider="oidc", token=issuer.token("js-idt", **shape), nonce=given)
+        assert (refused["error"]["code"], refused["error"]["status"]) == (code, 400), (shape, refused)
+        assert refused["data"]["session"] is None
     assert CLIENT_ID
 
 
