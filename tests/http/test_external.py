@@ -11,6 +11,7 @@ import pytest
 from authgres.sealing import Sealer
 from tests.conftest import JWT_SECRET
 from tests.http.helpers import API_2024, bearer, claims_of, sign_up
+from tests.http.test_admin import service_headers
 from tests.http.identity_providers import GitHubUser, fragment_of, github_config, oidc_config, query_of
 from tests.http.test_pkce import pair
 
@@ -324,6 +325,8 @@ async def test_link_then_unlink_an_identity(oidc_client, oidc_provider, admin):
     user = await (await oidc_client.get("/user", headers=bearer(session))).json()
     assert sorted(i["provider"] for i in user["identities"]) == ["email", "oidc"]
     assert user["email"] == "jay@example.com"
+    as_admin = await oidc_client.get(f"/admin/users/{user['id']}", headers=service_headers(admin))
+    assert sorted(i["provider"] for i in (await as_admin.json())["identities"]) == ["email", "oidc"]
 
     email_identity = next(i for i in user["identities"] if i["provider"] == "email")
     response = await oidc_client.delete(f"/user/identities/{email_identity['identity_id']}", headers=bearer(session))
