@@ -11,8 +11,8 @@ import pytest
 from authgres.sealing import Sealer
 from tests.conftest import JWT_SECRET
 from tests.http.helpers import API_2024, bearer, claims_of, sign_up
-from tests.http.test_admin import service_headers
 from tests.http.identity_providers import GitHubUser, fragment_of, github_config, oidc_config, query_of
+from tests.http.test_admin import service_headers
 from tests.http.test_pkce import pair
 
 APP = "http://localhost:3000/app"
