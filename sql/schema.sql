@@ -242,6 +242,87 @@ ALTER FUNCTION auth._access_token(p_user auth.users, p_session auth.sessions, OU
 COMMENT ON FUNCTION auth._access_token(p_user auth.users, p_session auth.sessions, OUT token text, OUT expires_at bigint) IS 'A signed access token for a session, with GoTrue''s claims (changed by the custom_access_token hook, if any).';
 
 --
+-- Name: identities; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.identities (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    provider_id text NOT NULL,
+    user_id uuid NOT NULL,
+    identity_data jsonb NOT NULL,
+    provider text NOT NULL,
+    last_sign_in_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    email text GENERATED ALWAYS AS (lower((identity_data ->> 'email'::text))) STORED
+);
+
+ALTER TABLE auth.identities OWNER TO authgres_owner;
+
+--
+-- Name: TABLE identities; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.identities IS 'How a user signs in: one row per provider (email, phone, OAuth ...).';
+
+--
+-- Name: COLUMN identities.provider_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.identities.provider_id IS 'The user id at the provider; the auth.users id for email and phone.';
+
+--
+-- Name: _add_provider(auth.users, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._add_provider(p_user auth.users, p_provider text) RETURNS auth.users
+    LANGUAGE sql
+    SET search_path TO ''
+    BEGIN ATOMIC
+ UPDATE auth.users u SET raw_app_meta_data = jsonb_set((u.raw_app_meta_data || jsonb_build_object('provider', COALESCE((u.raw_app_meta_data ->> 'provider'::text), _add_provider.p_provider))), '{providers}'::text[], ( SELECT jsonb_agg(DISTINCT i.provider) AS jsonb_agg
+            FROM auth.identities i
+           WHERE (i.user_id = u.id))), updated_at = now()
+   WHERE (u.id = (_add_provider.p_user).id)
+   RETURNING u.instance_id,
+     u.id,
+     u.aud,
+     u.role,
+     u.email,
+     u.encrypted_password,
+     u.email_confirmed_at,
+     u.invited_at,
+     u.confirmation_sent_at,
+     u.recovery_sent_at,
+     u.email_change,
+     u.email_change_sent_at,
+     u.last_sign_in_at,
+     u.raw_app_meta_data,
+     u.raw_user_meta_data,
+     u.is_super_admin,
+     u.created_at,
+     u.updated_at,
+     u.phone,
+     u.phone_confirmed_at,
+     u.phone_change,
+     u.phone_change_sent_at,
+     u.confirmed_at,
+     u.reauthentication_sent_at,
+     u.banned_until,
+     u.is_sso_user,
+     u.deleted_at,
+     u.is_anonymous,
+     u.email_change_confirm_status;
+END;
+
+ALTER FUNCTION auth._add_provider(p_user auth.users, p_provider text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _add_provider(p_user auth.users, p_provider text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._add_provider(p_user auth.users, p_provider text) IS 'app_metadata.providers brought in line with the user''s identities (provider set when it had none).';
+
+--
 -- Name: _admin_user(uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1050,6 +1131,7 @@ CREATE TABLE auth.settings (
     passkey_max_per_user integer DEFAULT 10 NOT NULL,
     webauthn_challenge_expiry integer DEFAULT 300 NOT NULL,
     mfa_web_authn_enabled boolean DEFAULT false NOT NULL,
+    manual_linking_enabled boolean DEFAULT false NOT NULL,
     CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
     CONSTRAINT settings_flow_state_expiry_check CHECK ((flow_state_expiry > 0)),
@@ -1238,6 +1320,12 @@ COMMENT ON COLUMN auth.settings.webauthn_challenge_expiry IS 'Seconds a passkey 
 COMMENT ON COLUMN auth.settings.mfa_web_authn_enabled IS 'Whether WebAuthn may be enrolled and verified as an MFA factor.';
 
 --
+-- Name: COLUMN settings.manual_linking_enabled; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.manual_linking_enabled IS 'Signed-in users may link another provider''s identity and unlink one (GoTrue''s GOTRUE_SECURITY_MANUAL_LINKING_ENABLED).';
+
+--
 -- Name: _fixed_code(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1323,36 +1411,6 @@ ALTER FUNCTION auth._hmac(p_data bytea, p_key bytea, p_algorithm text) OWNER TO 
 COMMENT ON FUNCTION auth._hmac(p_data bytea, p_key bytea, p_algorithm text) IS 'pgcrypto hmac(), wherever pgcrypto is installed.';
 
 --
--- Name: identities; Type: TABLE; Schema: auth; Owner: authgres_owner
---
-
-CREATE TABLE auth.identities (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    provider_id text NOT NULL,
-    user_id uuid NOT NULL,
-    identity_data jsonb NOT NULL,
-    provider text NOT NULL,
-    last_sign_in_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    email text GENERATED ALWAYS AS (lower((identity_data ->> 'email'::text))) STORED
-);
-
-ALTER TABLE auth.identities OWNER TO authgres_owner;
-
---
--- Name: TABLE identities; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON TABLE auth.identities IS 'How a user signs in: one row per provider (email, phone, OAuth ...).';
-
---
--- Name: COLUMN identities.provider_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.identities.provider_id IS 'The user id at the provider; the auth.users id for email and phone.';
-
---
 -- Name: _identity_json(auth.identities); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1367,6 +1425,95 @@ ALTER FUNCTION auth._identity_json(p_identity auth.identities) OWNER TO authgres
 --
 
 COMMENT ON FUNCTION auth._identity_json(p_identity auth.identities) IS 'An identity as GoTrue serialises it.';
+
+--
+-- Name: _identity_user(text, text, jsonb, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._identity_user(p_provider text, p_subject text, p_claims jsonb, p_link_to uuid, p_ip inet) RETURNS auth.users
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_identity auth.identities;
+  v_user auth.users;
+  v_email record;
+begin
+  select * into v_email from auth._provider_email(p_claims);
+  -- Concurrent first sign-ins of one provider account: the unique (provider_id, provider) makes the
+  -- second wait and then find the first's identity.
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('authgres identity ' || p_provider || ' ' || p_subject));
+  select * into v_identity from auth.identities i
+   where i.provider = p_provider and i.provider_id = p_subject
+     for update;
+  if found then
+    if p_link_to is not null and v_identity.user_id <> p_link_to then
+      raise exception using errcode = 'AUI01', message = 'Identity is already linked to another user';
+    end if;
+    update auth.identities
+       set identity_data = p_claims, last_sign_in_at = pg_catalog.now(), updated_at = pg_catalog.now()
+     where id = v_identity.id;
+    update auth.users u
+       set raw_user_meta_data = u.raw_user_meta_data || p_claims, updated_at = pg_catalog.now()
+     where u.id = v_identity.user_id and u.deleted_at is null
+    returning * into v_user;
+    if not found then
+      raise exception using errcode = 'AUJ03', message = 'User from this identity does not exist';
+    end if;
+    return v_user;
+  end if;
+
+  if p_link_to is not null then  -- a manual link: the signed-in user gets the identity
+    select * into strict v_user from auth.users where id = p_link_to for update;
+    if v_user.is_anonymous then
+      -- An anonymous user becomes permanent, with the provider's address when it is verified and free.
+      update auth.users u
+         set is_anonymous = false,
+             email = case when v_email.verified and not exists (
+                                select from auth.users o where o.email = v_email.email and not o.is_sso_user)
+                          then v_email.email end,
+             email_confirmed_at = case when v_email.verified and not exists (
+                                         select from auth.users o where o.email = v_email.email and not o.is_sso_user)
+                                       then pg_catalog.now() end,
+             raw_app_meta_data = u.raw_app_meta_data || pg_catalog.jsonb_build_object('provider', p_provider),
+             raw_user_meta_data = u.raw_user_meta_data || p_claims
+       where u.id = v_user.id
+      returning * into v_user;
+    end if;
+    return auth._link_identity(v_user, p_provider, p_subject, p_claims, p_ip);
+  end if;
+
+  if v_email.verified then
+    select * into v_user from auth.users u
+     where u.email = v_email.email and not u.is_sso_user and u.deleted_at is null
+       for update;
+    if found then
+      if v_user.email_confirmed_at is null then
+        -- Nobody proved this address before the provider did: whoever registered it unconfirmed (perhaps
+        -- in anticipation of its owner, "pre-hijacking") loses the password and sessions set without proof.
+        update auth.users
+           set email_confirmed_at = pg_catalog.now(), encrypted_password = null, updated_at = pg_catalog.now()
+         where id = v_user.id
+        returning * into v_user;
+        delete from auth.sessions where user_id = v_user.id;
+        update auth.identities
+           set identity_data = identity_data || '{"email_verified": true}', updated_at = pg_catalog.now()
+         where user_id = v_user.id and provider = 'email';
+      end if;
+      return auth._link_identity(v_user, p_provider, p_subject, p_claims, p_ip);
+    end if;
+  end if;
+  return auth._new_provider_user(p_provider, p_subject, p_claims, v_email.email, v_email.verified, p_ip);
+end
+$$;
+
+ALTER FUNCTION auth._identity_user(p_provider text, p_subject text, p_claims jsonb, p_link_to uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _identity_user(p_provider text, p_subject text, p_claims jsonb, p_link_to uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._identity_user(p_provider text, p_subject text, p_claims jsonb, p_link_to uuid, p_ip inet) IS 'The user a provider identity signs in: the identity''s (claims refreshed), else p_link_to''s (a manual link; AUI01 when the identity is another user''s), else the confirmed account of the provider-verified address (an unconfirmed one is taken over: its password and sessions go), else a new user.';
 
 --
 -- Name: _issue_auth_code(uuid, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1531,6 +1678,33 @@ ALTER FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address
 COMMENT ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, p_flow_state uuid, OUT code text, OUT link_token text) IS 'Issues a fresh token of p_token_type for the user, or for the pending sign-up p_pending_signup (replacing any live one), or bound to the PKCE flow p_flow_state (replacing none); the code and link token are returned, never stored.';
 
 --
+-- Name: _link_identity(auth.users, text, text, jsonb, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._link_identity(p_user auth.users, p_provider text, p_subject text, p_claims jsonb, p_ip inet) RETURNS auth.users
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+begin
+  insert into auth.identities (provider_id, user_id, identity_data, provider, last_sign_in_at)
+  values (p_subject, p_user.id, p_claims, p_provider, pg_catalog.now());
+  v_user := auth._add_provider(p_user, p_provider);
+  perform auth._audit(v_user, 'identity_linked', 'user', p_ip, pg_catalog.jsonb_build_object('provider', p_provider));
+  return v_user;
+end
+$$;
+
+ALTER FUNCTION auth._link_identity(p_user auth.users, p_provider text, p_subject text, p_claims jsonb, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _link_identity(p_user auth.users, p_provider text, p_subject text, p_claims jsonb, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._link_identity(p_user auth.users, p_provider text, p_subject text, p_claims jsonb, p_ip inet) IS 'Adds a provider identity to a user.';
+
+--
 -- Name: _link_token(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1545,6 +1719,133 @@ ALTER FUNCTION auth._link_token(p_address text, p_code text) OWNER TO authgres_o
 --
 
 COMMENT ON FUNCTION auth._link_token(p_address text, p_code text) IS 'GoTrue''s token_hash: hex SHA-224 of address || code.';
+
+--
+-- Name: flow_state; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.flow_state (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid,
+    auth_code_digest bytea,
+    code_challenge text,
+    code_challenge_method text,
+    authentication_method text NOT NULL,
+    provider_type text DEFAULT 'email'::text NOT NULL,
+    provider_access_token bytea,
+    provider_refresh_token bytea,
+    referrer text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    auth_code_issued_at timestamp with time zone,
+    linking_target_id uuid,
+    CONSTRAINT flow_state_authentication_method_check CHECK ((authentication_method = ANY (ARRAY['email/signup'::text, 'magiclink'::text, 'recovery'::text, 'email_change'::text, 'invite'::text, 'oauth'::text, 'sso/saml'::text]))),
+    CONSTRAINT flow_state_challenge_only_oauth_optional CHECK (((code_challenge IS NOT NULL) OR (authentication_method = 'oauth'::text))),
+    CONSTRAINT flow_state_challenge_pair CHECK (((code_challenge IS NULL) = (code_challenge_method IS NULL))),
+    CONSTRAINT flow_state_check CHECK (((auth_code_digest IS NULL) = (auth_code_issued_at IS NULL))),
+    CONSTRAINT flow_state_check1 CHECK (((auth_code_digest IS NULL) OR (user_id IS NOT NULL))),
+    CONSTRAINT flow_state_code_challenge_check CHECK ((code_challenge ~ '^[A-Za-z0-9._~-]{43,128}$'::text)),
+    CONSTRAINT flow_state_code_challenge_method_check CHECK ((code_challenge_method = ANY (ARRAY['s256'::text, 'plain'::text])))
+);
+
+ALTER TABLE auth.flow_state OWNER TO authgres_owner;
+
+--
+-- Name: TABLE flow_state; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.flow_state IS 'PKCE flows: a code challenge waiting for its emailed link (or, later, a provider''s callback), then the single-use auth code POST /token?grant_type=pkce exchanges, with the verifier, for a session.';
+
+--
+-- Name: COLUMN flow_state.user_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.user_id IS 'The user, once known (a deferred sign-up has none before its link).';
+
+--
+-- Name: COLUMN flow_state.auth_code_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.auth_code_digest IS 'SHA-256 of the auth code, set when the code is issued (the link is followed); the code itself is never stored.';
+
+--
+-- Name: COLUMN flow_state.code_challenge; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.code_challenge IS 'The client''s code challenge (RFC 7636): S256 or the plain verifier; NULL only for a provider sign-in in the implicit flow, whose row lives only as the single-use state.';
+
+--
+-- Name: COLUMN flow_state.authentication_method; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.authentication_method IS 'What the flow signs in with, as GoTrue names it.';
+
+--
+-- Name: COLUMN flow_state.provider_type; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.provider_type IS 'email for the email flows; the provider''s name (google, github ...) for OAuth.';
+
+--
+-- Name: COLUMN flow_state.provider_access_token; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.provider_access_token IS 'An OAuth provider''s access token, sealed (encrypted), never in the clear; unused by the email flows.';
+
+--
+-- Name: COLUMN flow_state.provider_refresh_token; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.provider_refresh_token IS 'An OAuth provider''s refresh token, sealed (encrypted), never in the clear; unused by the email flows.';
+
+--
+-- Name: COLUMN flow_state.referrer; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.referrer IS 'Where the flow returns the browser to (redirect_to).';
+
+--
+-- Name: COLUMN flow_state.auth_code_issued_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.auth_code_issued_at IS 'When the auth code was issued: its lifetime counts from here.';
+
+--
+-- Name: COLUMN flow_state.linking_target_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.linking_target_id IS 'A provider flow started by GET /user/identities/authorize: the signed-in user its identity is linked to.';
+
+--
+-- Name: _live_provider_flow(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._live_provider_flow(p_state text) RETURNS auth.flow_state
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+declare
+  v_flow auth.flow_state;
+begin
+  if p_state ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    select * into v_flow from auth.flow_state f
+     where f.id = p_state::uuid and f.authentication_method = 'oauth' and f.auth_code_digest is null
+       and f.created_at + auth._provider_state_lifetime() > pg_catalog.now()
+       for update;
+  end if;
+  if v_flow.id is null then
+    raise exception using errcode = 'AUI05', message = 'OAuth state parameter is invalid, used or expired';
+  end if;
+  return v_flow;
+end
+$_$;
+
+ALTER FUNCTION auth._live_provider_flow(p_state text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _live_provider_flow(p_state text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._live_provider_flow(p_state text) IS 'The provider flow of a state that is still unused and unexpired, locked; AUI05 otherwise.';
 
 --
 -- Name: _strip_nulls(jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1718,92 +2019,6 @@ ALTER FUNCTION auth._pkce_method(p_code_challenge text, p_code_challenge_method 
 COMMENT ON FUNCTION auth._pkce_method(p_code_challenge text, p_code_challenge_method text) IS 'The code challenge method, lowercased (s256 or plain), or NULL without PKCE; AUV01 when only one of the pair is given or either is malformed.';
 
 --
--- Name: flow_state; Type: TABLE; Schema: auth; Owner: authgres_owner
---
-
-CREATE TABLE auth.flow_state (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    user_id uuid,
-    auth_code_digest bytea,
-    code_challenge text NOT NULL,
-    code_challenge_method text NOT NULL,
-    authentication_method text NOT NULL,
-    provider_type text DEFAULT 'email'::text NOT NULL,
-    provider_access_token bytea,
-    provider_refresh_token bytea,
-    referrer text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    auth_code_issued_at timestamp with time zone,
-    CONSTRAINT flow_state_authentication_method_check CHECK ((authentication_method = ANY (ARRAY['email/signup'::text, 'magiclink'::text, 'recovery'::text, 'email_change'::text, 'invite'::text, 'oauth'::text, 'sso/saml'::text]))),
-    CONSTRAINT flow_state_check CHECK (((auth_code_digest IS NULL) = (auth_code_issued_at IS NULL))),
-    CONSTRAINT flow_state_check1 CHECK (((auth_code_digest IS NULL) OR (user_id IS NOT NULL))),
-    CONSTRAINT flow_state_code_challenge_check CHECK ((code_challenge ~ '^[A-Za-z0-9._~-]{43,128}$'::text)),
-    CONSTRAINT flow_state_code_challenge_method_check CHECK ((code_challenge_method = ANY (ARRAY['s256'::text, 'plain'::text])))
-);
-
-ALTER TABLE auth.flow_state OWNER TO authgres_owner;
-
---
--- Name: TABLE flow_state; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON TABLE auth.flow_state IS 'PKCE flows: a code challenge waiting for its emailed link (or, later, a provider''s callback), then the single-use auth code POST /token?grant_type=pkce exchanges, with the verifier, for a session.';
-
---
--- Name: COLUMN flow_state.user_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.flow_state.user_id IS 'The user, once known (a deferred sign-up has none before its link).';
-
---
--- Name: COLUMN flow_state.auth_code_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.flow_state.auth_code_digest IS 'SHA-256 of the auth code, set when the code is issued (the link is followed); the code itself is never stored.';
-
---
--- Name: COLUMN flow_state.code_challenge; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.flow_state.code_challenge IS 'The client''s code challenge (RFC 7636): S256 or the plain verifier.';
-
---
--- Name: COLUMN flow_state.authentication_method; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.flow_state.authentication_method IS 'What the flow signs in with, as GoTrue names it.';
-
---
--- Name: COLUMN flow_state.provider_type; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.flow_state.provider_type IS 'email for the email flows; the OAuth provider''s name later.';
-
---
--- Name: COLUMN flow_state.provider_access_token; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.flow_state.provider_access_token IS 'An OAuth provider''s access token, sealed (encrypted), never in the clear; unused by the email flows.';
-
---
--- Name: COLUMN flow_state.provider_refresh_token; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.flow_state.provider_refresh_token IS 'An OAuth provider''s refresh token, sealed (encrypted), never in the clear; unused by the email flows.';
-
---
--- Name: COLUMN flow_state.referrer; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.flow_state.referrer IS 'Where the flow returns the browser to (redirect_to).';
-
---
--- Name: COLUMN flow_state.auth_code_issued_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON COLUMN auth.flow_state.auth_code_issued_at IS 'When the auth code was issued: its lifetime counts from here.';
-
---
 -- Name: _new_flow_state(uuid, text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1869,6 +2084,54 @@ ALTER FUNCTION auth._new_phone_user(p_phone text, p_password_hash text, p_data j
 --
 
 COMMENT ON FUNCTION auth._new_phone_user(p_phone text, p_password_hash text, p_data jsonb, p_ip inet) IS 'Inserts an unconfirmed phone user with its identity; NULL when the number is taken (concurrently too).';
+
+--
+-- Name: _new_provider_user(text, text, jsonb, text, boolean, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._new_provider_user(p_provider text, p_subject text, p_claims jsonb, p_email text, p_verified boolean, p_ip inet) RETURNS auth.users
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_settings auth.settings;
+  v_email text := p_email;
+  v_user auth.users;
+begin
+  select * into v_settings from auth.settings;
+  if v_settings.disable_signup then
+    raise exception using errcode = 'AUS02', message = 'Signups not allowed for this instance';
+  end if;
+  if v_email is not null and exists (select from auth.users u where u.email = v_email and not u.is_sso_user) then
+    v_email := null;  -- someone else's address (the provider did not verify it): the new user has none
+  end if;
+  if v_settings.hook_before_user_created is not null then
+    perform auth._call_hook(v_settings.hook_before_user_created, pg_catalog.jsonb_build_object(
+      'user', pg_catalog.jsonb_build_object('email', coalesce(v_email, ''), 'is_anonymous', false,
+                                            'user_metadata', p_claims,
+                                            'app_metadata', pg_catalog.jsonb_build_object('provider', p_provider)),
+      'metadata', pg_catalog.jsonb_build_object('ip_address', pg_catalog.host(p_ip))));
+  end if;
+  insert into auth.users (aud, role, email, email_confirmed_at, raw_app_meta_data, raw_user_meta_data)
+  values (v_settings.jwt_aud, v_settings.jwt_default_role, v_email,
+          case when p_verified and v_email is not null then pg_catalog.now() end,
+          pg_catalog.jsonb_build_object('provider', p_provider, 'providers', pg_catalog.jsonb_build_array(p_provider)),
+          p_claims)
+  returning * into v_user;
+  insert into auth.identities (provider_id, user_id, identity_data, provider, last_sign_in_at)
+  values (p_subject, v_user.id, p_claims, p_provider, pg_catalog.now());
+  perform auth._audit(v_user, 'user_signedup', 'team', p_ip, pg_catalog.jsonb_build_object('provider', p_provider));
+  return v_user;
+end
+$$;
+
+ALTER FUNCTION auth._new_provider_user(p_provider text, p_subject text, p_claims jsonb, p_email text, p_verified boolean, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _new_provider_user(p_provider text, p_subject text, p_claims jsonb, p_email text, p_verified boolean, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._new_provider_user(p_provider text, p_subject text, p_claims jsonb, p_email text, p_verified boolean, p_ip inet) IS 'A new user signed up through a provider, with its identity: the provider''s address (confirmed when the provider verified it) unless another account has it. AUS02 when sign-ups are disabled.';
 
 --
 -- Name: _new_recovery_codes(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2207,6 +2470,49 @@ ALTER FUNCTION auth._pkce_verifier_matches(p_flow auth.flow_state, p_code_verifi
 --
 
 COMMENT ON FUNCTION auth._pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text) IS 'Whether the verifier answers the flow''s challenge (S256: base64url-nopad(SHA-256(verifier))), compared without revealing either through timing.';
+
+--
+-- Name: _provider_email(jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._provider_email(p_claims jsonb, OUT email text, OUT verified boolean) RETURNS record
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO ''
+    AS $$
+begin
+  verified := coalesce(p_claims ->> 'email_verified', '') = 'true';  -- Apple sends "true" as text
+  begin
+    email := auth._normalize_email(p_claims ->> 'email');
+  exception when sqlstate 'AUV01' then  -- none, or not an address: the identity has no email
+    email := null;
+    verified := false;
+  end;
+end
+$$;
+
+ALTER FUNCTION auth._provider_email(p_claims jsonb, OUT email text, OUT verified boolean) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _provider_email(p_claims jsonb, OUT email text, OUT verified boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._provider_email(p_claims jsonb, OUT email text, OUT verified boolean) IS 'The address a provider''s claims give (lower-cased; NULL when absent or malformed) and whether the provider says it verified it.';
+
+--
+-- Name: _provider_state_lifetime(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._provider_state_lifetime() RETURNS interval
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN '00:10:00'::interval;
+
+ALTER FUNCTION auth._provider_state_lifetime() OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _provider_state_lifetime(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._provider_state_lifetime() IS 'How long the state of a provider sign-in (the time to log in at the provider) stays valid.';
 
 --
 -- Name: _queue_email(auth.users, text, text, text, jsonb, uuid, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -5017,7 +5323,13 @@ begin
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
   perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
     'provider', v_flow.provider_type, 'via', 'pkce', 'authentication_method', v_flow.authentication_method));
-  return auth._start_session(v_user, 'otp', p_user_agent, p_ip);
+  -- A provider flow's session is an oauth sign-in, and hands back the provider's tokens, still sealed
+  -- (the service opens them: the key is not the database's).
+  return auth._start_session(v_user, case v_flow.authentication_method when 'oauth' then 'oauth' else 'otp' end,
+                             p_user_agent, p_ip)
+    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+         'sealed_provider_token', pg_catalog.encode(v_flow.provider_access_token, 'base64'),
+         'sealed_provider_refresh_token', pg_catalog.encode(v_flow.provider_refresh_token, 'base64')));
 end
 $$;
 
@@ -5027,7 +5339,7 @@ ALTER FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p
 -- Name: FUNCTION exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) IS 'POST /token?grant_type=pkce: the session for a flow''s auth code and its code verifier; the flow ends (single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was.';
+COMMENT ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) IS 'POST /token?grant_type=pkce: the session for a flow''s auth code and its code verifier; the flow ends (single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was. A provider flow''s answer also holds the provider''s tokens as sealed (sealed_provider_token, sealed_provider_refresh_token, base64), for the service to open.';
 
 --
 -- Name: fail_outbox(bigint, text, integer, double precision); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -5459,6 +5771,23 @@ ALTER FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT p
 COMMENT ON FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text) IS 'The password hash the service verifies before a phone sign-in; NULLs when there is none.';
 
 --
+-- Name: provider_flow(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.provider_flow(p_state text) RETURNS jsonb
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    RETURN (SELECT jsonb_build_object('provider', f.provider_type, 'referrer', f.referrer, 'pkce', (f.code_challenge IS NOT NULL), 'linking', (f.linking_target_id IS NOT NULL)) AS jsonb_build_object FROM auth._live_provider_flow(provider_flow.p_state) f(id, user_id, auth_code_digest, code_challenge, code_challenge_method, authentication_method, provider_type, provider_access_token, provider_refresh_token, referrer, created_at, auth_code_issued_at, linking_target_id));
+
+ALTER FUNCTION auth.provider_flow(p_state text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION provider_flow(p_state text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.provider_flow(p_state text) IS 'The callback''s first look at its state: provider, referrer, whether PKCE and whether a link; AUI05 for a state that is unknown, used or expired. Nothing is consumed: auth.sign_in_with_identity does that.';
+
+--
 -- Name: prune(integer); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -5498,8 +5827,10 @@ begin
     select f.id from auth.flow_state f
      where f.auth_code_issued_at < pg_catalog.now() - pg_catalog.make_interval(secs => (
              select s.flow_state_expiry from auth.settings s))
-        or (f.auth_code_issued_at is null
+        or (f.auth_code_issued_at is null and f.authentication_method <> 'oauth'
             and not exists (select from auth.one_time_tokens t where t.flow_state_id = f.id))
+        or (f.auth_code_issued_at is null and f.authentication_method = 'oauth'
+            and f.created_at < pg_catalog.now() - auth._provider_state_lifetime())
      limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
@@ -6218,6 +6549,69 @@ ALTER FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip in
 COMMENT ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) IS 'Creates an anonymous user (no email, phone or identity) and signs it in.';
 
 --
+-- Name: sign_in_with_identity(text, text, jsonb, text, text, text, bytea, bytea, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text DEFAULT NULL::text, p_access_token text DEFAULT NULL::text, p_provider_token bytea DEFAULT NULL::bytea, p_provider_refresh_token bytea DEFAULT NULL::bytea, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_flow auth.flow_state;
+  v_link_to uuid;
+  v_user auth.users;
+  v_code text;
+begin
+  if coalesce(p_subject, '') = '' or p_provider is null or p_method not in ('oauth', 'id_token') then
+    raise exception using errcode = 'AUV01', message = 'A provider identity needs a provider and a subject';
+  end if;
+  if p_state is not null then  -- the callback of GET /authorize
+    v_flow := auth._live_provider_flow(p_state);
+    if v_flow.provider_type <> p_provider then
+      raise exception using errcode = 'AUI05', message = 'OAuth state parameter is invalid, used or expired';
+    end if;
+    v_link_to := v_flow.linking_target_id;
+  elsif p_access_token is not null then  -- the id_token grant with link_identity
+    if not (select s.manual_linking_enabled from auth.settings s) then
+      raise exception using errcode = 'AUI03', message = 'Manual linking is disabled';
+    end if;
+    v_link_to := ((auth._signed_in(p_access_token)).usr).id;
+  end if;
+
+  v_user := auth._identity_user(p_provider, p_subject,
+                                p_claims || pg_catalog.jsonb_build_object('sub', p_subject, 'provider_id', p_subject),
+                                v_link_to, p_ip);
+  if v_user.banned_until > pg_catalog.now() then
+    raise exception using errcode = 'AUS06', message = 'User is banned';
+  end if;
+  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+  perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
+    'provider', p_provider, 'via', p_method));
+
+  if v_flow.code_challenge is not null then  -- PKCE: the code now, the session at its exchange
+    v_code := auth._issue_auth_code(v_flow.id, v_user.id);
+    update auth.flow_state
+       set provider_access_token = p_provider_token, provider_refresh_token = p_provider_refresh_token
+     where id = v_flow.id;
+    return pg_catalog.jsonb_build_object('auth_code', v_code, 'redirect_to', v_flow.referrer);
+  end if;
+  if v_flow.id is not null then
+    delete from auth.flow_state where id = v_flow.id;  -- the state is spent
+  end if;
+  return auth._start_session(v_user, p_method, p_user_agent, p_ip)
+    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('redirect_to', v_flow.referrer));
+end
+$$;
+
+ALTER FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) IS 'A sign-in the provider vouched for (p_method oauth: the callback, with the state of GET /authorize; id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any). Finds, links or creates the user (auth._identity_user), then answers a session (and redirect_to), or for a PKCE flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them. The state works once (AUI05 unknown, used, expired or another provider''s); AUI03 manual linking off; AUS02, AUS06.';
+
+--
 -- Name: sign_in_with_passkey(uuid, bytea, bytea, bytea, bigint, boolean, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -6499,6 +6893,41 @@ ALTER FUNCTION auth.signing_keys_for_service() OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth.signing_keys_for_service() IS 'The private keys the service signs ES256 tokens with: the current key, and the next one ahead of rotation.';
 
 --
+-- Name: start_provider_flow(text, text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text, p_access_token text DEFAULT NULL::text) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_target uuid;
+  v_flow uuid;
+begin
+  if p_access_token is not null then  -- GET /user/identities/authorize: a link to the signed-in user
+    if not (select s.manual_linking_enabled from auth.settings s) then
+      raise exception using errcode = 'AUI03', message = 'Manual linking is disabled';
+    end if;
+    v_target := ((auth._signed_in(p_access_token)).usr).id;
+  end if;
+  insert into auth.flow_state (provider_type, authentication_method, code_challenge, code_challenge_method,
+                               referrer, linking_target_id)
+  values (p_provider, 'oauth', nullif(p_code_challenge, ''), auth._pkce_method(p_code_challenge, p_code_challenge_method),
+          p_referrer, v_target)
+  returning id into v_flow;
+  return v_flow;
+end
+$$;
+
+ALTER FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text) IS 'GET /authorize and GET /user/identities/authorize: starts a provider sign-in (with a code challenge, a PKCE flow; with the access token of a signed-in user, a link to that user, AUI03 when manual linking is off); returns its id, the single-use state sent to the provider.';
+
+--
 -- Name: totp(bytea, timestamp with time zone, integer, integer, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -6560,6 +6989,55 @@ ALTER FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip 
 --
 
 COMMENT ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) IS 'DELETE /factors/{id}.';
+
+--
+-- Name: unlink_identity(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.unlink_identity(p_access_token text, p_identity_id uuid, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+  v_identity auth.identities;
+begin
+  if not (select s.manual_linking_enabled from auth.settings s) then
+    raise exception using errcode = 'AUI03', message = 'Manual linking is disabled';
+  end if;
+  v_user := (auth._signed_in(p_access_token)).usr;
+  perform from auth.users where id = v_user.id for update;  -- two unlinks at once cannot leave none
+  select * into v_identity from auth.identities where id = p_identity_id and user_id = v_user.id;
+  if not found then
+    raise exception using errcode = 'AUI04', message = 'Identity doesn''t exist';
+  end if;
+  if (select count(*) from auth.identities where user_id = v_user.id) <= 1 then
+    raise exception using errcode = 'AUI02', message = 'User must have at least 1 identity after unlinking';
+  end if;
+  delete from auth.identities where id = v_identity.id;
+  update auth.users u
+     set raw_app_meta_data = u.raw_app_meta_data || pg_catalog.jsonb_build_object(
+           'provider', case when u.raw_app_meta_data ->> 'provider' = v_identity.provider
+                            then (select i.provider from auth.identities i where i.user_id = u.id
+                                   order by i.created_at, i.id limit 1)
+                            else u.raw_app_meta_data ->> 'provider' end,
+           'providers', (select pg_catalog.jsonb_agg(distinct i.provider) from auth.identities i where i.user_id = u.id)),
+         updated_at = pg_catalog.now()
+   where u.id = v_user.id
+  returning * into v_user;
+  perform auth._audit(v_user, 'identity_unlinked', 'user', p_ip,
+                      pg_catalog.jsonb_build_object('provider', v_identity.provider));
+  return auth._user_json(v_user);
+end
+$$;
+
+ALTER FUNCTION auth.unlink_identity(p_access_token text, p_identity_id uuid, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION unlink_identity(p_access_token text, p_identity_id uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.unlink_identity(p_access_token text, p_identity_id uuid, p_ip inet) IS 'DELETE /user/identities/{id}: removes one of the signed-in user''s identities. AUI03 manual linking off, AUI04 no such identity of this user, AUI02 it is the last one.';
 
 --
 -- Name: update_passkey(text, uuid, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -7727,6 +8205,12 @@ CREATE INDEX email_outbox_due_idx ON auth.email_outbox USING btree (next_attempt
 CREATE INDEX flow_state_auth_code_issued_at_idx ON auth.flow_state USING btree (auth_code_issued_at) WHERE (auth_code_issued_at IS NOT NULL);
 
 --
+-- Name: flow_state_created_at_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX flow_state_created_at_idx ON auth.flow_state USING btree (created_at) WHERE (auth_code_digest IS NULL);
+
+--
 -- Name: flow_state_user_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
 --
 
@@ -7931,6 +8415,13 @@ ALTER TABLE ONLY auth.api_keys
 
 ALTER TABLE ONLY auth.email_outbox
     ADD CONSTRAINT email_outbox_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE SET NULL;
+
+--
+-- Name: flow_state flow_state_linking_target_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.flow_state
+    ADD CONSTRAINT flow_state_linking_target_id_fkey FOREIGN KEY (linking_target_id) REFERENCES auth.users(id) ON DELETE CASCADE;
 
 --
 -- Name: flow_state flow_state_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -8205,6 +8696,12 @@ GRANT USAGE ON SCHEMA extensions TO authgres_owner;
 REVOKE ALL ON FUNCTION auth._access_token(p_user auth.users, p_session auth.sessions, OUT token text, OUT expires_at bigint) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _add_provider(p_user auth.users, p_provider text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._add_provider(p_user auth.users, p_provider text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _admin_user(p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -8365,6 +8862,12 @@ GRANT ALL ON FUNCTION auth._hmac(p_data bytea, p_key bytea, p_algorithm text) TO
 REVOKE ALL ON FUNCTION auth._identity_json(p_identity auth.identities) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _identity_user(p_provider text, p_subject text, p_claims jsonb, p_link_to uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._identity_user(p_provider text, p_subject text, p_claims jsonb, p_link_to uuid, p_ip inet) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _issue_auth_code(p_flow_state uuid, p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -8383,10 +8886,22 @@ REVOKE ALL ON FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mf
 REVOKE ALL ON FUNCTION auth._issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, p_flow_state uuid, OUT code text, OUT link_token text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _link_identity(p_user auth.users, p_provider text, p_subject text, p_claims jsonb, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._link_identity(p_user auth.users, p_provider text, p_subject text, p_claims jsonb, p_ip inet) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _link_token(p_address text, p_code text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
 REVOKE ALL ON FUNCTION auth._link_token(p_address text, p_code text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _live_provider_flow(p_state text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._live_provider_flow(p_state text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _strip_nulls(p_object jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -8435,6 +8950,12 @@ REVOKE ALL ON FUNCTION auth._new_flow_state(p_user_id uuid, p_token_type text, p
 --
 
 REVOKE ALL ON FUNCTION auth._new_phone_user(p_phone text, p_password_hash text, p_data jsonb, p_ip inet) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _new_provider_user(p_provider text, p_subject text, p_claims jsonb, p_email text, p_verified boolean, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._new_provider_user(p_provider text, p_subject text, p_claims jsonb, p_email text, p_verified boolean, p_ip inet) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _new_recovery_codes(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -8496,6 +9017,18 @@ REVOKE ALL ON FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea
 --
 
 REVOKE ALL ON FUNCTION auth._pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _provider_email(p_claims jsonb, OUT email text, OUT verified boolean); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._provider_email(p_claims jsonb, OUT email text, OUT verified boolean) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _provider_state_lifetime(); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._provider_state_lifetime() FROM PUBLIC;
 
 --
 -- Name: FUNCTION _queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -9055,6 +9588,13 @@ REVOKE ALL ON FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uui
 GRANT ALL ON FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text) TO authgres_service;
 
 --
+-- Name: FUNCTION provider_flow(p_state text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.provider_flow(p_state text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.provider_flow(p_state text) TO authgres_service;
+
+--
 -- Name: FUNCTION prune(p_batch integer); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -9195,6 +9735,13 @@ REVOKE ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text,
 GRANT ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) TO authgres_service;
 
 --
+-- Name: FUNCTION sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) TO authgres_service;
+
+--
 -- Name: FUNCTION sign_in_with_passkey(p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_user_handle bytea, p_sign_count bigint, p_backed_up boolean, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -9230,6 +9777,13 @@ REVOKE ALL ON FUNCTION auth.signing_keys_for_service() FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.signing_keys_for_service() TO authgres_service;
 
 --
+-- Name: FUNCTION start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text) TO authgres_service;
+
+--
 -- Name: FUNCTION totp(p_secret bytea, p_at timestamp with time zone, p_digits integer, p_period integer, p_algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -9242,6 +9796,13 @@ GRANT ALL ON FUNCTION auth.totp(p_secret bytea, p_at timestamp with time zone, p
 
 REVOKE ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) TO authgres_service;
+
+--
+-- Name: FUNCTION unlink_identity(p_access_token text, p_identity_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.unlink_identity(p_access_token text, p_identity_id uuid, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.unlink_identity(p_access_token text, p_identity_id uuid, p_ip inet) TO authgres_service;
 
 --
 -- Name: FUNCTION update_passkey(p_access_token text, p_passkey_id uuid, p_friendly_name text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -273,3 +273,7 @@ def app_conn(dsn: Any, notes: None) -> Iterator[psycopg.Connection[Any]]:
     """A connection as an app's own login role, which may take the authenticated and anon roles."""
     with psycopg.connect(dsn("app_login")) as conn:
         yield conn
+
+
+# Identity providers on the loopback (third-party sign-in): tests/http and tests/compat use them.
+from tests.http.identity_providers import github, issuer, oidc_provider  # noqa: E402, F401

@@ -18,10 +18,11 @@ from authgres.mailer import Mailer
 from authgres.metrics import Metrics
 from authgres.observe import request_middleware
 from authgres.passwords import Passwords
+from authgres.providers import Providers
 from authgres.routes import add_routes
 from authgres.settings import Settings
 from authgres.sms import SmsSender
-from authgres.state import CAPTCHA, DB, DRAINING, EVENTS, MAILER, METRICS, PASSWORDS, SETTINGS, SMS
+from authgres.state import CAPTCHA, DB, DRAINING, EVENTS, MAILER, METRICS, PASSWORDS, PROVIDERS, SETTINGS, SMS
 
 log = logging.getLogger("authgres")
 
@@ -136,6 +137,13 @@ async def _captcha(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _providers(app: web.Application) -> AsyncIterator[None]:
+    # One HTTP session to the identity providers for the app's lifetime, and their keys' cache.
+    app[PROVIDERS] = Providers(app[SETTINGS])
+    async with app[PROVIDERS].running():
+        yield
+
+
 async def _metrics(app: web.Application) -> AsyncIterator[None]:
     app[METRICS].watch(app[DB], app[PASSWORDS])
     async with app[METRICS].serving(app[SETTINGS].metrics_host, app[SETTINGS].metrics_port):
@@ -161,6 +169,7 @@ def create_app(settings: Settings, *, background: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_passwords)
     app.cleanup_ctx.append(_captcha)
+    app.cleanup_ctx.append(_providers)
     app.cleanup_ctx.append(_metrics)
     app.cleanup_ctx.append(_events)
     app.cleanup_ctx.append(_sms(background))

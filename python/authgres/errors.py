@@ -87,6 +87,11 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUW05": (422, "webauthn_credential_exists"),
     "AUW06": (404, "validation_failed"),
     "AUW07": (422, "single_identity_not_deletable"),
+    "AUI01": (422, "identity_already_exists"),
+    "AUI02": (422, "single_identity_not_deletable"),
+    "AUI03": (404, "manual_linking_disabled"),
+    "AUI04": (422, "identity_not_found"),
+    "AUI05": (400, "bad_oauth_state"),
 }
 
 

@@ -323,6 +323,64 @@ class DeliveryModes(Reader):
         return self.fallback
 
 
+# Third-party sign-in: each provider's name. Every one is configured by the same variables
+# (ExternalProviders); providers.py holds what each is (endpoints, scopes, how it names its users).
+EXTERNAL_PROVIDERS = ("apple", "azure", "discord", "github", "gitlab", "google", "keycloak", "oidc")
+
+
+@dataclass(frozen=True)
+class ExternalProvider:
+    """One provider's AUTHGRES_EXTERNAL_<PROVIDER>_* variables."""
+
+    enabled: bool = False
+    client_ids: tuple[str, ...] = ()  # the first is the one /authorize uses; ID tokens may be for any
+    secret: str = ""
+    redirect_uri: str = ""  # unset: the API's external URL + /callback
+    url: str = ""  # unset: the provider's own (a base URL, or for OIDC providers the issuer)
+    team_id: str = ""  # Apple only, with key_id: SECRET is then the .p8 key, and the client secret is made from it
+    key_id: str = ""
+
+
+class ExternalProviders(Reader):
+    """AUTHGRES_EXTERNAL_<PROVIDER>_ENABLED, _CLIENT_ID (a comma list), _SECRET, _REDIRECT_URI and _URL for
+    every provider of EXTERNAL_PROVIDERS (Apple also _TEAM_ID and _KEY_ID), read into one ExternalProvider
+    each. An enabled provider needs a client id."""
+
+    _SUFFIXES = ("ENABLED", "CLIENT_ID", "SECRET", "REDIRECT_URI", "URL")
+    _APPLE = ("TEAM_ID", "KEY_ID")
+
+    def __call__(self, env: Mapping[str, str], name: str, default: Any) -> dict[str, ExternalProvider]:
+        providers = {}
+        for provider in EXTERNAL_PROVIDERS:
+            prefix = f"{name}_{provider.upper()}_"
+            enabled = Flag()(env, prefix + "ENABLED", False)
+            client_ids = CommaList()(env, prefix + "CLIENT_ID", ())
+            if enabled and not client_ids:
+                raise ConfigError(f"{prefix}ENABLED needs {prefix}CLIENT_ID")
+            url = Url()(env, prefix + "URL", "")
+            if url and not url.startswith(("https://", "http://")):
+                raise ConfigError(f"{prefix}URL must be an http:// or https:// URL")
+            providers[provider] = ExternalProvider(
+                enabled=enabled,
+                client_ids=client_ids,
+                secret=env.get(prefix + "SECRET", ""),
+                redirect_uri=env.get(prefix + "REDIRECT_URI", ""),
+                url=url,
+                team_id=env.get(prefix + "TEAM_ID", "") if provider == "apple" else "",
+                key_id=env.get(prefix + "KEY_ID", "") if provider == "apple" else "",
+            )
+        return providers
+
+    def variables(self, name: str) -> tuple[str, ...]:
+        return (
+            *(f"{name}_<PROVIDER>_{suffix}" for suffix in self._SUFFIXES),
+            *(f"{name}_APPLE_{suffix}" for suffix in self._APPLE),
+        )
+
+    def show(self, default: Any) -> str:
+        return "unset"
+
+
 @overload
 def setting(default: T, *, env: str, read: Reader, sql: bool | str = ..., shown: str | None = ...) -> T: ...
 @overload
@@ -613,6 +671,12 @@ class Settings(_FromEnvironment):
     )
     mfa_phone_enroll_enabled: bool = setting(False, env="AUTHGRES_MFA_PHONE_ENROLL_ENABLED", read=Flag(), sql=True)
     mfa_phone_verify_enabled: bool = setting(False, env="AUTHGRES_MFA_PHONE_VERIFY_ENABLED", read=Flag(), sql=True)
+    # Third-party sign-in (providers.py, routes/external.py).
+    external: dict[str, ExternalProvider] = setting(
+        default_factory=dict, env="AUTHGRES_EXTERNAL", read=ExternalProviders()
+    )
+    external_timeout: float = setting(10.0, env="AUTHGRES_EXTERNAL_TIMEOUT", read=Number())
+    manual_linking_enabled: bool = setting(False, env="AUTHGRES_SECURITY_MANUAL_LINKING_ENABLED", read=Flag(), sql=True)
 
     def __post_init__(self) -> None:
         if self.mailer_test_otp and not (
@@ -667,6 +731,10 @@ class Settings(_FromEnvironment):
     def captcha_siteverify_url(self) -> str:
         """Where captcha tokens are checked: AUTHGRES_SECURITY_CAPTCHA_VERIFY_URL, else the provider's."""
         return self.captcha_verify_url or CAPTCHA_SITEVERIFY[self.captcha_provider]
+
+    def provider(self, name: str) -> ExternalProvider:
+        """A provider's configuration (disabled when nothing configures it)."""
+        return self.external.get(name) or ExternalProvider()
 
     def delivery(self, kind: str) -> str:
         """link, code or both: what the email of this kind offers."""

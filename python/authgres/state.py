@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from authgres.mailer import Mailer
     from authgres.metrics import Metrics
     from authgres.passwords import Passwords
+    from authgres.providers import Providers
     from authgres.settings import Settings
     from authgres.sms import SmsSender
 
@@ -29,5 +30,6 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 EVENTS: web.AppKey[UserEvents] = web.AppKey("events")
 CAPTCHA: web.AppKey[Captcha] = web.AppKey("captcha")
 SMS: web.AppKey[SmsSender] = web.AppKey("sms")
+PROVIDERS: web.AppKey[Providers] = web.AppKey("providers")
 # Set when the service begins to stop: /ready then answers 503 while in-flight requests finish.
 DRAINING: web.AppKey[asyncio.Event] = web.AppKey("draining")

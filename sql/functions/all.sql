@@ -17,6 +17,7 @@
 \ir pkce.sql
 \ir email.sql
 \ir phone.sql
+\ir identities.sql
 \ir outbox.sql
 \ir mfa.sql
 \ir passkeys.sql

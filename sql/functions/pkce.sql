@@ -126,11 +126,94 @@ begin
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
   perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
     'provider', v_flow.provider_type, 'via', 'pkce', 'authentication_method', v_flow.authentication_method));
-  return auth._start_session(v_user, 'otp', p_user_agent, p_ip);
+  -- A provider flow's session is an oauth sign-in, and hands back the provider's tokens, still sealed
+  -- (the service opens them: the key is not the database's).
+  return auth._start_session(v_user, case v_flow.authentication_method when 'oauth' then 'oauth' else 'otp' end,
+                             p_user_agent, p_ip)
+    || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+         'sealed_provider_token', pg_catalog.encode(v_flow.provider_access_token, 'base64'),
+         'sealed_provider_refresh_token', pg_catalog.encode(v_flow.provider_refresh_token, 'base64')));
 end
 $$;
 comment on function auth.exchange_auth_code(text, text, text, inet) is
   'POST /token?grant_type=pkce: the session for a flow''s auth code and its code verifier; the flow ends '
   '(single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds '
-  'after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was.';
+  'after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was. A '
+  'provider flow''s answer also holds the provider''s tokens as sealed (sealed_provider_token, '
+  'sealed_provider_refresh_token, base64), for the service to open.';
 grant execute on function auth.exchange_auth_code(text, text, text, inet) to authgres_service;
+
+-- Provider sign-in (OAuth 2.0 / OpenID Connect): GET /authorize starts a flow whose id is the `state` sent
+-- to the provider; the callback reads it (auth.provider_flow) before it spends the provider's code, and
+-- consumes it in the transaction that signs in (auth._consume_provider_flow): a PKCE flow's row then gets
+-- its auth code, an implicit flow's row is deleted. Either way the state works once.
+create or replace function auth._provider_state_lifetime() returns interval
+  language sql immutable parallel safe
+  return interval '10 minutes';
+comment on function auth._provider_state_lifetime() is
+  'How long the state of a provider sign-in (the time to log in at the provider) stays valid.';
+
+create or replace function auth.start_provider_flow(
+  p_provider text, p_referrer text, p_code_challenge text default null, p_code_challenge_method text default null,
+  p_access_token text default null
+) returns uuid
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_target uuid;
+  v_flow uuid;
+begin
+  if p_access_token is not null then  -- GET /user/identities/authorize: a link to the signed-in user
+    if not (select s.manual_linking_enabled from auth.settings s) then
+      raise exception using errcode = 'AUI03', message = 'Manual linking is disabled';
+    end if;
+    v_target := ((auth._signed_in(p_access_token)).usr).id;
+  end if;
+  insert into auth.flow_state (provider_type, authentication_method, code_challenge, code_challenge_method,
+                               referrer, linking_target_id)
+  values (p_provider, 'oauth', nullif(p_code_challenge, ''), auth._pkce_method(p_code_challenge, p_code_challenge_method),
+          p_referrer, v_target)
+  returning id into v_flow;
+  return v_flow;
+end
+$$;
+comment on function auth.start_provider_flow(text, text, text, text, text) is
+  'GET /authorize and GET /user/identities/authorize: starts a provider sign-in (with a code challenge, a '
+  'PKCE flow; with the access token of a signed-in user, a link to that user, AUI03 when manual linking is '
+  'off); returns its id, the single-use state sent to the provider.';
+grant execute on function auth.start_provider_flow(text, text, text, text, text) to authgres_service;
+
+create or replace function auth._live_provider_flow(p_state text) returns auth.flow_state
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_flow auth.flow_state;
+begin
+  if p_state ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    select * into v_flow from auth.flow_state f
+     where f.id = p_state::uuid and f.authentication_method = 'oauth' and f.auth_code_digest is null
+       and f.created_at + auth._provider_state_lifetime() > pg_catalog.now()
+       for update;
+  end if;
+  if v_flow.id is null then
+    raise exception using errcode = 'AUI05', message = 'OAuth state parameter is invalid, used or expired';
+  end if;
+  return v_flow;
+end
+$$;
+comment on function auth._live_provider_flow(text) is
+  'The provider flow of a state that is still unused and unexpired, locked; AUI05 otherwise.';
+
+create or replace function auth.provider_flow(p_state text) returns jsonb
+  language sql volatile security definer
+  set search_path = ''
+  return (select pg_catalog.jsonb_build_object('provider', f.provider_type, 'referrer', f.referrer,
+                                               'pkce', f.code_challenge is not null,
+                                               'linking', f.linking_target_id is not null)
+            from auth._live_provider_flow(p_state) f);
+comment on function auth.provider_flow(text) is
+  'The callback''s first look at its state: provider, referrer, whether PKCE and whether a link; AUI05 for a '
+  'state that is unknown, used or expired. Nothing is consumed: auth.sign_in_with_identity does that.';
+grant execute on function auth.provider_flow(text) to authgres_service;

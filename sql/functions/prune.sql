@@ -40,8 +40,10 @@ begin
     select f.id from auth.flow_state f
      where f.auth_code_issued_at < pg_catalog.now() - pg_catalog.make_interval(secs => (
              select s.flow_state_expiry from auth.settings s))
-        or (f.auth_code_issued_at is null
+        or (f.auth_code_issued_at is null and f.authentication_method <> 'oauth'
             and not exists (select from auth.one_time_tokens t where t.flow_state_id = f.id))
+        or (f.auth_code_issued_at is null and f.authentication_method = 'oauth'
+            and f.created_at < pg_catalog.now() - auth._provider_state_lifetime())
      limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;

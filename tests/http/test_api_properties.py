@@ -113,6 +113,7 @@ class LiveApi:
         self._token = session["access_token"]
         claims = jwt.decode(self._token, options={"verify_signature": False})
         self._ids.update(user_id=session["user"]["id"], session_id=claims["session_id"])
+        self._ids.update(identity_id=session["user"]["identities"][0]["identity_id"])
         return self._token
 
     def _real_id(self, name: str) -> str:

@@ -32,7 +32,7 @@ function authClient() {
     url: step.url,
     headers: { apikey: step.key, Authorization: `Bearer ${step.key}` },
     storage,
-    flowType: 'pkce',
+    flowType: step.flow_type ?? 'pkce',
     autoRefreshToken: false,
     persistSession: true,
     detectSessionInUrl: false,
@@ -105,6 +105,26 @@ const actions = {
     }),
   mfaListFactors: () => authClient().mfa.listFactors(),
   mfaAal: () => authClient().mfa.getAuthenticatorAssuranceLevel(),
+  // Third-party sign-in (tests/compat/test_oauth_clients.py): the URL to send the browser to, the session
+  // an implicit flow's redirect carries, identities.
+  signInWithOAuth: () =>
+    authClient().signInWithOAuth({
+      provider: step.provider,
+      options: { redirectTo: redirect, skipBrowserRedirect: true, queryParams: step.query_params, scopes: step.scopes },
+    }),
+  setSession: () => authClient().setSession({ access_token: step.access_token, refresh_token: step.refresh_token }),
+  signInWithIdToken: () =>
+    authClient().signInWithIdToken({ provider: step.provider, token: step.token, nonce: step.nonce }),
+  linkIdentity: () =>
+    authClient().linkIdentity({ provider: step.provider, options: { redirectTo: redirect, skipBrowserRedirect: true } }),
+  getUserIdentities: () => authClient().getUserIdentities(),
+  unlinkIdentity: async () => {
+    const client = authClient()
+    const { data, error } = await client.getUserIdentities()
+    if (error) return { data: null, error }
+    const identity = data.identities.find((each) => each.provider === step.provider)
+    return identity ? client.unlinkIdentity(identity) : { data: null, error: { name: 'NoSuchIdentity' } }
+  },
 }
 
 // WebAuthn options hold ArrayBuffers once auth-js deserialised them: printed back as base64url.

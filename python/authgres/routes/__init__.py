@@ -5,7 +5,7 @@ import re
 from aiohttp import web
 
 from authgres.inputs import UUID_PATTERN
-from authgres.routes import admin, factors, logout, meta, otp, passkeys, sessions, signup, token, user, verify
+from authgres.routes import admin, external, factors, logout, meta, otp, passkeys, sessions, signup, token, user, verify
 
 PREFIXES = ("", "/auth/v1")
 TABLES = (
@@ -20,6 +20,7 @@ TABLES = (
     admin.routes,
     sessions.routes,
     passkeys.routes,
+    external.routes,
 )
 
 

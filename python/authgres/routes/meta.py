@@ -58,6 +58,7 @@ async def ready(request: web.Request) -> web.Response:
 async def public_settings(request: web.Request) -> web.Response:
     config = settings(request)
     external = dict.fromkeys(_OAUTH_PROVIDERS, False)
+    external.update({name: provider.enabled for name, provider in config.external.items()})
     external.update(email=True, phone=config.external_phone_enabled, anonymous_users=config.anonymous_users_enabled)
     return reply(
         {

@@ -1,22 +1,28 @@
-"""POST /token?grant_type=password|refresh_token|pkce|twofa (pkce: an emailed link's auth code and the
-client's code verifier; twofa: strict email 2-step)."""
+"""POST /token?grant_type=password|refresh_token|pkce|twofa|id_token (pkce: an emailed link's or a
+provider sign-in's auth code and the client's code verifier; twofa: strict email 2-step; id_token: an
+OpenID provider's ID token, verified here, signs in as the provider callback does)."""
 
 import json
 from typing import Annotated
 
 import msgspec
 from aiohttp import web
+from psycopg.types.json import Jsonb
 
 from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, invalid_credentials, validation_failed
-from authgres.http import client_ip, db, passwords, reply, require_phone, user_agent
+from authgres.http import bearer_token, client_ip, db, passwords, reply, require_phone, user_agent
 from authgres.inputs import Query, Text, declared
-from authgres.state import METRICS
+from authgres.providers import check_access_token_hash, identity_of
+from authgres.routes.external import open_provider_tokens
+from authgres.state import METRICS, PROVIDERS
 
 routes = web.RouteTableDef()
 
 # Documented as an enum, read as text: any other grant answers invalid_credentials, as GoTrue's does.
-GrantType = Annotated[Text, msgspec.Meta(extra_json_schema={"enum": ["password", "refresh_token", "pkce", "twofa"]})]
+GrantType = Annotated[
+    Text, msgspec.Meta(extra_json_schema={"enum": ["password", "refresh_token", "pkce", "twofa", "id_token"]})
+]
 
 
 class TokenQuery(Query):
@@ -36,6 +42,13 @@ class TokenRequest(CaptchaProtected):
     code: Text | None = None
     auth_code: Text | None = None
     code_verifier: Text | None = None
+    # id_token grant: the provider, its ID token (and the access token issued with it), the nonce the
+    # token was requested with, and link_identity to add the identity to the signed-in user (Authorization).
+    provider: Text | None = None
+    id_token: Annotated[str, msgspec.Meta(max_length=16384)] | None = None
+    access_token: Annotated[str, msgspec.Meta(max_length=16384)] | None = None
+    nonce: Text | None = None
+    link_identity: bool | None = None
 
 
 @routes.post("/token")
@@ -61,7 +74,11 @@ async def token(request: web.Request, query: TokenQuery, body: TokenRequest) -> 
             user_agent=user_agent(request),
             ip=client_ip(request),
         )
+        if '"sealed_provider' in session:  # a provider sign-in's: its tokens go to the client, opened
+            return reply(open_provider_tokens(request, json.loads(session)))
         return reply(session)
+    if query.grant_type == "id_token":
+        return await _id_token_grant(request, body)
     if query.grant_type == "twofa":
         session = await db(request).call(
             "complete_twofa",
@@ -72,6 +89,31 @@ async def token(request: web.Request, query: TokenQuery, body: TokenRequest) -> 
         )
         return reply(session)
     raise AuthError(400, "invalid_credentials", "unsupported_grant_type")
+
+
+async def _id_token_grant(request: web.Request, body: TokenRequest) -> web.Response:
+    if not body.id_token or not body.provider:
+        message = "id_token required" if not body.id_token else "provider required"
+        raise AuthError(
+            400, "validation_failed", message, extra={"error": "invalid_request", "error_description": message}
+        )
+    link_to = bearer_token(request) if body.link_identity else None
+    providers = request.app[PROVIDERS]
+    claims = await providers.verify_id_token(body.provider, body.id_token, body.nonce, grant=True)
+    if body.access_token:
+        check_access_token_hash(claims, body.access_token, body.id_token)
+    identity = identity_of(claims, providers.issuer_of(body.provider))
+    session = await db(request).call(
+        "sign_in_with_identity",
+        provider=body.provider,
+        subject=identity.subject,
+        claims=Jsonb(identity.claims),
+        method="id_token",
+        access_token=link_to,
+        user_agent=user_agent(request),
+        ip=client_ip(request),
+    )
+    return reply(session)
 
 
 async def _password_grant(request: web.Request, body: TokenRequest) -> web.Response:
