@@ -914,6 +914,8 @@ begin
     delete from auth.sessions where user_id = p_user.id;
     delete from auth.identities where user_id = p_user.id;
     delete from auth.mfa_factors where user_id = p_user.id;
+    delete from auth.webauthn_credentials where user_id = p_user.id;
+    delete from auth.webauthn_challenges where user_id = p_user.id;
     delete from auth.mfa_recovery_codes where user_id = p_user.id;
     delete from auth.one_time_tokens where user_id = p_user.id;
     update auth.api_keys set revoked_at = pg_catalog.now() where user_id = p_user.id and revoked_at is null;

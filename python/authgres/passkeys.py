@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +49,17 @@ TIMEOUT_MS = 60000
 _MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
 
 
-def verification_failed(message: str = "Credential verification failed") -> AuthError:
-    return AuthError(400, "webauthn_verification_failed", message)
+def verification_failed() -> AuthError:
+    """What a passkey ceremony whose answer does not verify is told (GoTrue's)."""
+    return AuthError(400, "webauthn_verification_failed", "Credential verification failed")
+
+
+def factor_failed() -> AuthError:
+    """What a WebAuthn factor's answer that does not verify is told: as a wrong code."""
+    return AuthError(422, "mfa_verification_failed", "Invalid WebAuthn response")
+
+
+Failure = Callable[[], AuthError]
 
 
 def _descriptors(ids: list[str]) -> list[PublicKeyCredentialDescriptor]:
@@ -147,8 +157,10 @@ def _signed_challenge(client_data_json: bytes) -> bytes:
     return challenge
 
 
-def verify_registration(config: Settings, credential: Any, *, require_user_verification: bool) -> Registered:
-    """Checks a navigator.credentials.create() answer (as JSON); webauthn_verification_failed otherwise."""
+def verify_registration(
+    config: Settings, credential: Any, *, require_user_verification: bool, failure: Failure = verification_failed
+) -> Registered:
+    """Checks a navigator.credentials.create() answer (as JSON); raises failure() otherwise."""
     try:
         parsed: RegistrationCredential = parse_registration_credential_json(credential)
         challenge = _signed_challenge(parsed.response.client_data_json)
@@ -160,7 +172,7 @@ def verify_registration(config: Settings, credential: Any, *, require_user_verif
             require_user_verification=require_user_verification,
         )
     except _MALFORMED:
-        raise verification_failed() from None
+        raise failure() from None
     transports = [_text(each) for each in parsed.response.transports or []]
     return Registered(
         challenge=challenge,
@@ -175,22 +187,27 @@ def verify_registration(config: Settings, credential: Any, *, require_user_verif
     )
 
 
-def assertion_credential(credential: Any) -> AuthenticationCredential:
+def assertion_credential(credential: Any, *, failure: Failure = verification_failed) -> AuthenticationCredential:
     """A navigator.credentials.get() answer, parsed (its rawId names the key to check it with)."""
     try:
         parsed: AuthenticationCredential = parse_authentication_credential_json(credential)
     except _MALFORMED:
-        raise verification_failed() from None
+        raise failure() from None
     return parsed
 
 
 def verify_assertion(
-    config: Settings, parsed: AuthenticationCredential, public_key: bytes | None, *, require_user_verification: bool
+    config: Settings,
+    parsed: AuthenticationCredential,
+    public_key: bytes | None,
+    *,
+    require_user_verification: bool,
+    failure: Failure = verification_failed,
 ) -> Asserted:
     """Checks an assertion's signature with the credential's registered public key (None: unknown
     credential). The signature counter is left to SQL, which compares it under the credential's lock."""
     if public_key is None:
-        raise verification_failed()
+        raise failure()
     try:
         challenge = _signed_challenge(parsed.response.client_data_json)
         verified = verify_authentication_response(
@@ -203,7 +220,7 @@ def verify_assertion(
             require_user_verification=require_user_verification,
         )
     except _MALFORMED:
-        raise verification_failed() from None
+        raise failure() from None
     return Asserted(
         challenge=challenge,
         credential_id=verified.credential_id,

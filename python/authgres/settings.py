@@ -697,6 +697,10 @@ class Settings(_FromEnvironment):
             raise ConfigError("AUTHGRES_SECURITY_CAPTCHA_ENABLED needs AUTHGRES_SECURITY_CAPTCHA_SECRET")
         if self.captcha_enabled and not self.captcha_siteverify_url.startswith(("https://", "http://")):
             raise ConfigError("AUTHGRES_SECURITY_CAPTCHA_VERIFY_URL must be an http:// or https:// URL")
+        for origin in self.webauthn_rp_origins:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("https", "http") or not parts.hostname or parts.path.strip("/") or parts.query:
+                raise ConfigError(f"AUTHGRES_WEBAUTHN_RP_ORIGINS: {origin!r} is not an origin (https://host[:port])")
 
     def sql_settings(self) -> dict[str, Any]:
         """The part of the configuration that the SQL functions read (auth.settings), by column."""

@@ -426,3 +426,17 @@ async def test_malformed_answers_are_refused_with_4xx(pk, body):
         response = await pk.post(path, headers=headers, json=body)
         assert 400 <= response.status < 500, await response.text()
         assert response.headers["x-sb-error-code"] in ("validation_failed", "webauthn_verification_failed")
+
+
+async def test_a_deleted_account_s_passkey_signs_in_no_more(pk, admin, service):
+    for soft in (True, False):
+        session, authenticator, _ = await user_with_passkey(pk, f"gone-{soft}@example.com")
+        deleted = await pk.delete(
+            f"/admin/users/{session['user']['id']}",
+            headers=service_headers(service),
+            json={"should_soft_delete": soft},
+        )
+        assert deleted.status == 200, await deleted.text()
+        response = await sign_in(pk, authenticator)
+        assert response.status == 400 and response.headers["x-sb-error-code"] == "webauthn_verification_failed"
+    assert admin.execute("select count(*) from auth.webauthn_credentials").fetchone()[0] == 0

@@ -256,3 +256,20 @@ def test_fixed_email_codes_need_a_valid_until_in_the_future():
             )
     with pytest.raises(ConfigError, match="ISO 8601"):
         Settings.from_env({**BASE, "AUTHGRES_MAILER_TEST_OTP_VALID_UNTIL": "tomorrow"})
+
+
+def test_the_webauthn_relying_party_comes_from_the_settings():
+    default = Settings.from_env({**BASE, "AUTHGRES_SITE_URL": "https://app.example.com:8443/welcome"})
+    assert (default.rp_id, default.rp_origins) == ("app.example.com", ("https://app.example.com:8443",))
+    configured = Settings.from_env(
+        {
+            **BASE,
+            "AUTHGRES_WEBAUTHN_RP_ID": "example.com",
+            "AUTHGRES_WEBAUTHN_RP_ORIGINS": "https://app.example.com/, https://www.example.com",
+        }
+    )
+    assert configured.rp_id == "example.com"
+    assert configured.rp_origins == ("https://app.example.com", "https://www.example.com")
+    for wrong in ("example.com", "https://example.com/login", "ftp://example.com", "https://"):
+        with pytest.raises(ConfigError, match="AUTHGRES_WEBAUTHN_RP_ORIGINS"):
+            Settings.from_env({**BASE, "AUTHGRES_WEBAUTHN_RP_ORIGINS": wrong})

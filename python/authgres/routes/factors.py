@@ -134,25 +134,24 @@ async def _verify_webauthn(
         raise validation_failed("credential_response required")
     if body.challenge_id is None:
         raise validation_failed("challenge_id is required")
-    config = settings(request)
-    try:
-        if answer.type == "create":
-            registered = passkeys.verify_registration(
-                config, answer.credential_response, require_user_verification=False
-            )
-            proof: dict[str, Any] = registered.params()
-        else:
-            parsed = passkeys.assertion_credential(answer.credential_response)
-            public_key = await db(request).call("webauthn_public_key", credential_id=parsed.raw_id)
-            asserted = passkeys.verify_assertion(config, parsed, public_key, require_user_verification=False)
-            proof = {
-                "challenge": asserted.challenge,
-                "credential_id": asserted.credential_id,
-                "sign_count": asserted.sign_count,
-                "backed_up": asserted.backed_up,
-            }
-    except AuthError as error:  # as a wrong code: the factor's answer did not verify
-        raise AuthError(422, "mfa_verification_failed", "Invalid WebAuthn response") from error
+    config, failed = settings(request), passkeys.factor_failed
+    if answer.type == "create":
+        registered = passkeys.verify_registration(
+            config, answer.credential_response, require_user_verification=False, failure=failed
+        )
+        proof: dict[str, Any] = registered.params()
+    else:
+        parsed = passkeys.assertion_credential(answer.credential_response, failure=failed)
+        public_key = await db(request).call("webauthn_public_key", credential_id=parsed.raw_id)
+        asserted = passkeys.verify_assertion(
+            config, parsed, public_key, require_user_verification=False, failure=failed
+        )
+        proof = {
+            "challenge": asserted.challenge,
+            "credential_id": asserted.credential_id,
+            "sign_count": asserted.sign_count,
+            "backed_up": asserted.backed_up,
+        }
     return await db(request).call(
         "verify_webauthn_factor",
         access_token=token,
