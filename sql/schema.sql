@@ -1133,6 +1133,7 @@ CREATE TABLE auth.settings (
     passkey_max_per_user integer DEFAULT 10 NOT NULL,
     webauthn_challenge_expiry integer DEFAULT 300 NOT NULL,
     mfa_web_authn_enabled boolean DEFAULT false NOT NULL,
+    rate_limit_passkey integer DEFAULT 30 NOT NULL,
     manual_linking_enabled boolean DEFAULT false NOT NULL,
     CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
@@ -1149,6 +1150,7 @@ CREATE TABLE auth.settings (
     CONSTRAINT settings_passkey_max_per_user_check CHECK ((passkey_max_per_user > 0)),
     CONSTRAINT settings_rate_limit_email_per_address_check CHECK ((rate_limit_email_per_address >= 0)),
     CONSTRAINT settings_rate_limit_email_per_ip_check CHECK ((rate_limit_email_per_ip >= 0)),
+    CONSTRAINT settings_rate_limit_passkey_check CHECK ((rate_limit_passkey > 0)),
     CONSTRAINT settings_rate_limit_sms_sent_check CHECK ((rate_limit_sms_sent >= 0)),
     CONSTRAINT settings_refresh_token_replay_revokes_check CHECK ((refresh_token_replay_revokes = ANY (ARRAY['session'::text, 'user'::text]))),
     CONSTRAINT settings_refresh_token_reuse_interval_check CHECK ((refresh_token_reuse_interval >= 0)),
@@ -1320,6 +1322,12 @@ COMMENT ON COLUMN auth.settings.webauthn_challenge_expiry IS 'Seconds a passkey 
 --
 
 COMMENT ON COLUMN auth.settings.mfa_web_authn_enabled IS 'Whether WebAuthn may be enrolled and verified as an MFA factor.';
+
+--
+-- Name: COLUMN settings.rate_limit_passkey; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.rate_limit_passkey IS 'Passkey sign-in challenges one client IP may ask for per 5 minutes (they need no session and are stored).';
 
 --
 -- Name: COLUMN settings.manual_linking_enabled; Type: COMMENT; Schema: auth; Owner: authgres_owner
@@ -5656,16 +5664,21 @@ ALTER FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dea
 COMMENT ON FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) IS 'For the metrics: emails pending, being sent and dead, and the age in seconds of the oldest not yet sent (0 when none).';
 
 --
--- Name: passkey_authentication_options(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: passkey_authentication_options(inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.passkey_authentication_options() RETURNS jsonb
+CREATE FUNCTION auth.passkey_authentication_options(p_ip inet DEFAULT NULL::inet) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
   v_challenge auth.webauthn_challenges;
 begin
+  -- Anyone may ask, and each answer is a stored row: a client IP gets so many per window.
+  if p_ip is not null then
+    perform auth._throttle('passkey-options-ip:' || pg_catalog.host(p_ip),
+                           (select s.rate_limit_passkey from auth.settings s), interval '5 minutes', 'AUL02');
+  end if;
   insert into auth.webauthn_challenges (challenge_type, challenge, expires_at)
   values ('authentication', auth._random_bytes(32),
           pg_catalog.now() + pg_catalog.make_interval(secs => (select s.webauthn_challenge_expiry from auth.settings s)))
@@ -5676,13 +5689,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth.passkey_authentication_options() OWNER TO authgres_owner;
+ALTER FUNCTION auth.passkey_authentication_options(p_ip inet) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION passkey_authentication_options(); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION passkey_authentication_options(p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.passkey_authentication_options() IS 'POST /passkeys/authentication/options: a challenge for a discoverable sign-in (no user named).';
+COMMENT ON FUNCTION auth.passkey_authentication_options(p_ip inet) IS 'POST /passkeys/authentication/options: a challenge for a discoverable sign-in (no user named); AUL02 past rate_limit_passkey per 5 minutes from p_ip.';
 
 --
 -- Name: passkey_registration_options(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -9562,11 +9575,11 @@ REVOKE ALL ON FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint,
 GRANT ALL ON FUNCTION auth.outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) TO authgres_service;
 
 --
--- Name: FUNCTION passkey_authentication_options(); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION passkey_authentication_options(p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.passkey_authentication_options() FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.passkey_authentication_options() TO authgres_service;
+REVOKE ALL ON FUNCTION auth.passkey_authentication_options(p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.passkey_authentication_options(p_ip inet) TO authgres_service;
 
 --
 -- Name: FUNCTION passkey_registration_options(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner

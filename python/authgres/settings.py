@@ -585,6 +585,8 @@ class Settings(_FromEnvironment):
     webauthn_challenge_expiry: int = setting(
         300, env="AUTHGRES_WEBAUTHN_CHALLENGE_EXPIRY_DURATION", read=Integer(minimum=1), sql=True
     )
+    # Passkey sign-in's options need no session and store a challenge: bounded per client IP, as GoTrue's.
+    rate_limit_passkey: int = setting(30, env="AUTHGRES_RATE_LIMIT_PASSKEY", read=Integer(minimum=1), sql=True)
     mfa_email: str = setting("off", env="AUTHGRES_MFA_EMAIL", read=Choice("off", "optional", "required"), sql=True)
     mfa_email_strict: bool = setting(False, env="AUTHGRES_MFA_EMAIL_STRICT", read=Flag(), sql=True)
     smtp_host: str | None = setting(None, env="AUTHGRES_SMTP_HOST", read=OptionalText())

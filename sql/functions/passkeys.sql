@@ -165,13 +165,18 @@ comment on function auth.register_passkey(text, uuid, bytea, bytea, bytea, uuid,
 grant execute on function auth.register_passkey(text, uuid, bytea, bytea, bytea, uuid, bigint, jsonb, boolean, boolean, text, inet)
   to authgres_service;
 
-create or replace function auth.passkey_authentication_options() returns jsonb
+create or replace function auth.passkey_authentication_options(p_ip inet default null) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
 as $$
 declare
   v_challenge auth.webauthn_challenges;
 begin
+  -- Anyone may ask, and each answer is a stored row: a client IP gets so many per window.
+  if p_ip is not null then
+    perform auth._throttle('passkey-options-ip:' || pg_catalog.host(p_ip),
+                           (select s.rate_limit_passkey from auth.settings s), interval '5 minutes', 'AUL02');
+  end if;
   insert into auth.webauthn_challenges (challenge_type, challenge, expires_at)
   values ('authentication', auth._random_bytes(32),
           pg_catalog.now() + pg_catalog.make_interval(secs => (select s.webauthn_challenge_expiry from auth.settings s)))
@@ -181,9 +186,10 @@ begin
     'expires_at', auth._epoch(v_challenge.expires_at));
 end
 $$;
-comment on function auth.passkey_authentication_options() is
-  'POST /passkeys/authentication/options: a challenge for a discoverable sign-in (no user named).';
-grant execute on function auth.passkey_authentication_options() to authgres_service;
+comment on function auth.passkey_authentication_options(inet) is
+  'POST /passkeys/authentication/options: a challenge for a discoverable sign-in (no user named); AUL02 past '
+  'rate_limit_passkey per 5 minutes from p_ip.';
+grant execute on function auth.passkey_authentication_options(inet) to authgres_service;
 
 create or replace function auth.webauthn_public_key(p_credential_id bytea) returns bytea
   language sql stable security definer

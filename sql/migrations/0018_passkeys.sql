@@ -83,7 +83,10 @@ comment on column auth.webauthn_challenges.expires_at is 'After this the challen
 alter table auth.settings
   add column passkey_max_per_user integer not null default 10 check (passkey_max_per_user > 0),
   add column webauthn_challenge_expiry integer not null default 300 check (webauthn_challenge_expiry > 0),
-  add column mfa_web_authn_enabled boolean not null default false;
+  add column mfa_web_authn_enabled boolean not null default false,
+  add column rate_limit_passkey integer not null default 30 check (rate_limit_passkey > 0);
 comment on column auth.settings.passkey_max_per_user is 'How many passkeys one user may register.';
 comment on column auth.settings.webauthn_challenge_expiry is 'Seconds a passkey ceremony''s challenge lives.';
+comment on column auth.settings.rate_limit_passkey is
+  'Passkey sign-in challenges one client IP may ask for per 5 minutes (they need no session and are stored).';
 comment on column auth.settings.mfa_web_authn_enabled is 'Whether WebAuthn may be enrolled and verified as an MFA factor.';

@@ -440,3 +440,13 @@ async def test_a_deleted_account_s_passkey_signs_in_no_more(pk, admin, service):
         response = await sign_in(pk, authenticator)
         assert response.status == 400 and response.headers["x-sb-error-code"] == "webauthn_verification_failed"
     assert admin.execute("select count(*) from auth.webauthn_credentials").fetchone()[0] == 0
+
+
+async def test_sign_in_challenges_are_limited_per_client_ip(make_client, admin):
+    client = await make_client(passkey_enabled=True, rate_limit_passkey=2)
+    for _ in range(2):
+        await start_sign_in(client)
+    refused = await client.post("/passkeys/authentication/options", headers=API_2024)
+    assert refused.status == 429
+    assert (await refused.json())["code"] == "over_request_rate_limit"
+    assert admin.execute("select count(*) from auth.webauthn_challenges").fetchone()[0] == 2

@@ -93,7 +93,7 @@ async def registration_verify(request: web.Request, token: Bearer, body: Ceremon
 async def authentication_options(request: web.Request, body: AuthenticationOptionsRequest) -> web.Response:
     _require_enabled(request)
     await require_captcha(request, body)
-    state = json.loads(await db(request).call("passkey_authentication_options"))
+    state = json.loads(await db(request).call("passkey_authentication_options", ip=client_ip(request)))
     options = passkeys.authentication_options(settings(request), state["challenge"], passkey=True)
     return reply({"challenge_id": state["challenge_id"], "options": options, "expires_at": state["expires_at"]})
 
