@@ -11,7 +11,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from authgres import passkeys
-from authgres.errors import AuthError, validation_failed
+from authgres.errors import validation_failed
 from authgres.http import Bearer, client_ip, db, reply, settings, sms, user_agent
 from authgres.inputs import Body, Channel, FactorPath, JsonObject, Text, UserFactorPath, UserPath, declared
 
