@@ -499,6 +499,7 @@ create or replace function auth.reject_sms_outbox(p_id bigint, p_error text) ret
 as $$
 declare
   v_message auth.sms_outbox;
+  v_user auth.users;
 begin
   update auth.sms_outbox
      set status = 'dead', payload = payload - 'code', last_error = pg_catalog.left(p_error, 1000), leased_until = null
@@ -516,7 +517,11 @@ begin
   elsif v_message.created_user then
     delete from auth.users
      where id = v_message.user_id and phone = v_message.to_phone and phone_confirmed_at is null
-       and email is null and last_sign_in_at is null;
+       and email is null and last_sign_in_at is null
+    returning * into v_user;
+    if found then
+      perform auth._audit(v_user, 'user_deleted', 'user', null, '{"reason": "sms_refused"}');
+    end if;
   end if;
 end
 $$;
