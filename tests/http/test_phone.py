@@ -204,7 +204,8 @@ async def test_a_refused_number_is_a_clear_error_and_leaves_no_half_made_user(ph
     status, error, payload = admin.execute("select status, last_error, payload from auth.sms_outbox").fetchone()
     assert status == "dead" and "21211" in error and payload == {}
     deleted = admin.execute(
-        "select payload -> 'traits' ->> 'reason' from auth.audit_log_entries where payload ->> 'action' = 'user_deleted'"
+        "select payload -> 'traits' ->> 'reason' from auth.audit_log_entries"
+        " where payload ->> 'action' = 'user_deleted'"
     ).fetchall()
     assert deleted == [("sms_refused",)]
 
