@@ -5829,6 +5829,31 @@ ALTER FUNCTION auth.signing_keys_for_service() OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth.signing_keys_for_service() IS 'The private keys the service signs ES256 tokens with: the current key, and the next one ahead of rotation.';
 
 --
+-- Name: sms_outbox_stats(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) RETURNS record
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  -- As auth.outbox_stats(): both counts read partial indexes (sms_outbox_due_idx, sms_outbox_dead_idx).
+  select pg_catalog.count(*) filter (where o.status = 'pending'),
+         pg_catalog.count(*) filter (where o.status = 'sending'),
+         (select pg_catalog.count(*) from auth.sms_outbox d where d.status = 'dead'),
+         coalesce(extract(epoch from pg_catalog.now() - pg_catalog.min(o.created_at))::double precision, 0)
+    from auth.sms_outbox o
+   where o.status in ('pending', 'sending');
+$$;
+
+ALTER FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) IS 'For the metrics: texts pending, being sent and dead, and the age in seconds of the oldest not yet sent (0 when none).';
+
+--
 -- Name: totp(bytea, timestamp with time zone, integer, integer, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -8216,6 +8241,13 @@ GRANT ALL ON FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_d
 
 REVOKE ALL ON FUNCTION auth.signing_keys_for_service() FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.signing_keys_for_service() TO authgres_service;
+
+--
+-- Name: FUNCTION sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) TO authgres_service;
 
 --
 -- Name: FUNCTION totp(p_secret bytea, p_at timestamp with time zone, p_digits integer, p_period integer, p_algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -20,6 +20,7 @@ from tests.conftest import JWT_SECRET
 from tests.http import twilio as twilio_stand_in
 from tests.http.helpers import API_2024, bearer, claims_of
 from tests.http.mail import until
+from tests.http.test_metrics import TOKEN, scrape, value
 
 PHONE = "15550100001"
 PASSWORD = "a good password"
@@ -473,3 +474,19 @@ async def test_two_senders_never_send_one_text_twice(dsn, phone_settings, twilio
         for database, _ in senders:
             await database.close()
     assert sorted(text.form["To"] for text in twilio.requests) == sorted(f"+{phone}" for phone in phones)
+
+
+async def test_metrics_show_the_sms_outbox(phone_settings, aiohttp_client, twilio, admin):
+    config = Settings(**{**vars(phone_settings), "metrics_token": TOKEN, "sms_retry_base_seconds": 600})
+    client = await aiohttp_client(create_app(config))
+    scraped = await scrape(client)
+    assert [value(scraped, "authgres_outbox_texts", status=s) for s in ("pending", "sending", "dead")] == [0, 0, 0]
+    twilio.mode = "500"
+    await post(client, "/otp", {"phone": PHONE})
+    await until(lambda: admin.execute("select last_error is not null from auth.sms_outbox").fetchone()[0])
+    twilio.mode = "refuse"
+    await post(client, "/signup", {"phone": "15550100002", "password": PASSWORD}, 422)
+    admin.execute("update auth.sms_outbox set created_at = now() - interval '90 seconds'")
+    scraped = await scrape(client)
+    assert [value(scraped, "authgres_outbox_texts", status=s) for s in ("pending", "sending", "dead")] == [1, 0, 1]
+    assert 90 <= value(scraped, "authgres_outbox_texts_oldest_seconds") < 120
