@@ -6120,6 +6120,7 @@ CREATE FUNCTION auth.reject_sms_outbox(p_id bigint, p_error text) RETURNS void
     AS $$
 declare
   v_message auth.sms_outbox;
+  v_user auth.users;
 begin
   update auth.sms_outbox
      set status = 'dead', payload = payload - 'code', last_error = pg_catalog.left(p_error, 1000), leased_until = null
@@ -6137,7 +6138,11 @@ begin
   elsif v_message.created_user then
     delete from auth.users
      where id = v_message.user_id and phone = v_message.to_phone and phone_confirmed_at is null
-       and email is null and last_sign_in_at is null;
+       and email is null and last_sign_in_at is null
+    returning * into v_user;
+    if found then
+      perform auth._audit(v_user, 'user_deleted', 'user', null, '{"reason": "sms_refused"}');
+    end if;
   end if;
 end
 $$;
@@ -6906,6 +6911,31 @@ ALTER FUNCTION auth.signing_keys_for_service() OWNER TO authgres_owner;
 --
 
 COMMENT ON FUNCTION auth.signing_keys_for_service() IS 'The private keys the service signs ES256 tokens with: the current key, and the next one ahead of rotation.';
+
+--
+-- Name: sms_outbox_stats(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) RETURNS record
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+  -- As auth.outbox_stats(): both counts read partial indexes (sms_outbox_due_idx, sms_outbox_dead_idx).
+  select pg_catalog.count(*) filter (where o.status = 'pending'),
+         pg_catalog.count(*) filter (where o.status = 'sending'),
+         (select pg_catalog.count(*) from auth.sms_outbox d where d.status = 'dead'),
+         coalesce(extract(epoch from pg_catalog.now() - pg_catalog.min(o.created_at))::double precision, 0)
+    from auth.sms_outbox o
+   where o.status in ('pending', 'sending');
+$$;
+
+ALTER FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) IS 'For the metrics: texts pending, being sent and dead, and the age in seconds of the oldest not yet sent (0 when none).';
 
 --
 -- Name: start_provider_flow(text, text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -9790,6 +9820,13 @@ GRANT ALL ON FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_d
 
 REVOKE ALL ON FUNCTION auth.signing_keys_for_service() FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.signing_keys_for_service() TO authgres_service;
+
+--
+-- Name: FUNCTION sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) TO authgres_service;
 
 --
 -- Name: FUNCTION start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -88,6 +88,18 @@ def _fixed_codes_hint(settings: Settings) -> str:
     return f"Fixed email codes until {settings.mailer_test_otp_valid_until.isoformat()} (no email sent): {listed}"
 
 
+def _fixed_sms_codes_hint(settings: Settings) -> str | None:
+    """What `dev` says of texts: None while phone sign-in is off."""
+    if not settings.external_phone_enabled:
+        return None
+    if not settings.sms_test_otp or settings.sms_test_otp_valid_until is None:
+        where = "print here" if settings.sms_provider == "console" else f"go through {settings.sms_provider}"
+        example = "AUTHGRES_SMS_TEST_OTP=15555550100:123456 AUTHGRES_SMS_TEST_OTP_VALID_UNTIL=2030-01-01T00:00:00Z"
+        return f"Texts {where}. For fixed codes: {example}"
+    listed = ", ".join(f"+{phone} -> {code}" for phone, code in settings.sms_test_otp.items())
+    return f"Fixed SMS codes until {settings.sms_test_otp_valid_until.isoformat()} (no text sent): {listed}"
+
+
 def dev(env: Mapping[str, str]) -> None:
     """Local PostgreSQL (in AUTHGRES_DEV_DIR) unless DATABASE_URL is set; migrate; serve."""
     env = dict(env)
@@ -116,6 +128,8 @@ def dev(env: Mapping[str, str]) -> None:
         settings = Settings.from_env(env)
         _print_keys(settings)
         print(_fixed_codes_hint(settings))
+        if sms_hint := _fixed_sms_codes_hint(settings):
+            print(sms_hint)
         print(f"authgres listening on http://{settings.host}:{settings.port} (and under /auth/v1)")
         serve(settings)
     finally:

@@ -3,7 +3,7 @@
 Counted where it happens: requests in the request middleware (observe.py), batch sizes in db.py,
 hashing in passwords.py, failed sign-ins and refresh-token replays in routes/token.py. What is a level
 rather than a count (connections in use, calls waiting, passwords queued) is read when a scrape comes,
-and the outbox is read from SQL then (auth.outbox_stats(), two partial-index counts).
+and the outboxes are read from SQL then (auth.outbox_stats(), auth.sms_outbox_stats(): partial-index counts).
 
 Several worker processes (`authgres serve --workers N`) share their metrics through prometheus-client's
 multiprocess mode: with PROMETHEUS_MULTIPROC_DIR set before the workers start, each process writes its
@@ -71,6 +71,20 @@ class _Outbox:
             "authgres_outbox_oldest_seconds",
             "Age of the oldest email not yet sent (pending or sending); 0 when none waits",
             value=self.figures["oldest_seconds"],
+        )
+        if "sms_pending" not in self.figures:
+            return
+        texts = GaugeMetricFamily(
+            "authgres_outbox_texts", "Texts (SMS, WhatsApp) in the SMS outbox by status: pending, sending, dead",
+            labels=["status"],
+        )  # fmt: skip
+        for status in ("pending", "sending", "dead"):
+            texts.add_metric([status], self.figures[f"sms_{status}"])
+        yield texts
+        yield GaugeMetricFamily(
+            "authgres_outbox_texts_oldest_seconds",
+            "Age of the oldest text not yet sent (pending or sending); 0 when none waits",
+            value=self.figures["sms_oldest_seconds"],
         )
 
 
@@ -166,12 +180,14 @@ class Metrics:
         try:
             async with asyncio.timeout(OUTBOX_TIMEOUT_SECONDS):
                 row = await self._database.call_row("outbox_stats")
+                texts = await self._database.call_row("sms_outbox_stats")
         except Exception as error:  # the other metrics matter most when the database is in trouble
             log.warning("metrics: could not read the outbox: %r", error)
             self.outbox.figures = None
             return
         assert row is not None
         self.outbox.figures = {name: float(value) for name, value in row.items()}
+        self.outbox.figures.update({f"sms_{name}": float(value) for name, value in (texts or {}).items()})
 
     async def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """Every metric (of every worker, in multiprocess mode) and its content type: Prometheus' text

@@ -691,6 +691,9 @@ class Settings(_FromEnvironment):
             self.sms_test_otp_valid_until and self.sms_test_otp_valid_until > datetime.now(UTC)
         ):
             raise ConfigError("AUTHGRES_SMS_TEST_OTP needs AUTHGRES_SMS_TEST_OTP_VALID_UNTIL, a time in the future")
+        if self.sms_provider == "twilio_verify" and self.mfa_phone_verify_enabled:
+            # Twilio Verify makes the code; a phone factor's challenge keeps its own.
+            raise ConfigError("AUTHGRES_MFA_PHONE_VERIFY_ENABLED is not supported with Twilio Verify")
         needed = SMS_PROVIDER_CREDENTIALS[self.sms_provider]
         missing = [f"AUTHGRES_{each.upper()}" for each in needed if not getattr(self, each)]
         if missing:

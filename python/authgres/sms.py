@@ -32,6 +32,7 @@ from authgres.settings import Settings
 log = logging.getLogger("authgres.sms")
 
 _CODE = re.compile(r"\{\{-?\s*\.?Code\s*-?\}\}")
+_E164 = re.compile(r"^[1-9][0-9]{1,14}$")
 
 
 class SmsRefused(Exception):
@@ -346,6 +347,8 @@ class SmsSender:
         """With Twilio Verify, whether the provider approves the code (None for every other provider: SQL checks).
         A provider that cannot be asked is a 503: the code is not counted as wrong."""
         if not isinstance(self.provider, TwilioVerify) or phone in self.settings.sms_test_otp:
+            return None
+        if not _E164.match(phone):  # SQL refuses it (validation_failed) before Twilio hears of it
             return None
         try:
             return await self.provider.check(self.http, phone, code.strip())

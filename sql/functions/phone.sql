@@ -499,6 +499,7 @@ create or replace function auth.reject_sms_outbox(p_id bigint, p_error text) ret
 as $$
 declare
   v_message auth.sms_outbox;
+  v_user auth.users;
 begin
   update auth.sms_outbox
      set status = 'dead', payload = payload - 'code', last_error = pg_catalog.left(p_error, 1000), leased_until = null
@@ -516,7 +517,11 @@ begin
   elsif v_message.created_user then
     delete from auth.users
      where id = v_message.user_id and phone = v_message.to_phone and phone_confirmed_at is null
-       and email is null and last_sign_in_at is null;
+       and email is null and last_sign_in_at is null
+    returning * into v_user;
+    if found then
+      perform auth._audit(v_user, 'user_deleted', 'user', null, '{"reason": "sms_refused"}');
+    end if;
   end if;
 end
 $$;
@@ -525,3 +530,21 @@ comment on function auth.reject_sms_outbox(bigint, text) is
   'error, its code void, a pending phone change dropped, and a user created for it (never confirmed, never '
   'signed in) removed, so that no half-made user is left.';
 grant execute on function auth.reject_sms_outbox(bigint, text) to authgres_service;
+
+create or replace function auth.sms_outbox_stats(
+  out pending bigint, out sending bigint, out dead bigint, out oldest_seconds double precision
+)
+  language sql stable security definer
+  set search_path = ''
+as $$
+  -- As auth.outbox_stats(): both counts read partial indexes (sms_outbox_due_idx, sms_outbox_dead_idx).
+  select pg_catalog.count(*) filter (where o.status = 'pending'),
+         pg_catalog.count(*) filter (where o.status = 'sending'),
+         (select pg_catalog.count(*) from auth.sms_outbox d where d.status = 'dead'),
+         coalesce(extract(epoch from pg_catalog.now() - pg_catalog.min(o.created_at))::double precision, 0)
+    from auth.sms_outbox o
+   where o.status in ('pending', 'sending');
+$$;
+comment on function auth.sms_outbox_stats() is
+  'For the metrics: texts pending, being sent and dead, and the age in seconds of the oldest not yet sent (0 when none).';
+grant execute on function auth.sms_outbox_stats() to authgres_service;

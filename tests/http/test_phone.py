@@ -5,15 +5,22 @@ no-enumeration rule, fixed development codes, and phone as a second factor."""
 import asyncio
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
+from psycopg.types.json import Jsonb
 
 from authgres.app import create_app
+from authgres.db import Database
 from authgres.settings import ConfigError, Settings
+from authgres.sms import SmsSender
+from tests.conftest import JWT_SECRET
 from tests.http import twilio as twilio_stand_in
 from tests.http.helpers import API_2024, bearer, claims_of
 from tests.http.mail import until
+from tests.http.test_metrics import TOKEN, scrape, value
 
 PHONE = "15550100001"
 PASSWORD = "a good password"
@@ -197,6 +204,11 @@ async def test_a_refused_number_is_a_clear_error_and_leaves_no_half_made_user(ph
     assert admin.execute("select count(*) from auth.one_time_tokens").fetchone()[0] == 0
     status, error, payload = admin.execute("select status, last_error, payload from auth.sms_outbox").fetchone()
     assert status == "dead" and "21211" in error and payload == {}
+    deleted = admin.execute(
+        "select payload -> 'traits' ->> 'reason' from auth.audit_log_entries"
+        " where payload ->> 'action' = 'user_deleted'"
+    ).fetchall()
+    assert deleted == [("sms_refused",)]
 
     # /otp answers at once (its answer must not depend on the number); the sender meets the refusal and
     # removes the user the request created for that number.
@@ -380,10 +392,6 @@ async def test_admin_creates_and_updates_phone_users(phone_client, admin_headers
 
 @pytest.fixture
 def admin_headers():
-    import jwt
-
-    from tests.conftest import JWT_SECRET
-
     return {"Authorization": "Bearer " + jwt.encode({"role": "service_role"}, JWT_SECRET, algorithm="HS256")}
 
 
@@ -446,3 +454,39 @@ async def test_phone_as_a_second_factor(phone_settings, aiohttp_client, twilio, 
     off = await aiohttp_client(create_app(Settings(**{**vars(phone_settings), "mfa_phone_enroll_enabled": True})))
     response = await off.post(f"/factors/{enrolled['id']}/challenge", json={}, headers={**API_2024, **bearer(raised)})
     assert response.status == 422 and (await response.json())["code"] == "mfa_phone_verify_not_enabled"
+
+
+async def test_two_senders_never_send_one_text_twice(dsn, phone_settings, twilio, admin, service):
+    service.execute("select auth.configure(%s, null)", (Jsonb(phone_settings.sql_settings()),))
+    phones = [f"1555020{n:04d}" for n in range(30)]
+    for phone in phones:
+        service.execute("select auth.send_phone_otp(p_phone => %s)", (phone,))
+    senders = []
+    for _ in range(2):
+        database = Database(dsn("authgres_service"), min_size=1, max_size=2)
+        await database.open()
+        senders.append((database, SmsSender(replace(phone_settings, mailer_sweep_seconds=0.01), database)))
+    try:
+        async with senders[0][1].open(background=True), senders[1][1].open(background=True):
+            await twilio.wait_for(len(phones))
+            await until(lambda: admin.execute("select bool_and(status = 'sent') from auth.sms_outbox").fetchone()[0])
+    finally:
+        for database, _ in senders:
+            await database.close()
+    assert sorted(text.form["To"] for text in twilio.requests) == sorted(f"+{phone}" for phone in phones)
+
+
+async def test_metrics_show_the_sms_outbox(phone_settings, aiohttp_client, twilio, admin):
+    config = Settings(**{**vars(phone_settings), "metrics_token": TOKEN, "sms_retry_base_seconds": 600})
+    client = await aiohttp_client(create_app(config))
+    scraped = await scrape(client)
+    assert [value(scraped, "authgres_outbox_texts", status=s) for s in ("pending", "sending", "dead")] == [0, 0, 0]
+    twilio.mode = "500"
+    await post(client, "/otp", {"phone": PHONE})
+    await until(lambda: admin.execute("select last_error is not null from auth.sms_outbox").fetchone()[0])
+    twilio.mode = "refuse"
+    await post(client, "/signup", {"phone": "15550100002", "password": PASSWORD}, 422)
+    admin.execute("update auth.sms_outbox set created_at = now() - interval '90 seconds'")
+    scraped = await scrape(client)
+    assert [value(scraped, "authgres_outbox_texts", status=s) for s in ("pending", "sending", "dead")] == [1, 0, 1]
+    assert 90 <= value(scraped, "authgres_outbox_texts_oldest_seconds") < 120

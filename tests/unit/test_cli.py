@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from authgres.cli import _fixed_codes_hint, api_keys, main, migrate
+from authgres.cli import _fixed_codes_hint, _fixed_sms_codes_hint, api_keys, main, migrate
 from authgres.settings import Settings
 from tests.conftest import JWT_SECRET
 
@@ -67,4 +67,17 @@ def test_dev_says_how_to_use_fixed_email_codes_and_which_are_set():
     )
     assert _fixed_codes_hint(configured) == (
         "Fixed email codes until 2999-01-01T00:00:00+00:00 (no email sent): dev@example.com -> 123456"
+    )
+
+
+def test_dev_says_where_texts_go_and_which_fixed_sms_codes_are_set():
+    base = {"DATABASE_URL": "postgresql:///x", "AUTHGRES_JWT_SECRET": JWT_SECRET}
+    assert _fixed_sms_codes_hint(Settings.from_env(base)) is None  # phone sign-in is off
+    phone = {**base, "AUTHGRES_EXTERNAL_PHONE_ENABLED": "true"}
+    assert _fixed_sms_codes_hint(Settings.from_env(phone)).startswith("Texts print here. For fixed codes: ")
+    configured = Settings.from_env(
+        {**phone, "AUTHGRES_SMS_TEST_OTP": "+15555550100:123456", "AUTHGRES_SMS_TEST_OTP_VALID_UNTIL": "2999-01-01"}
+    )
+    assert _fixed_sms_codes_hint(configured) == (
+        "Fixed SMS codes until 2999-01-01T00:00:00+00:00 (no text sent): +15555550100 -> 123456"
     )
