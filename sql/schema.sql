@@ -1135,6 +1135,7 @@ CREATE TABLE auth.settings (
     mfa_web_authn_enabled boolean DEFAULT false NOT NULL,
     rate_limit_passkey integer DEFAULT 30 NOT NULL,
     manual_linking_enabled boolean DEFAULT false NOT NULL,
+    rate_limit_anonymous_users integer DEFAULT 30 NOT NULL,
     CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
     CONSTRAINT settings_flow_state_expiry_check CHECK ((flow_state_expiry > 0)),
@@ -1148,6 +1149,7 @@ CREATE TABLE auth.settings (
     CONSTRAINT settings_mfa_max_attempts_check CHECK ((mfa_max_attempts > 0)),
     CONSTRAINT settings_mfa_max_enrolled_factors_check CHECK ((mfa_max_enrolled_factors > 0)),
     CONSTRAINT settings_passkey_max_per_user_check CHECK ((passkey_max_per_user > 0)),
+    CONSTRAINT settings_rate_limit_anonymous_users_check CHECK ((rate_limit_anonymous_users > 0)),
     CONSTRAINT settings_rate_limit_email_per_address_check CHECK ((rate_limit_email_per_address >= 0)),
     CONSTRAINT settings_rate_limit_email_per_ip_check CHECK ((rate_limit_email_per_ip >= 0)),
     CONSTRAINT settings_rate_limit_passkey_check CHECK ((rate_limit_passkey > 0)),
@@ -1334,6 +1336,12 @@ COMMENT ON COLUMN auth.settings.rate_limit_passkey IS 'Passkey sign-in challenge
 --
 
 COMMENT ON COLUMN auth.settings.manual_linking_enabled IS 'Signed-in users may link another provider''s identity and unlink one (GoTrue''s GOTRUE_SECURITY_MANUAL_LINKING_ENABLED).';
+
+--
+-- Name: COLUMN settings.rate_limit_anonymous_users; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.rate_limit_anonymous_users IS 'Anonymous sign-ins one client IP may make per hour (each makes a user).';
 
 --
 -- Name: _fixed_code(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6547,6 +6555,10 @@ begin
   if v_settings.disable_signup then
     raise exception using errcode = 'AUS02', message = 'Signups not allowed for this instance';
   end if;
+  if p_ip is not null then
+    perform auth._throttle('anonymous-ip-hour:' || pg_catalog.host(p_ip), v_settings.rate_limit_anonymous_users,
+                           interval '1 hour', 'AUL02');
+  end if;
   if v_settings.hook_before_user_created is not null then
     perform auth._call_hook(v_settings.hook_before_user_created, pg_catalog.jsonb_build_object(
       'user', pg_catalog.jsonb_build_object('email', '', 'is_anonymous', true, 'user_metadata', coalesce(p_data, '{}')),
@@ -6566,7 +6578,7 @@ ALTER FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip in
 -- Name: FUNCTION sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) IS 'Creates an anonymous user (no email, phone or identity) and signs it in.';
+COMMENT ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) IS 'Creates an anonymous user (no email, phone or identity) and signs it in; AUL02 past rate_limit_anonymous_users per hour from p_ip.';
 
 --
 -- Name: sign_in_with_identity(text, text, jsonb, text, text, text, bytea, bytea, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner

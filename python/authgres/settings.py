@@ -489,6 +489,10 @@ class Settings(_FromEnvironment):
     anonymous_users_enabled: bool = setting(
         False, env="AUTHGRES_EXTERNAL_ANONYMOUS_USERS_ENABLED", read=Flag(), sql=True
     )
+    # Each anonymous sign-in makes a user and needs nothing but a request: bounded per client IP, as GoTrue's.
+    rate_limit_anonymous_users: int = setting(
+        30, env="AUTHGRES_RATE_LIMIT_ANONYMOUS_USERS", read=Integer(minimum=1), sql=True
+    )
     refresh_token_reuse_interval: int = setting(
         10, env="AUTHGRES_REFRESH_TOKEN_REUSE_INTERVAL", read=Integer(), sql=True
     )

@@ -122,6 +122,10 @@ begin
   if v_settings.disable_signup then
     raise exception using errcode = 'AUS02', message = 'Signups not allowed for this instance';
   end if;
+  if p_ip is not null then
+    perform auth._throttle('anonymous-ip-hour:' || pg_catalog.host(p_ip), v_settings.rate_limit_anonymous_users,
+                           interval '1 hour', 'AUL02');
+  end if;
   if v_settings.hook_before_user_created is not null then
     perform auth._call_hook(v_settings.hook_before_user_created, pg_catalog.jsonb_build_object(
       'user', pg_catalog.jsonb_build_object('email', '', 'is_anonymous', true, 'user_metadata', coalesce(p_data, '{}')),
@@ -135,5 +139,6 @@ begin
 end
 $$;
 comment on function auth.sign_in_anonymously(jsonb, text, inet) is
-  'Creates an anonymous user (no email, phone or identity) and signs it in.';
+  'Creates an anonymous user (no email, phone or identity) and signs it in; AUL02 past '
+  'rate_limit_anonymous_users per hour from p_ip.';
 grant execute on function auth.sign_in_anonymously(jsonb, text, inet) to authgres_service;

@@ -132,6 +132,16 @@ async def test_anonymous_sign_in_disabled(make_client):
     assert (await response.json())["code"] == "anonymous_provider_disabled"
 
 
+async def test_anonymous_sign_ins_are_limited_per_client_ip(make_client, admin):
+    client = await make_client(rate_limit_anonymous_users=2)
+    for _ in range(2):
+        assert (await client.post("/signup", json={}, headers=API_2024)).status == 200
+    refused = await client.post("/signup", json={}, headers=API_2024)
+    assert refused.status == 429
+    assert (await refused.json())["code"] == "over_request_rate_limit"
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 2
+
+
 @pytest.mark.parametrize("email", ["not-an-email", "a@b", "two@@example.com", "x" * 250 + "@example.com"])
 async def test_invalid_email_is_rejected(client, admin, email):
     response = await client.post("/signup", json={"email": email, "password": "a good password"}, headers=API_2024)
