@@ -103,6 +103,9 @@ def _fixed_sms_codes_hint(settings: Settings) -> str | None:
 def dev(env: Mapping[str, str]) -> None:
     """Local PostgreSQL (in AUTHGRES_DEV_DIR) unless DATABASE_URL is set; migrate; serve."""
     env = dict(env)
+    # Phone sign-in is on in development unless turned off: its texts print here (the console provider) as
+    # emails do.
+    env.setdefault("AUTHGRES_EXTERNAL_PHONE_ENABLED", "true")
     command_settings = CommandSettings.from_env(env)
     state = Path(command_settings.dev_dir).resolve()
     cluster = None
@@ -112,7 +115,7 @@ def dev(env: Mapping[str, str]) -> None:
         cluster = LocalCluster(state / "pg", port=command_settings.dev_pg_port, listen_tcp=True)
         cluster.start()
         with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
-            if not conn.execute("select from pg_database where datname = 'authgres'").fetchone():
+            if conn.execute("select 1 from pg_database where datname = 'authgres'").fetchone() is None:
                 conn.execute("create database authgres")
         migrate(cluster.url("postgres", "authgres"))
         env["DATABASE_URL"] = cluster.url("authgres_service", "authgres")
