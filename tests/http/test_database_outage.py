@@ -12,7 +12,10 @@ from tests.conftest import CLUSTER, THROUGH_POOLER, free_port
 from tests.http.helpers import API_2024, bearer, sign_up
 
 
-async def test_service_recovers_after_its_connections_are_killed(client, admin, settings):
+async def test_service_recovers_after_its_connections_are_killed(make_client, admin, settings):
+    # The outboxes' sweeps stay away from the pool meanwhile, so that a request, not a sweep, meets the
+    # killed connection first (a sweep would find it, and the pool replace it, before the request).
+    client = await make_client(mailer_sweep_seconds=3600)
     session = await sign_up(client)
     admin.execute("select pg_terminate_backend(pid) from pg_stat_activity where usename = 'authgres_service'")
 
