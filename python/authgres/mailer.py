@@ -1,19 +1,17 @@
 """Delivers the email outbox that the SQL flows write: SMTP (aiosmtplib) or the console.
 
-Woken by NOTIFY authgres_outbox, with a periodic sweep as fallback (for retries that come due and for
-notifications lost while disconnected). Rows are leased with FOR UPDATE SKIP LOCKED, so any number of
-service processes may run a mailer against one database; a failed send is retried with exponential
-backoff and ends as 'dead' with its last error after the last attempt.
+Drained as outbox.py drains every outbox (NOTIFY authgres_outbox, a periodic sweep, leased rows), so any
+number of service processes may run a mailer against one database; a failed send is retried with
+exponential backoff and ends as 'dead' with its last error after the last attempt.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,10 +20,10 @@ from urllib.parse import urlencode
 
 import aiosmtplib
 import jinja2
-import psycopg
 from jinja2.ext import Extension
 
 from authgres.db import Database
+from authgres.outbox import OutboxDrain
 from authgres.settings import Settings
 
 log = logging.getLogger("authgres.mailer")
@@ -135,61 +133,17 @@ def transport_for(settings: Settings) -> Transport:
     return SmtpTransport(settings) if settings.smtp_host else ConsoleTransport(settings.smtp_sender)
 
 
-async def _notified(listener: psycopg.AsyncConnection[Any]) -> None:
-    async for _ in listener.notifies(stop_after=1):
-        return
+class Mailer(OutboxDrain):
+    channel = "authgres_outbox"
+    claim = "claim_outbox"
 
-
-async def _until_woken(listener: psycopg.AsyncConnection[Any] | None, stop: asyncio.Event, sweep: float) -> None:
-    """Waits for a NOTIFY on the listener, for stop, or for the sweep interval, whichever comes first."""
-    waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
-    if listener is not None:
-        waits.add(asyncio.ensure_future(_notified(listener)))
-    try:
-        await asyncio.wait(waits, timeout=sweep, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
-
-
-class Mailer:
     def __init__(self, settings: Settings, db: Database, transport: Transport | None = None) -> None:
         self.settings = settings
         self.db = db
         self.transport = transport or transport_for(settings)
         self.templates = Templates(settings)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Drains the outbox until stop is set, reconnecting its listener after any database failure.
-
-        Stopping lets an email in flight finish: a cancelled send could leave it delivered but unmarked.
-        """
-        sweep = self.settings.mailer_sweep_seconds
-        while not stop.is_set():
-            try:
-                # Without a listener (behind a pooler, no AUTHGRES_DB_LISTEN_URL) the sweep alone finds new emails.
-                async with self.db.listening("authgres_outbox") as listener:
-                    while not stop.is_set():
-                        await self.drain(stop)
-                        await _until_woken(listener, stop, sweep)
-            except Exception:
-                log.exception("mailer: lost the database; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), sweep)
-
-    async def drain(self, stop: asyncio.Event | None = None) -> int:
-        """Delivers every email that is due (until stop is set); returns how many were attempted."""
-        attempted = 0
-        while not (stop and stop.is_set()) and (
-            rows := await self.db.call_rows("claim_outbox", limit=10, lease_seconds=60)
-        ):
-            for row in rows:
-                await self._deliver(row)
-            attempted += len(rows)
-        return attempted
-
-    async def _deliver(self, row: Mapping[str, Any]) -> None:
+    async def deliver(self, row: Mapping[str, Any]) -> None:
         try:
             email = self.templates.render(row["kind"], row["to_address"], json.loads(row["payload"]))
             await self.transport.send(email)
@@ -208,11 +162,6 @@ class Mailer:
             await self.db.call("complete_outbox", id=row["id"])
 
     @contextlib.asynccontextmanager
-    async def running(self) -> Any:
-        stop = asyncio.Event()
-        task = asyncio.create_task(self.run(stop), name="authgres-mailer")
-        try:
+    async def running(self) -> AsyncIterator[Mailer]:
+        async with self.draining():
             yield self
-        finally:
-            stop.set()
-            await task

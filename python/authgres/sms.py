@@ -13,7 +13,6 @@ refusal as 422 sms_send_failed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -26,7 +25,7 @@ import aiohttp
 
 from authgres.db import Database
 from authgres.errors import AuthError
-from authgres.mailer import _until_woken
+from authgres.outbox import OutboxDrain
 from authgres.settings import Settings
 
 log = logging.getLogger("authgres.sms")
@@ -251,8 +250,11 @@ def provider_for(settings: Settings) -> Provider:
     return Console()
 
 
-class SmsSender:
+class SmsSender(OutboxDrain):
     """Sends texts: the outbox's due rows in the background (run), and a request's own row at once (send_now)."""
+
+    channel = "authgres_sms_outbox"
+    claim = "claim_sms_outbox"
 
     def __init__(self, settings: Settings, db: Database, provider: Provider | None = None) -> None:
         self.settings = settings
@@ -273,38 +275,8 @@ class SmsSender:
             if not background:
                 yield self
                 return
-            stop = asyncio.Event()
-            task = asyncio.create_task(self.run(stop), name="authgres-sms")
-            try:
+            async with self.draining():
                 yield self
-            finally:
-                stop.set()
-                await task
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Drains the outbox until stop is set, reconnecting its listener after any database failure."""
-        sweep = self.settings.mailer_sweep_seconds
-        while not stop.is_set():
-            try:
-                async with self.db.listening("authgres_sms_outbox") as listener:
-                    while not stop.is_set():
-                        await self.drain(stop)
-                        await _until_woken(listener, stop, sweep)
-            except Exception:
-                log.exception("sms: lost the database; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), sweep)
-
-    async def drain(self, stop: asyncio.Event | None = None) -> int:
-        """Sends every text that is due (until stop is set); returns how many were attempted."""
-        attempted = 0
-        while not (stop and stop.is_set()) and (
-            rows := await self.db.call_rows("claim_sms_outbox", limit=10, lease_seconds=60)
-        ):
-            for row in rows:
-                await self.deliver(row)
-            attempted += len(rows)
-        return attempted
 
     async def deliver(self, row: Mapping[str, Any]) -> str | None:
         """Sends one leased row and records the outcome; returns the provider's refusal, if it refused."""
