@@ -30,6 +30,8 @@ SQL_API = {
     "totp": "RFC 6238 codes, for SQL callers and the RFC's test vectors",
 }
 BY_NAME = {"call", "call_row", "call_rows"}
+# outbox.OutboxDrain.drain calls each outbox's `claim` function by the name its class gives.
+OUTBOX_CLAIM = ("claim", ("lease_seconds", "limit"))
 
 
 def python_calls():
@@ -45,6 +47,12 @@ def python_calls():
                     calls.add((first.value, tuple(sorted(k.arg for k in node.keywords if k.arg)), None))
                 elif node.func.attr == "call_batched":
                     calls.add((first.value, None, len(node.args) - 1))
+            if (
+                isinstance(node, ast.Assign)
+                and [getattr(target, "id", None) for target in node.targets] == [OUTBOX_CLAIM[0]]
+                and isinstance(node.value, ast.Constant)
+            ):
+                calls.add((node.value.value, OUTBOX_CLAIM[1], None))
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 calls.update((name, None, None) for name in re.findall(r"\bauth\.(\w+)\(", node.value))
     return calls
