@@ -2749,6 +2749,37 @@ ALTER FUNCTION auth._random_bytes(p_count integer) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._random_bytes(p_count integer) IS 'pgcrypto gen_random_bytes(), wherever pgcrypto is installed.';
 
 --
+-- Name: _record_failed_login(auth.users, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._record_failed_login(p_user auth.users, p_username text, p_provider text, p_ip inet) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  -- An unknown address or number is recorded too (actor NULL, what was tried as the username): both are
+  -- attacks' traces.
+  insert into auth.audit_log_entries (payload, ip_address)
+  values (pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
+            'actor_id', p_user.id, 'actor_username', pg_catalog.left(p_username, 255),
+            'actor_via_sso', false, 'action', 'login_failed', 'log_type', 'account',
+            'traits', pg_catalog.json_build_object('provider', p_provider, 'known_user', p_user.id is not null))),
+          coalesce(pg_catalog.host(p_ip), ''));
+  if p_user.id is not null then
+    perform auth._password_attempt_hook(p_user, false);
+  end if;
+end
+$$;
+
+ALTER FUNCTION auth._record_failed_login(p_user auth.users, p_username text, p_provider text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _record_failed_login(p_user auth.users, p_username text, p_provider text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._record_failed_login(p_user auth.users, p_username text, p_provider text, p_ip inet) IS 'Audits a password sign-in by p_provider (email or phone) that failed verification (p_user NULL when nobody has that username), and tells the password_verification_attempt hook.';
+
+--
 -- Name: _refresh_session(text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -5931,16 +5962,7 @@ declare
   v_user auth.users;
 begin
   select * into v_user from auth.users where email = pg_catalog.lower(pg_catalog.btrim(p_email)) and deleted_at is null;
-  -- An unknown address is recorded too (actor NULL, the address in traits): both are attacks' traces.
-  insert into auth.audit_log_entries (payload, ip_address)
-  values (pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
-            'actor_id', v_user.id, 'actor_username', coalesce(v_user.email, pg_catalog.left(p_email, 255)),
-            'actor_via_sso', false, 'action', 'login_failed', 'log_type', 'account',
-            'traits', pg_catalog.json_build_object('provider', 'email', 'known_user', v_user.id is not null))),
-          coalesce(pg_catalog.host(p_ip), ''));
-  if v_user.id is not null then
-    perform auth._password_attempt_hook(v_user, false);
-  end if;
+  perform auth._record_failed_login(v_user, coalesce(v_user.email, p_email), 'email', p_ip);
 end
 $$;
 
@@ -5965,15 +5987,7 @@ declare
   v_user auth.users;
 begin
   select * into v_user from auth.users where phone = v_phone and deleted_at is null;
-  insert into auth.audit_log_entries (payload, ip_address)
-  values (pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
-            'actor_id', v_user.id, 'actor_username', pg_catalog.left(v_phone, 255),
-            'actor_via_sso', false, 'action', 'login_failed', 'log_type', 'account',
-            'traits', pg_catalog.json_build_object('provider', 'phone', 'known_user', v_user.id is not null))),
-          coalesce(pg_catalog.host(p_ip), ''));
-  if v_user.id is not null then
-    perform auth._password_attempt_hook(v_user, false);
-  end if;
+  perform auth._record_failed_login(v_user, v_phone, 'phone', p_ip);
 end
 $$;
 
@@ -9116,6 +9130,12 @@ REVOKE ALL ON FUNCTION auth._raise_session_aal(p_user auth.users, p_session auth
 --
 
 REVOKE ALL ON FUNCTION auth._random_bytes(p_count integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _record_failed_login(p_user auth.users, p_username text, p_provider text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._record_failed_login(p_user auth.users, p_username text, p_provider text, p_ip inet) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _refresh_session(p_refresh_token text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner

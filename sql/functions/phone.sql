@@ -394,15 +394,7 @@ declare
   v_user auth.users;
 begin
   select * into v_user from auth.users where phone = v_phone and deleted_at is null;
-  insert into auth.audit_log_entries (payload, ip_address)
-  values (pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
-            'actor_id', v_user.id, 'actor_username', pg_catalog.left(v_phone, 255),
-            'actor_via_sso', false, 'action', 'login_failed', 'log_type', 'account',
-            'traits', pg_catalog.json_build_object('provider', 'phone', 'known_user', v_user.id is not null))),
-          coalesce(pg_catalog.host(p_ip), ''));
-  if v_user.id is not null then
-    perform auth._password_attempt_hook(v_user, false);
-  end if;
+  perform auth._record_failed_login(v_user, v_phone, 'phone', p_ip);
 end
 $$;
 comment on function auth.record_failed_phone_login(text, inet) is

@@ -81,6 +81,30 @@ comment on function auth.sign_in_with_password(uuid, text, text, text, inet, boo
   'the user was found by phone number, which must then be confirmed.';
 grant execute on function auth.sign_in_with_password(uuid, text, text, text, inet, boolean) to authgres_service;
 
+create or replace function auth._record_failed_login(
+  p_user auth.users, p_username text, p_provider text, p_ip inet
+) returns void
+  language plpgsql volatile
+  set search_path = ''
+as $$
+begin
+  -- An unknown address or number is recorded too (actor NULL, what was tried as the username): both are
+  -- attacks' traces.
+  insert into auth.audit_log_entries (payload, ip_address)
+  values (pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
+            'actor_id', p_user.id, 'actor_username', pg_catalog.left(p_username, 255),
+            'actor_via_sso', false, 'action', 'login_failed', 'log_type', 'account',
+            'traits', pg_catalog.json_build_object('provider', p_provider, 'known_user', p_user.id is not null))),
+          coalesce(pg_catalog.host(p_ip), ''));
+  if p_user.id is not null then
+    perform auth._password_attempt_hook(p_user, false);
+  end if;
+end
+$$;
+comment on function auth._record_failed_login(auth.users, text, text, inet) is
+  'Audits a password sign-in by p_provider (email or phone) that failed verification (p_user NULL when nobody '
+  'has that username), and tells the password_verification_attempt hook.';
+
 create or replace function auth.record_failed_login(p_email text, p_ip inet default null) returns void
   language plpgsql volatile security definer
   set search_path = ''
@@ -89,16 +113,7 @@ declare
   v_user auth.users;
 begin
   select * into v_user from auth.users where email = pg_catalog.lower(pg_catalog.btrim(p_email)) and deleted_at is null;
-  -- An unknown address is recorded too (actor NULL, the address in traits): both are attacks' traces.
-  insert into auth.audit_log_entries (payload, ip_address)
-  values (pg_catalog.json_strip_nulls(pg_catalog.json_build_object(
-            'actor_id', v_user.id, 'actor_username', coalesce(v_user.email, pg_catalog.left(p_email, 255)),
-            'actor_via_sso', false, 'action', 'login_failed', 'log_type', 'account',
-            'traits', pg_catalog.json_build_object('provider', 'email', 'known_user', v_user.id is not null))),
-          coalesce(pg_catalog.host(p_ip), ''));
-  if v_user.id is not null then
-    perform auth._password_attempt_hook(v_user, false);
-  end if;
+  perform auth._record_failed_login(v_user, coalesce(v_user.email, p_email), 'email', p_ip);
 end
 $$;
 comment on function auth.record_failed_login(text, inet) is
