@@ -17,6 +17,9 @@ from tests.conftest import JWT_SECRET, ROOT, free_port
 from tests.http.helpers import API_2024, bearer, sign_up
 
 TOKEN = "metrics-token-0123456789"
+# The outboxes sweep every 0.05 s in tests; a sweep taking or awaiting a connection would show in the levels
+# these tests read, so they sweep only at start (nothing here sends a message).
+QUIET_OUTBOXES = 3600.0
 SCRAPE = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -99,7 +102,7 @@ async def test_requests_are_counted_by_route_template_and_status(make_client):
 
 
 async def test_batches_hashing_and_the_pool(make_client):
-    client = await make_client(metrics_token=TOKEN)
+    client = await make_client(metrics_token=TOKEN, mailer_sweep_seconds=QUIET_OUTBOXES)
     session = await sign_up(client, "levels@example.com")
     response = await client.post(
         "/token?grant_type=password", json={"email": "levels@example.com", "password": "a good password"}
@@ -121,7 +124,7 @@ async def test_batches_hashing_and_the_pool(make_client):
 
 
 async def test_levels_while_every_connection_is_busy(make_client):
-    client = await make_client(metrics_token=TOKEN, db_pool_min=1, db_pool_max=1)
+    client = await make_client(metrics_token=TOKEN, db_pool_min=1, db_pool_max=1, mailer_sweep_seconds=QUIET_OUTBOXES)
     sessions = [await sign_up(client, f"busy{i}@example.com") for i in range(3)]
     database, metrics = client.server.app[DB], client.server.app[METRICS]
     async with database._slots, database.pool.connection():
@@ -247,7 +250,7 @@ async def test_both_the_port_and_the_token(make_client):
 
 
 async def test_a_scrape_without_the_database_still_answers(make_client):
-    client = await make_client(metrics_token=TOKEN, db_pool_min=1, db_pool_max=1)
+    client = await make_client(metrics_token=TOKEN, db_pool_min=1, db_pool_max=1, mailer_sweep_seconds=QUIET_OUTBOXES)
     async with client.server.app[DB]._slots:  # every connection busy for longer than a scrape waits
         started = time.monotonic()
         scraped = await scrape(client)
