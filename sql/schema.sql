@@ -879,14 +879,7 @@ begin
     perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', null,
                               p_code_challenge, p_code_challenge_method);
   end if;
-  -- The same answer whether the address is new, pending or registered: nothing in it depends on which
-  -- (no timestamps; the id is derived from the address and is not the id the user will have).
-  return pg_catalog.jsonb_build_object(
-    'id', pg_catalog.encode(pg_catalog.substr(pg_catalog.sha256(
-            pg_catalog.convert_to('authgres pending sign-up ' || p_email, 'UTF8')), 1, 16), 'hex')::uuid,
-    'aud', v_settings.jwt_aud, 'role', '', 'email', p_email, 'phone', '',
-    'app_metadata', '{"provider": "email", "providers": ["email"]}'::jsonb,
-    'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb, 'is_anonymous', false);
+  return auth._pending_signup_answer(p_email, null, p_data);
 end
 $$;
 
@@ -2473,6 +2466,38 @@ ALTER FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) OWNER 
 COMMENT ON FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) IS 'The "mac" header member of an ES256 token minted with this mac_key.';
 
 --
+-- Name: _pending_signup_answer(text, text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._pending_signup_answer(p_email text, p_phone text, p_data jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+begin
+  -- Nothing in it depends on whether the address or number is new, pending or registered: the id is
+  -- derived from the address (it is not the id the user will have), the times are this transaction's.
+  return (select pg_catalog.jsonb_build_object(
+    'id', pg_catalog.encode(pg_catalog.substr(pg_catalog.sha256(pg_catalog.convert_to(
+            'authgres pending sign-up ' || coalesce(p_email, p_phone), 'UTF8')), 1, 16), 'hex')::uuid,
+    'aud', s.jwt_aud, 'role', '', 'email', coalesce(p_email, ''), 'phone', coalesce(p_phone, ''),
+    'confirmation_sent_at', pg_catalog.now(),
+    'app_metadata', case when p_email is null then '{"provider": "phone", "providers": ["phone"]}'::jsonb
+                         else '{"provider": "email", "providers": ["email"]}'::jsonb end,
+    'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb,
+    'created_at', pg_catalog.now(), 'updated_at', pg_catalog.now(), 'is_anonymous', false)
+    from auth.settings s);
+end
+$$;
+
+ALTER FUNCTION auth._pending_signup_answer(p_email text, p_phone text, p_data jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _pending_signup_answer(p_email text, p_phone text, p_data jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._pending_signup_answer(p_email text, p_phone text, p_data jsonb) IS 'What a deferred sign-up answers for an address (or a number): a look-alike user without identities, the same whether it is new, pending or registered.';
+
+--
 -- Name: _pkce_verifier_matches(auth.flow_state, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -2592,17 +2617,67 @@ ALTER FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address
 COMMENT ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text) IS 'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction (for a pending sign-up: p_user holds only its address and metadata, p_pending_signup its id); with a code challenge the token is bound to a PKCE flow of its own.';
 
 --
+-- Name: _queue_pending_phone_signup(text, text, boolean, boolean, text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text DEFAULT NULL::text, p_data jsonb DEFAULT NULL::jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_lifetime interval := pg_catalog.make_interval(secs => (select s.sms_otp_exp from auth.settings s));
+  v_pending auth.pending_signups;
+  v_user auth.users;  -- no row yet: only what the text's hook sees of the user
+begin
+  -- Sign-ups of one number queue here; then the number's codes are locked before its pending sign-up, in
+  -- the order a verification locks them, so that a sign-up racing a verification waits instead of
+  -- deadlocking.
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('authgres pending phone sign-up ' || p_phone));
+  perform from auth.one_time_tokens where relates_to = p_phone and token_type = 'phone_confirmation' for update;
+  if p_signup then
+    insert into auth.pending_signups (phone, password_hash, data, expires_at)
+    values (p_phone, p_password_hash, coalesce(p_data, '{}'), pg_catalog.now() + v_lifetime)
+    on conflict (phone) where phone is not null do update
+       set password_hash = excluded.password_hash, data = excluded.data, created_at = excluded.created_at,
+           expires_at = excluded.expires_at
+    returning * into v_pending;
+  else
+    update auth.pending_signups set expires_at = pg_catalog.now() + v_lifetime
+     where phone = p_phone and expires_at > pg_catalog.now()
+    returning * into v_pending;
+    if not found then
+      return null;
+    end if;
+  end if;
+  v_user.phone := p_phone;
+  v_user.raw_user_meta_data := v_pending.data;
+  return auth._queue_sms(v_user, 'phone_confirmation', p_phone, p_channel, p_now, false, v_pending.id);
+end
+$$;
+
+ALTER FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb) IS 'Deferred phone sign-up: with p_signup records the number''s pending sign-up (replacing its password, metadata and code), else refreshes its live one (NULL when none); texts a fresh code as _queue_sms does.';
+
+--
 -- Name: pending_signups; Type: TABLE; Schema: auth; Owner: authgres_owner
 --
 
 CREATE TABLE auth.pending_signups (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
-    email text NOT NULL,
+    email text,
     password_hash text,
     data jsonb DEFAULT '{}'::jsonb NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     expires_at timestamp with time zone NOT NULL,
-    CONSTRAINT pending_signups_email_check CHECK ((email = lower(email)))
+    phone text,
+    CONSTRAINT pending_signups_address_check CHECK (((email IS NULL) <> (phone IS NULL))),
+    CONSTRAINT pending_signups_email_check CHECK ((email = lower(email))),
+    CONSTRAINT pending_signups_phone_check CHECK ((phone ~ '^[1-9][0-9]{1,14}$'::text))
 );
 
 ALTER TABLE auth.pending_signups OWNER TO authgres_owner;
@@ -2611,7 +2686,19 @@ ALTER TABLE auth.pending_signups OWNER TO authgres_owner;
 -- Name: TABLE pending_signups; Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON TABLE auth.pending_signups IS 'Sign-ups waiting for their address to be proven; several may wait for one address, the first verified wins.';
+COMMENT ON TABLE auth.pending_signups IS 'Sign-ups waiting for their address or number to be proven; several may wait for one address (the first verified wins), one for a number (a newer sign-up replaces it).';
+
+--
+-- Name: COLUMN pending_signups.email; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.pending_signups.email IS 'The address to prove (NULL for a phone sign-up).';
+
+--
+-- Name: COLUMN pending_signups.phone; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.pending_signups.phone IS 'The number to prove, E.164 digits without + (NULL for an email sign-up); one pending sign-up per number.';
 
 --
 -- Name: _queue_pending_signup_email(auth.pending_signups, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2640,10 +2727,10 @@ ALTER FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, 
 COMMENT ON FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) IS 'Issues a fresh code for a pending sign-up (replacing its live one) and queues its confirmation email.';
 
 --
--- Name: _queue_sms(auth.users, text, text, text, boolean, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: _queue_sms(auth.users, text, text, text, boolean, boolean, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean DEFAULT false) RETURNS jsonb
+CREATE FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean DEFAULT false, p_pending_signup uuid DEFAULT NULL::uuid) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -2657,7 +2744,7 @@ begin
   if v_channel not in ('sms', 'whatsapp') then
     raise exception using errcode = 'AUV01', message = 'Invalid channel, should be one of sms, whatsapp';
   end if;
-  select * into v_token from auth._issue_token(p_user, p_token_type, p_phone, null);
+  select * into v_token from auth._issue_token(p_user, p_token_type, p_phone, null, p_pending_signup);
   update auth.users
      set confirmation_sent_at = case when p_token_type = 'phone_confirmation' then pg_catalog.now() else confirmation_sent_at end,
          phone_change_sent_at = case when p_token_type = 'phone_change' then pg_catalog.now() else phone_change_sent_at end
@@ -2677,27 +2764,30 @@ begin
   if p_now then
     -- Leased to the request that queued it, which sends it before answering; should that process die,
     -- the lease ends and the sender takes it over.
-    insert into auth.sms_outbox (kind, channel, to_phone, user_id, payload, created_user, status, attempts, leased_until)
-    values (p_token_type, v_channel, p_phone, p_user.id, pg_catalog.jsonb_build_object('code', v_token.code),
-            p_created_user, 'sending', 1, pg_catalog.now() + interval '60 seconds')
+    insert into auth.sms_outbox
+      (kind, channel, to_phone, user_id, pending_signup_id, payload, created_user, status, attempts, leased_until)
+    values (p_token_type, v_channel, p_phone, p_user.id, p_pending_signup,
+            pg_catalog.jsonb_build_object('code', v_token.code), p_created_user, 'sending', 1,
+            pg_catalog.now() + interval '60 seconds')
     returning * into v_message;
     return pg_catalog.jsonb_build_object('message_id', v_message.message_id, 'sms', pg_catalog.to_jsonb(v_message));
   end if;
-  insert into auth.sms_outbox (kind, channel, to_phone, user_id, payload, created_user)
-  values (p_token_type, v_channel, p_phone, p_user.id, pg_catalog.jsonb_build_object('code', v_token.code), p_created_user)
+  insert into auth.sms_outbox (kind, channel, to_phone, user_id, pending_signup_id, payload, created_user)
+  values (p_token_type, v_channel, p_phone, p_user.id, p_pending_signup,
+          pg_catalog.jsonb_build_object('code', v_token.code), p_created_user)
   returning * into v_message;
   perform pg_catalog.pg_notify('authgres_sms_outbox', '');
   return pg_catalog.jsonb_build_object('message_id', v_message.message_id);
 end
 $$;
 
-ALTER FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean) OWNER TO authgres_owner;
+ALTER FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean, p_pending_signup uuid) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION _queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean, p_pending_signup uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean) IS 'Issues a fresh texted code of p_token_type and queues its text (sms or whatsapp) in the caller''s transaction: {message_id}, plus with p_now the outbox row {sms}, leased to the caller to send at once. A fixed development number gets nothing; the send_sms hook, when set, delivers instead of the outbox.';
+COMMENT ON FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean, p_pending_signup uuid) IS 'Issues a fresh texted code of p_token_type and queues its text (sms or whatsapp) in the caller''s transaction: {message_id}, plus with p_now the outbox row {sms}, leased to the caller to send at once. A fixed development number gets nothing; the send_sms hook, when set, delivers instead of the outbox. For a pending sign-up, p_user holds only its number and metadata, p_pending_signup its id.';
 
 --
 -- Name: _raise_session_aal(auth.users, auth.sessions, auth.mfa_factors, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3791,6 +3881,9 @@ begin
   end if;
   -- Two pending sign-ups of one address verified at once: the unique address lets one insert win, and
   -- the other finds it taken.
+  if v_pending.phone is not null then
+    return auth._new_phone_user(v_pending.phone, v_pending.password_hash, v_pending.data, p_ip);
+  end if;
   return auth._new_email_user(v_pending.email, v_pending.password_hash, v_pending.data, p_ip);
 end
 $$;
@@ -3801,7 +3894,7 @@ ALTER FUNCTION auth._user_from_pending_signup(p_pending_signup uuid, p_ip inet) 
 -- Name: FUNCTION _user_from_pending_signup(p_pending_signup uuid, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._user_from_pending_signup(p_pending_signup uuid, p_ip inet) IS 'The user a verified pending sign-up becomes (unconfirmed yet); NULL when it expired or its address is taken.';
+COMMENT ON FUNCTION auth._user_from_pending_signup(p_pending_signup uuid, p_ip inet) IS 'The user a verified pending sign-up (of an address or a number) becomes, unconfirmed yet; NULL when it expired or its address or number is taken.';
 
 --
 -- Name: _user_json(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4833,6 +4926,7 @@ CREATE TABLE auth.sms_outbox (
     created_user boolean DEFAULT false NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     sent_at timestamp with time zone,
+    pending_signup_id uuid,
     CONSTRAINT sms_outbox_channel_check CHECK ((channel = ANY (ARRAY['sms'::text, 'whatsapp'::text]))),
     CONSTRAINT sms_outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'sent'::text, 'dead'::text]))),
     CONSTRAINT sms_outbox_to_phone_check CHECK ((to_phone ~ '^[1-9][0-9]{1,14}$'::text))
@@ -4869,6 +4963,12 @@ COMMENT ON COLUMN auth.sms_outbox.provider_message_id IS 'The provider''s id of 
 --
 
 COMMENT ON COLUMN auth.sms_outbox.created_user IS 'The request that queued this text also created its user: when the provider refuses the number, that user (never confirmed, never signed in) is removed with it.';
+
+--
+-- Name: COLUMN sms_outbox.pending_signup_id; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.sms_outbox.pending_signup_id IS 'The pending sign-up whose code this text carries: when the provider refuses the number, it is removed.';
 
 --
 -- Name: claim_sms_outbox(integer, integer); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6157,6 +6257,11 @@ begin
   if v_message.kind = 'phone_change' then
     update auth.users set phone_change = '', phone_change_sent_at = null
      where id = v_message.user_id and phone_change = v_message.to_phone;
+  elsif v_message.pending_signup_id is not null then
+    -- A deferred sign-up's text: no user was made, the pending sign-up (and its code) goes. Its code first,
+    -- in the order a verification locks them.
+    delete from auth.one_time_tokens where pending_signup_id = v_message.pending_signup_id;
+    delete from auth.pending_signups where id = v_message.pending_signup_id;
   elsif v_message.created_user then
     delete from auth.users
      where id = v_message.user_id and phone = v_message.to_phone and phone_confirmed_at is null
@@ -6175,7 +6280,7 @@ ALTER FUNCTION auth.reject_sms_outbox(p_id bigint, p_error text) OWNER TO authgr
 -- Name: FUNCTION reject_sms_outbox(p_id bigint, p_error text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.reject_sms_outbox(p_id bigint, p_error text) IS 'Records that the provider refused a text (a number it will not deliver to): dead at once with the provider''s error, its code void, a pending phone change dropped, and a user created for it (never confirmed, never signed in) removed, so that no half-made user is left.';
+COMMENT ON FUNCTION auth.reject_sms_outbox(p_id bigint, p_error text) IS 'Records that the provider refused a text (a number it will not deliver to): dead at once with the provider''s error, its code void, a pending phone change dropped, and a user created for it (never confirmed, never signed in) or the deferred sign-up it was texted for removed, so that no half-made user is left.';
 
 --
 -- Name: resend(text, text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6238,6 +6343,7 @@ CREATE FUNCTION auth.resend_phone(p_type text, p_phone text, p_channel text DEFA
 declare
   v_phone text := auth._normalize_phone(p_phone);
   v_user auth.users;
+  v_sent jsonb;
 begin
   if p_type not in ('sms', 'phone_change') then
     raise exception using errcode = 'AUV01', message = 'Missing one of these types: signup, email_change, sms, phone_change';
@@ -6250,6 +6356,10 @@ begin
     select * into v_user from auth.users where phone = v_phone and phone_confirmed_at is null and deleted_at is null;
     if found then
       return auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false);
+    end if;
+    v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, false, false);
+    if v_sent is not null then
+      return v_sent;
     end if;
   else
     select * into v_user from auth.users where phone_change = v_phone and deleted_at is null
@@ -6268,7 +6378,7 @@ ALTER FUNCTION auth.resend_phone(p_type text, p_phone text, p_channel text, p_ip
 -- Name: FUNCTION resend_phone(p_type text, p_phone text, p_channel text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.resend_phone(p_type text, p_phone text, p_channel text, p_ip inet) IS 'POST /resend with type sms (an unconfirmed number''s code) or phone_change (the new number''s code): always {message_id}, whether or not anything was pending.';
+COMMENT ON FUNCTION auth.resend_phone(p_type text, p_phone text, p_channel text, p_ip inet) IS 'POST /resend with type sms (an unconfirmed number''s code, or a pending sign-up''s, which lives on) or phone_change (the new number''s code): always {message_id}, whether or not anything was pending.';
 
 --
 -- Name: revoke_api_key(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6452,6 +6562,9 @@ begin
     if not p_create_user or v_settings.disable_signup then
       return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
     end if;
+    if v_settings.signup_deferred then
+      return auth._queue_pending_phone_signup(v_phone, p_channel, false, true, null, p_data);
+    end if;
     v_user := auth._new_phone_user(v_phone, null, p_data, p_ip);
     if v_user.id is null then
       return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
@@ -6468,7 +6581,7 @@ ALTER FUNCTION auth.send_phone_otp(p_phone text, p_create_user boolean, p_data j
 -- Name: FUNCTION send_phone_otp(p_phone text, p_create_user boolean, p_data jsonb, p_channel text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.send_phone_otp(p_phone text, p_create_user boolean, p_data jsonb, p_channel text, p_ip inet) IS 'POST /otp with a phone: queues a texted sign-in code (creating the user when p_create_user). Always {message_id}, whether or not the number is registered.';
+COMMENT ON FUNCTION auth.send_phone_otp(p_phone text, p_create_user boolean, p_data jsonb, p_channel text, p_ip inet) IS 'POST /otp with a phone: queues a texted sign-in code (creating the user when p_create_user, or with signup_deferred a pending sign-up). Always {message_id}, whether or not the number is registered.';
 
 --
 -- Name: send_recovery(text, text, inet, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6873,6 +6986,16 @@ begin
   end if;
   if not v_settings.sms_autoconfirm then
     perform auth._throttle_sms(v_phone, 'phone_confirmation');
+    if v_settings.signup_deferred then
+      select * into v_user from auth.users where phone = v_phone;
+      if not found then
+        v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, true, true, p_password_hash, p_data);
+      elsif v_user.phone_confirmed_at is null then
+        -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
+        v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true);
+      end if;
+      return auth._pending_signup_answer(null, v_phone, p_data) || coalesce(v_sent - 'message_id', '{}');
+    end if;
   end if;
   v_user := auth._new_phone_user(v_phone, p_password_hash, p_data, p_ip);
   if v_user.id is null then
@@ -6913,7 +7036,7 @@ ALTER FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jso
 -- Name: FUNCTION sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet) IS 'Phone + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken number. Otherwise the unconfirmed user, with its code''s text leased to the caller in {sms} to send at once (a look-alike without identities, and no text, when the number is already confirmed).';
+COMMENT ON FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet) IS 'Phone + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken number. Deferred: a pending sign-up (_queue_pending_phone_signup) and a look-alike answer whatever the number. Otherwise the unconfirmed user. The code''s text is leased to the caller in {sms} to send at once (a look-alike without identities, and no text, when the number is already confirmed).';
 
 --
 -- Name: signing_keys_for_service(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -7575,7 +7698,15 @@ begin
     return auth._verify_error('Token has expired or is invalid');
   end if;
   delete from auth.one_time_tokens where id = v_token.id;
-  select * into strict v_user from auth.users where id = v_token.user_id;
+  if v_token.pending_signup_id is not null then
+    -- A deferred sign-up's code: its user is made now (and confirmed below).
+    v_user := auth._user_from_pending_signup(v_token.pending_signup_id, p_ip);
+    if v_user.id is null then
+      return auth._verify_error('Token has expired or is invalid');
+    end if;
+  else
+    select * into strict v_user from auth.users where id = v_token.user_id;
+  end if;
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
   end if;
@@ -7625,7 +7756,7 @@ ALTER FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p
 -- Name: FUNCTION verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) IS 'POST /verify with type sms or phone_change: spends the texted code (counted against it when wrong; the failure returned as {"error": "AUO01"} so that the count commits), confirms the number or completes the change, and signs the user in, in one transaction. p_provider_approved: Twilio Verify checked the code.';
+COMMENT ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) IS 'POST /verify with type sms or phone_change: spends the texted code (counted against it when wrong; the failure returned as {"error": "AUO01"} so that the count commits), confirms the number (making the user of a pending sign-up) or completes the change, and signs the user in, in one transaction. p_provider_approved: Twilio Verify checked the code.';
 
 --
 -- Name: verify_webauthn_factor(text, uuid, uuid, text, bytea, bytea, bigint, bytea, uuid, jsonb, boolean, boolean, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -8372,6 +8503,12 @@ CREATE INDEX pending_signups_email_idx ON auth.pending_signups USING btree (emai
 CREATE INDEX pending_signups_expires_at_idx ON auth.pending_signups USING btree (expires_at);
 
 --
+-- Name: pending_signups_phone_key; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX pending_signups_phone_key ON auth.pending_signups USING btree (phone) WHERE (phone IS NOT NULL);
+
+--
 -- Name: refresh_tokens_one_live_per_session; Type: INDEX; Schema: auth; Owner: authgres_owner
 --
 
@@ -8418,6 +8555,12 @@ CREATE INDEX sms_outbox_dead_idx ON auth.sms_outbox USING btree (id) WHERE (stat
 --
 
 CREATE INDEX sms_outbox_due_idx ON auth.sms_outbox USING btree (next_attempt_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
+
+--
+-- Name: sms_outbox_pending_signup_id_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX sms_outbox_pending_signup_id_idx ON auth.sms_outbox USING btree (pending_signup_id) WHERE (pending_signup_id IS NOT NULL);
 
 --
 -- Name: user_events_created_at_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
@@ -8577,6 +8720,13 @@ ALTER TABLE ONLY auth.refresh_tokens
 
 ALTER TABLE ONLY auth.sessions
     ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+--
+-- Name: sms_outbox sms_outbox_pending_signup_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.sms_outbox
+    ADD CONSTRAINT sms_outbox_pending_signup_id_fkey FOREIGN KEY (pending_signup_id) REFERENCES auth.pending_signups(id) ON DELETE SET NULL;
 
 --
 -- Name: sms_outbox sms_outbox_user_id_fkey; Type: FK CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -9084,6 +9234,12 @@ REVOKE ALL ON FUNCTION auth._password_attempt_hook(p_user auth.users, p_valid bo
 REVOKE ALL ON FUNCTION auth._payload_mac(p_payload_segment text, p_mac_key bytea) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _pending_signup_answer(p_email text, p_phone text, p_data jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._pending_signup_answer(p_email text, p_phone text, p_data jsonb) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _pkce_verifier_matches(p_flow auth.flow_state, p_code_verifier text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -9108,16 +9264,22 @@ REVOKE ALL ON FUNCTION auth._provider_state_lifetime() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
 REVOKE ALL ON FUNCTION auth._queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 
 --
--- Name: FUNCTION _queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean, p_pending_signup uuid); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._queue_sms(p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean, p_created_user boolean, p_pending_signup uuid) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _raise_session_aal(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_method text); Type: ACL; Schema: auth; Owner: authgres_owner

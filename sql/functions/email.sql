@@ -147,6 +147,30 @@ comment on function auth._new_email_user(text, text, jsonb, inet) is
 -- Deferred sign-up (signup_deferred): until its address is proven a sign-up is a pending_signups row and
 -- a one-time token pointing at it; the user is made only when that token is verified. Several may wait
 -- for one address (whoever asked, only the mailbox's owner gets the codes); the first verified wins.
+-- Phone numbers are deferred alike (phone.sql: _queue_pending_phone_signup), one pending sign-up a number.
+create or replace function auth._pending_signup_answer(p_email text, p_phone text, p_data jsonb) returns jsonb
+  language plpgsql stable
+  set search_path = ''
+as $$
+begin
+  -- Nothing in it depends on whether the address or number is new, pending or registered: the id is
+  -- derived from the address (it is not the id the user will have), the times are this transaction's.
+  return (select pg_catalog.jsonb_build_object(
+    'id', pg_catalog.encode(pg_catalog.substr(pg_catalog.sha256(pg_catalog.convert_to(
+            'authgres pending sign-up ' || coalesce(p_email, p_phone), 'UTF8')), 1, 16), 'hex')::uuid,
+    'aud', s.jwt_aud, 'role', '', 'email', coalesce(p_email, ''), 'phone', coalesce(p_phone, ''),
+    'confirmation_sent_at', pg_catalog.now(),
+    'app_metadata', case when p_email is null then '{"provider": "phone", "providers": ["phone"]}'::jsonb
+                         else '{"provider": "email", "providers": ["email"]}'::jsonb end,
+    'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb,
+    'created_at', pg_catalog.now(), 'updated_at', pg_catalog.now(), 'is_anonymous', false)
+    from auth.settings s);
+end
+$$;
+comment on function auth._pending_signup_answer(text, text, jsonb) is
+  'What a deferred sign-up answers for an address (or a number): a look-alike user without identities, the '
+  'same whether it is new, pending or registered.';
+
 create or replace function auth._defer_signup(
   p_email text, p_password_hash text, p_data jsonb, p_redirect_to text, p_code_challenge text default null,
   p_code_challenge_method text default null
@@ -172,14 +196,7 @@ begin
     perform auth._queue_email(v_user, 'confirmation', p_email, p_redirect_to, '{}', null,
                               p_code_challenge, p_code_challenge_method);
   end if;
-  -- The same answer whether the address is new, pending or registered: nothing in it depends on which
-  -- (no timestamps; the id is derived from the address and is not the id the user will have).
-  return pg_catalog.jsonb_build_object(
-    'id', pg_catalog.encode(pg_catalog.substr(pg_catalog.sha256(
-            pg_catalog.convert_to('authgres pending sign-up ' || p_email, 'UTF8')), 1, 16), 'hex')::uuid,
-    'aud', v_settings.jwt_aud, 'role', '', 'email', p_email, 'phone', '',
-    'app_metadata', '{"provider": "email", "providers": ["email"]}'::jsonb,
-    'user_metadata', coalesce(p_data, '{}'), 'identities', '[]'::jsonb, 'is_anonymous', false);
+  return auth._pending_signup_answer(p_email, null, p_data);
 end
 $$;
 comment on function auth._defer_signup(text, text, jsonb, text, text, text) is
@@ -218,11 +235,15 @@ begin
   end if;
   -- Two pending sign-ups of one address verified at once: the unique address lets one insert win, and
   -- the other finds it taken.
+  if v_pending.phone is not null then
+    return auth._new_phone_user(v_pending.phone, v_pending.password_hash, v_pending.data, p_ip);
+  end if;
   return auth._new_email_user(v_pending.email, v_pending.password_hash, v_pending.data, p_ip);
 end
 $$;
 comment on function auth._user_from_pending_signup(uuid, inet) is
-  'The user a verified pending sign-up becomes (unconfirmed yet); NULL when it expired or its address is taken.';
+  'The user a verified pending sign-up (of an address or a number) becomes, unconfirmed yet; NULL when it '
+  'expired or its address or number is taken.';
 
 create or replace function auth.sign_up(
   p_email text, p_password_hash text, p_data jsonb default '{}', p_redirect_to text default null,

@@ -47,7 +47,7 @@ comment on function auth._throttle_sms(text, text) is
 
 create or replace function auth._queue_sms(
   p_user auth.users, p_token_type text, p_phone text, p_channel text, p_now boolean,
-  p_created_user boolean default false
+  p_created_user boolean default false, p_pending_signup uuid default null
 ) returns jsonb
   language plpgsql volatile
   set search_path = ''
@@ -62,7 +62,7 @@ begin
   if v_channel not in ('sms', 'whatsapp') then
     raise exception using errcode = 'AUV01', message = 'Invalid channel, should be one of sms, whatsapp';
   end if;
-  select * into v_token from auth._issue_token(p_user, p_token_type, p_phone, null);
+  select * into v_token from auth._issue_token(p_user, p_token_type, p_phone, null, p_pending_signup);
   update auth.users
      set confirmation_sent_at = case when p_token_type = 'phone_confirmation' then pg_catalog.now() else confirmation_sent_at end,
          phone_change_sent_at = case when p_token_type = 'phone_change' then pg_catalog.now() else phone_change_sent_at end
@@ -82,23 +82,27 @@ begin
   if p_now then
     -- Leased to the request that queued it, which sends it before answering; should that process die,
     -- the lease ends and the sender takes it over.
-    insert into auth.sms_outbox (kind, channel, to_phone, user_id, payload, created_user, status, attempts, leased_until)
-    values (p_token_type, v_channel, p_phone, p_user.id, pg_catalog.jsonb_build_object('code', v_token.code),
-            p_created_user, 'sending', 1, pg_catalog.now() + interval '60 seconds')
+    insert into auth.sms_outbox
+      (kind, channel, to_phone, user_id, pending_signup_id, payload, created_user, status, attempts, leased_until)
+    values (p_token_type, v_channel, p_phone, p_user.id, p_pending_signup,
+            pg_catalog.jsonb_build_object('code', v_token.code), p_created_user, 'sending', 1,
+            pg_catalog.now() + interval '60 seconds')
     returning * into v_message;
     return pg_catalog.jsonb_build_object('message_id', v_message.message_id, 'sms', pg_catalog.to_jsonb(v_message));
   end if;
-  insert into auth.sms_outbox (kind, channel, to_phone, user_id, payload, created_user)
-  values (p_token_type, v_channel, p_phone, p_user.id, pg_catalog.jsonb_build_object('code', v_token.code), p_created_user)
+  insert into auth.sms_outbox (kind, channel, to_phone, user_id, pending_signup_id, payload, created_user)
+  values (p_token_type, v_channel, p_phone, p_user.id, p_pending_signup,
+          pg_catalog.jsonb_build_object('code', v_token.code), p_created_user)
   returning * into v_message;
   perform pg_catalog.pg_notify('authgres_sms_outbox', '');
   return pg_catalog.jsonb_build_object('message_id', v_message.message_id);
 end
 $$;
-comment on function auth._queue_sms(auth.users, text, text, text, boolean, boolean) is
+comment on function auth._queue_sms(auth.users, text, text, text, boolean, boolean, uuid) is
   'Issues a fresh texted code of p_token_type and queues its text (sms or whatsapp) in the caller''s '
   'transaction: {message_id}, plus with p_now the outbox row {sms}, leased to the caller to send at once. '
-  'A fixed development number gets nothing; the send_sms hook, when set, delivers instead of the outbox.';
+  'A fixed development number gets nothing; the send_sms hook, when set, delivers instead of the outbox. '
+  'For a pending sign-up, p_user holds only its number and metadata, p_pending_signup its id.';
 
 create or replace function auth._new_phone_user(p_phone text, p_password_hash text, p_data jsonb, p_ip inet)
   returns auth.users
@@ -161,6 +165,50 @@ end
 $$;
 comment on function auth._confirm_phone(auth.users) is 'Marks the user''s phone verified (user, metadata and phone identity).';
 
+-- Deferred sign-up of a number (signup_deferred, email.sql's _defer_signup for addresses): a pending_signups
+-- row and a texted code pointing at it; the user is made only when that code is verified. One waits per
+-- number: the newest sign-up's password and metadata are the ones its code (the only live one) confirms.
+create or replace function auth._queue_pending_phone_signup(
+  p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text default null,
+  p_data jsonb default null
+) returns jsonb
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_lifetime interval := pg_catalog.make_interval(secs => (select s.sms_otp_exp from auth.settings s));
+  v_pending auth.pending_signups;
+  v_user auth.users;  -- no row yet: only what the text's hook sees of the user
+begin
+  -- Sign-ups of one number queue here; then the number's codes are locked before its pending sign-up, in
+  -- the order a verification locks them, so that a sign-up racing a verification waits instead of
+  -- deadlocking.
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('authgres pending phone sign-up ' || p_phone));
+  perform from auth.one_time_tokens where relates_to = p_phone and token_type = 'phone_confirmation' for update;
+  if p_signup then
+    insert into auth.pending_signups (phone, password_hash, data, expires_at)
+    values (p_phone, p_password_hash, coalesce(p_data, '{}'), pg_catalog.now() + v_lifetime)
+    on conflict (phone) where phone is not null do update
+       set password_hash = excluded.password_hash, data = excluded.data, created_at = excluded.created_at,
+           expires_at = excluded.expires_at
+    returning * into v_pending;
+  else
+    update auth.pending_signups set expires_at = pg_catalog.now() + v_lifetime
+     where phone = p_phone and expires_at > pg_catalog.now()
+    returning * into v_pending;
+    if not found then
+      return null;
+    end if;
+  end if;
+  v_user.phone := p_phone;
+  v_user.raw_user_meta_data := v_pending.data;
+  return auth._queue_sms(v_user, 'phone_confirmation', p_phone, p_channel, p_now, false, v_pending.id);
+end
+$$;
+comment on function auth._queue_pending_phone_signup(text, text, boolean, boolean, text, jsonb) is
+  'Deferred phone sign-up: with p_signup records the number''s pending sign-up (replacing its password, '
+  'metadata and code), else refreshes its live one (NULL when none); texts a fresh code as _queue_sms does.';
+
 create or replace function auth.sign_up_phone(
   p_phone text, p_password_hash text, p_data jsonb default '{}', p_channel text default 'sms',
   p_user_agent text default null, p_ip inet default null
@@ -183,6 +231,16 @@ begin
   end if;
   if not v_settings.sms_autoconfirm then
     perform auth._throttle_sms(v_phone, 'phone_confirmation');
+    if v_settings.signup_deferred then
+      select * into v_user from auth.users where phone = v_phone;
+      if not found then
+        v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, true, true, p_password_hash, p_data);
+      elsif v_user.phone_confirmed_at is null then
+        -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
+        v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true);
+      end if;
+      return auth._pending_signup_answer(null, v_phone, p_data) || coalesce(v_sent - 'message_id', '{}');
+    end if;
   end if;
   v_user := auth._new_phone_user(v_phone, p_password_hash, p_data, p_ip);
   if v_user.id is null then
@@ -217,8 +275,9 @@ begin
 end
 $$;
 comment on function auth.sign_up_phone(text, text, jsonb, text, text, inet) is
-  'Phone + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken number. Otherwise '
-  'the unconfirmed user, with its code''s text leased to the caller in {sms} to send at once (a look-alike '
+  'Phone + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken number. Deferred: '
+  'a pending sign-up (_queue_pending_phone_signup) and a look-alike answer whatever the number. Otherwise '
+  'the unconfirmed user. The code''s text is leased to the caller in {sms} to send at once (a look-alike '
   'without identities, and no text, when the number is already confirmed).';
 grant execute on function auth.sign_up_phone(text, text, jsonb, text, text, inet) to authgres_service;
 
@@ -246,6 +305,9 @@ begin
     if not p_create_user or v_settings.disable_signup then
       return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
     end if;
+    if v_settings.signup_deferred then
+      return auth._queue_pending_phone_signup(v_phone, p_channel, false, true, null, p_data);
+    end if;
     v_user := auth._new_phone_user(v_phone, null, p_data, p_ip);
     if v_user.id is null then
       return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
@@ -256,8 +318,8 @@ begin
 end
 $$;
 comment on function auth.send_phone_otp(text, boolean, jsonb, text, inet) is
-  'POST /otp with a phone: queues a texted sign-in code (creating the user when p_create_user). Always '
-  '{message_id}, whether or not the number is registered.';
+  'POST /otp with a phone: queues a texted sign-in code (creating the user when p_create_user, or with '
+  'signup_deferred a pending sign-up). Always {message_id}, whether or not the number is registered.';
 grant execute on function auth.send_phone_otp(text, boolean, jsonb, text, inet) to authgres_service;
 
 create or replace function auth.resend_phone(p_type text, p_phone text, p_channel text default 'sms', p_ip inet default null)
@@ -268,6 +330,7 @@ as $$
 declare
   v_phone text := auth._normalize_phone(p_phone);
   v_user auth.users;
+  v_sent jsonb;
 begin
   if p_type not in ('sms', 'phone_change') then
     raise exception using errcode = 'AUV01', message = 'Missing one of these types: signup, email_change, sms, phone_change';
@@ -281,6 +344,10 @@ begin
     if found then
       return auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false);
     end if;
+    v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, false, false);
+    if v_sent is not null then
+      return v_sent;
+    end if;
   else
     select * into v_user from auth.users where phone_change = v_phone and deleted_at is null
      order by phone_change_sent_at desc nulls last limit 1;
@@ -292,8 +359,8 @@ begin
 end
 $$;
 comment on function auth.resend_phone(text, text, text, inet) is
-  'POST /resend with type sms (an unconfirmed number''s code) or phone_change (the new number''s code): '
-  'always {message_id}, whether or not anything was pending.';
+  'POST /resend with type sms (an unconfirmed number''s code, or a pending sign-up''s, which lives on) or '
+  'phone_change (the new number''s code): always {message_id}, whether or not anything was pending.';
 grant execute on function auth.resend_phone(text, text, text, inet) to authgres_service;
 
 create or replace function auth.verify_phone_token(
@@ -321,7 +388,15 @@ begin
     return auth._verify_error('Token has expired or is invalid');
   end if;
   delete from auth.one_time_tokens where id = v_token.id;
-  select * into strict v_user from auth.users where id = v_token.user_id;
+  if v_token.pending_signup_id is not null then
+    -- A deferred sign-up's code: its user is made now (and confirmed below).
+    v_user := auth._user_from_pending_signup(v_token.pending_signup_id, p_ip);
+    if v_user.id is null then
+      return auth._verify_error('Token has expired or is invalid');
+    end if;
+  else
+    select * into strict v_user from auth.users where id = v_token.user_id;
+  end if;
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
   end if;
@@ -366,8 +441,9 @@ end
 $$;
 comment on function auth.verify_phone_token(text, text, text, text, inet, boolean) is
   'POST /verify with type sms or phone_change: spends the texted code (counted against it when wrong; the '
-  'failure returned as {"error": "AUO01"} so that the count commits), confirms the number or completes the '
-  'change, and signs the user in, in one transaction. p_provider_approved: Twilio Verify checked the code.';
+  'failure returned as {"error": "AUO01"} so that the count commits), confirms the number (making the user of '
+  'a pending sign-up) or completes the change, and signs the user in, in one transaction. '
+  'p_provider_approved: Twilio Verify checked the code.';
 grant execute on function auth.verify_phone_token(text, text, text, text, inet, boolean) to authgres_service;
 
 create or replace function auth.password_hash_by_phone(p_phone text, out user_id uuid, out password_hash text)
@@ -506,6 +582,11 @@ begin
   if v_message.kind = 'phone_change' then
     update auth.users set phone_change = '', phone_change_sent_at = null
      where id = v_message.user_id and phone_change = v_message.to_phone;
+  elsif v_message.pending_signup_id is not null then
+    -- A deferred sign-up's text: no user was made, the pending sign-up (and its code) goes. Its code first,
+    -- in the order a verification locks them.
+    delete from auth.one_time_tokens where pending_signup_id = v_message.pending_signup_id;
+    delete from auth.pending_signups where id = v_message.pending_signup_id;
   elsif v_message.created_user then
     delete from auth.users
      where id = v_message.user_id and phone = v_message.to_phone and phone_confirmed_at is null
@@ -520,7 +601,7 @@ $$;
 comment on function auth.reject_sms_outbox(bigint, text) is
   'Records that the provider refused a text (a number it will not deliver to): dead at once with the provider''s '
   'error, its code void, a pending phone change dropped, and a user created for it (never confirmed, never '
-  'signed in) removed, so that no half-made user is left.';
+  'signed in) or the deferred sign-up it was texted for removed, so that no half-made user is left.';
 grant execute on function auth.reject_sms_outbox(bigint, text) to authgres_service;
 
 create or replace function auth.sms_outbox_stats(

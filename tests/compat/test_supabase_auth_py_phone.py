@@ -128,3 +128,55 @@ async def test_auth_js_signs_in_by_sms(phone_server, twilio, tmp_path):
     assert "SIGNED_IN" in verified["events"]
     user = await browser.run("getUser")
     assert user["data"]["user"]["phone"] == PHONE
+
+
+@pytest.fixture
+async def deferred_auth(settings, twilio, aiohttp_server):
+    server = await aiohttp_server(create_app(twilio_stand_in.phone_settings(settings, twilio, signup_deferred=True)))
+    client = AsyncGoTrueClient(url=str(server.make_url("/auth/v1")), auto_refresh_token=False)
+    yield client
+    await client.close()
+
+
+async def test_deferred_phone_sign_up_makes_the_user_at_verify(deferred_auth, twilio, admin):
+    signed_up = await deferred_auth.sign_up(
+        {"phone": f"+{PHONE}", "password": PASSWORD, "options": {"data": {"plan": "free"}}}
+    )
+    assert signed_up.session is None and signed_up.user.phone == PHONE and signed_up.user.identities == []
+    first = await twilio.text_to(PHONE)
+    assert_twilio_request(twilio, first, PHONE)
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
+
+    # Not a user yet, so not an unconfirmed one: the password is refused as for any unknown number.
+    with pytest.raises(AuthApiError) as refused:
+        await deferred_auth.sign_in_with_password({"phone": PHONE, "password": PASSWORD})
+    assert refused.value.code == "invalid_credentials"
+    resent = await deferred_auth.resend({"type": "sms", "phone": PHONE})
+    assert resent.message_id
+    second = await twilio.text_to(PHONE, 1)
+    with pytest.raises(AuthApiError) as stale:
+        await deferred_auth.verify_otp({"phone": PHONE, "token": first.code, "type": "sms"})
+    assert stale.value.code == "otp_expired"
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
+
+    verified = await deferred_auth.verify_otp({"phone": PHONE, "token": second.code, "type": "sms"})
+    assert verified.session and verified.user.phone_confirmed_at and verified.user.user_metadata["plan"] == "free"
+    assert [identity.provider for identity in verified.user.identities] == ["phone"]
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 1
+    await deferred_auth.sign_out()
+    session = await deferred_auth.sign_in_with_password({"phone": f"+{PHONE}", "password": PASSWORD})
+    assert session.user.id == verified.user.id
+
+    # Signing up the registered number again: the same kind of answer, and no text.
+    again = await deferred_auth.sign_up({"phone": PHONE, "password": PASSWORD})
+    assert again.session is None and again.user.phone == PHONE and again.user.id == signed_up.user.id
+    assert len(twilio.requests) == 2
+
+
+async def test_deferred_sign_in_by_sms_for_a_new_number(deferred_auth, twilio, admin):
+    sent = await deferred_auth.sign_in_with_otp({"phone": f"+{PHONE}"})
+    assert sent.message_id and sent.user is None
+    text = await twilio.text_to(PHONE)
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
+    signed_in = await deferred_auth.verify_otp({"phone": PHONE, "token": text.code, "type": "sms"})
+    assert signed_in.session and signed_in.user.phone == PHONE
