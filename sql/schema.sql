@@ -1757,6 +1757,7 @@ CREATE TABLE auth.flow_state (
     auth_code_issued_at timestamp with time zone,
     linking_target_id uuid,
     browser_binding_digest bytea,
+    pending_link jsonb,
     CONSTRAINT flow_state_authentication_method_check CHECK ((authentication_method = ANY (ARRAY['email/signup'::text, 'magiclink'::text, 'recovery'::text, 'email_change'::text, 'invite'::text, 'oauth'::text, 'sso/saml'::text]))),
     CONSTRAINT flow_state_challenge_only_oauth_optional CHECK (((code_challenge IS NOT NULL) OR (authentication_method = 'oauth'::text))),
     CONSTRAINT flow_state_challenge_pair CHECK (((code_challenge IS NULL) = (code_challenge_method IS NULL))),
@@ -1839,6 +1840,12 @@ COMMENT ON COLUMN auth.flow_state.linking_target_id IS 'A provider flow started 
 --
 
 COMMENT ON COLUMN auth.flow_state.browser_binding_digest IS 'A provider flow started by GET /authorize: SHA-256 of the value in the starting browser''s cookie, which the callback must present. NULL for a link started by GET /user/identities/authorize (a fetch sets no cookie) and for the email flows.';
+
+--
+-- Name: COLUMN flow_state.pending_link; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.pending_link IS 'A PKCE link''s provider identity ({provider, subject, claims}) from its callback, added to the user at the code exchange.';
 
 --
 -- Name: _live_provider_flow(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -5376,6 +5383,10 @@ begin
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
   end if;
+  if v_flow.pending_link is not null then  -- a provider link, made only now, by the verifier's holder
+    v_user := auth._identity_user(v_flow.pending_link ->> 'provider', v_flow.pending_link ->> 'subject',
+                                  v_flow.pending_link -> 'claims', v_user.id, p_ip);
+  end if;
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
   perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
     'provider', v_flow.provider_type, 'via', 'pkce', 'authentication_method', v_flow.authentication_method));
@@ -5395,7 +5406,7 @@ ALTER FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p
 -- Name: FUNCTION exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) IS 'POST /token?grant_type=pkce: the session for a flow''s auth code and its code verifier; the flow ends (single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was. A provider flow''s answer also holds the provider''s tokens as sealed (sealed_provider_token, sealed_provider_refresh_token, base64), for the service to open.';
+COMMENT ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) IS 'POST /token?grant_type=pkce: the session for a flow''s auth code and its code verifier; the flow ends (single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was. A provider flow''s answer also holds the provider''s tokens as sealed (sealed_provider_token, sealed_provider_refresh_token, base64), for the service to open; a provider link''s identity is added to the user here (AUI01 when it is another user''s).';
 
 --
 -- Name: fail_outbox(bigint, text, integer, double precision); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6627,6 +6638,8 @@ CREATE FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_cl
 declare
   v_flow auth.flow_state;
   v_link_to uuid;
+  v_deferred_link boolean;
+  v_claims jsonb;
   v_user auth.users;
   v_code text;
 begin
@@ -6646,20 +6659,27 @@ begin
     v_link_to := ((auth._signed_in(p_access_token)).usr).id;
   end if;
 
-  v_user := auth._identity_user(p_provider, p_subject,
-                                p_claims || pg_catalog.jsonb_build_object('sub', p_subject, 'provider_id', p_subject),
-                                v_link_to, p_ip);
-  if v_user.banned_until > pg_catalog.now() then
-    raise exception using errcode = 'AUS06', message = 'User is banned';
+  v_claims := p_claims || pg_catalog.jsonb_build_object('sub', p_subject, 'provider_id', p_subject);
+  -- A PKCE link is made at the code exchange, by the browser holding the verifier: whoever sends another
+  -- person through the provider with a link of his own gets a code that person's browser cannot exchange,
+  -- and links nothing.
+  v_deferred_link := v_flow.code_challenge is not null and v_link_to is not null;
+  if not v_deferred_link then
+    v_user := auth._identity_user(p_provider, p_subject, v_claims, v_link_to, p_ip);
+    if v_user.banned_until > pg_catalog.now() then
+      raise exception using errcode = 'AUS06', message = 'User is banned';
+    end if;
+    update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+    perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
+      'provider', p_provider, 'via', p_method));
   end if;
-  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
-  perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
-    'provider', p_provider, 'via', p_method));
 
-  if v_flow.code_challenge is not null then  -- PKCE: the code now, the session at its exchange
-    v_code := auth._issue_auth_code(v_flow.id, v_user.id);
+  if v_flow.code_challenge is not null then  -- PKCE: the code now, the session (and a link) at its exchange
+    v_code := auth._issue_auth_code(v_flow.id, coalesce(v_user.id, v_link_to));
     update auth.flow_state
-       set provider_access_token = p_provider_token, provider_refresh_token = p_provider_refresh_token
+       set provider_access_token = p_provider_token, provider_refresh_token = p_provider_refresh_token,
+           pending_link = case when v_deferred_link then pg_catalog.jsonb_build_object(
+                            'provider', p_provider, 'subject', p_subject, 'claims', v_claims) end
      where id = v_flow.id;
     return pg_catalog.jsonb_build_object('auth_code', v_code, 'redirect_to', v_flow.referrer);
   end if;
@@ -6677,7 +6697,7 @@ ALTER FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_cla
 -- Name: FUNCTION sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) IS 'A sign-in the provider vouched for (p_method oauth: the callback, with the state of GET /authorize; id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any). Finds, links or creates the user (auth._identity_user), then answers a session (and redirect_to), or for a PKCE flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them. The state works once (AUI05 unknown, used, expired or another provider''s); AUI03 manual linking off; AUS02, AUS06.';
+COMMENT ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) IS 'A sign-in the provider vouched for (p_method oauth: the callback, with the state of GET /authorize; id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any). Finds, links or creates the user (auth._identity_user), then answers a session (and redirect_to), or for a PKCE flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them (and a link''s identity, which the code exchange adds). The state works once (AUI05 unknown, used, expired or another provider''s); AUI03 manual linking off; AUS02, AUS06.';
 
 --
 -- Name: sign_in_with_passkey(uuid, bytea, bytea, bytea, bigint, boolean, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner

@@ -123,6 +123,10 @@ begin
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
   end if;
+  if v_flow.pending_link is not null then  -- a provider link, made only now, by the verifier's holder
+    v_user := auth._identity_user(v_flow.pending_link ->> 'provider', v_flow.pending_link ->> 'subject',
+                                  v_flow.pending_link -> 'claims', v_user.id, p_ip);
+  end if;
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
   perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
     'provider', v_flow.provider_type, 'via', 'pkce', 'authentication_method', v_flow.authentication_method));
@@ -140,7 +144,8 @@ comment on function auth.exchange_auth_code(text, text, text, inet) is
   '(single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds '
   'after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was. A '
   'provider flow''s answer also holds the provider''s tokens as sealed (sealed_provider_token, '
-  'sealed_provider_refresh_token, base64), for the service to open.';
+  'sealed_provider_refresh_token, base64), for the service to open; a provider link''s identity is added to '
+  'the user here (AUI01 when it is another user''s).';
 grant execute on function auth.exchange_auth_code(text, text, text, inet) to authgres_service;
 
 -- Provider sign-in (OAuth 2.0 / OpenID Connect): GET /authorize starts a flow whose id is the `state` sent

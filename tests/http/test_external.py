@@ -427,6 +427,53 @@ async def test_linking_an_identity_of_another_user_is_refused(oidc_client, oidc_
     )
 
 
+async def test_a_pkce_link_is_made_at_the_code_exchange_by_the_verifiers_holder(oidc_client, oidc_provider, admin):
+    # Lee starts a link and gets someone else (here, their provider account "nat-sub") through the provider.
+    session = await sign_up(oidc_client, "lee@example.com")
+    verifier, challenge = pair()
+    response = await oidc_client.get(
+        "/user/identities/authorize",
+        params={"provider": "oidc", "skip_http_redirect": "true", "redirect_to": APP, **challenge},
+        headers=bearer(session),
+    )
+    oidc_provider.set_user("nat-sub", email="nat@example.com", email_verified=True)
+    location = await callback(oidc_client, await oidc_provider.log_in((await response.json())["url"], "nat-sub"))
+    code = query_of(location)["code"]
+    linked = "select count(*) from auth.identities where provider = 'oidc'"
+    assert admin.execute(linked).fetchone()[0] == 0  # nothing is linked by reaching the callback
+
+    exchange = "/token?grant_type=pkce"
+    wrong = await oidc_client.post(exchange, headers=API_2024, json={"auth_code": code, "code_verifier": "x" * 43})
+    assert (wrong.status, (await wrong.json())["code"]) == (400, "bad_code_verifier")
+    assert admin.execute(linked).fetchone()[0] == 0
+    right = await oidc_client.post(exchange, json={"auth_code": code, "code_verifier": verifier})
+    assert right.status == 200
+    assert claims_of((await right.json())["access_token"])["sub"] == session["user"]["id"]
+    owner = "select user_id from auth.identities where provider = 'oidc' and provider_id = 'nat-sub'"
+    assert str(admin.execute(owner).fetchone()[0]) == session["user"]["id"]
+
+
+async def test_a_pkce_link_of_another_users_identity_is_refused_at_the_exchange(oidc_client, oidc_provider, admin):
+    oidc_provider.set_user("ola-sub", email="ola@example.com", email_verified=True)
+    await oidc_sign_in(oidc_client, oidc_provider, "ola-sub")  # ola's own account
+    session = await sign_up(oidc_client, "pat@example.com")
+    verifier, challenge = pair()
+    response = await oidc_client.get(
+        "/user/identities/authorize",
+        params={"provider": "oidc", "skip_http_redirect": "true", "redirect_to": APP, **challenge},
+        headers=bearer(session),
+    )
+    location = await callback(oidc_client, await oidc_provider.log_in((await response.json())["url"], "ola-sub"))
+    response = await oidc_client.post(
+        "/token?grant_type=pkce",
+        headers=API_2024,
+        json={"auth_code": query_of(location)["code"], "code_verifier": verifier},
+    )
+    assert (response.status, (await response.json())["code"]) == (422, "identity_already_exists")
+    owned = "select count(*) from auth.identities where user_id = %s"
+    assert admin.execute(owned, (session["user"]["id"],)).fetchone()[0] == 1
+
+
 async def test_an_anonymous_user_linking_an_identity_becomes_permanent(oidc_client, oidc_provider, admin):
     response = await oidc_client.post("/signup", json={})
     anonymous = await response.json()
