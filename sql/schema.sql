@@ -1749,6 +1749,8 @@ CREATE TABLE auth.flow_state (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     auth_code_issued_at timestamp with time zone,
     linking_target_id uuid,
+    browser_binding_digest bytea,
+    pending_link jsonb,
     CONSTRAINT flow_state_authentication_method_check CHECK ((authentication_method = ANY (ARRAY['email/signup'::text, 'magiclink'::text, 'recovery'::text, 'email_change'::text, 'invite'::text, 'oauth'::text, 'sso/saml'::text]))),
     CONSTRAINT flow_state_challenge_only_oauth_optional CHECK (((code_challenge IS NOT NULL) OR (authentication_method = 'oauth'::text))),
     CONSTRAINT flow_state_challenge_pair CHECK (((code_challenge IS NULL) = (code_challenge_method IS NULL))),
@@ -1825,6 +1827,18 @@ COMMENT ON COLUMN auth.flow_state.auth_code_issued_at IS 'When the auth code was
 --
 
 COMMENT ON COLUMN auth.flow_state.linking_target_id IS 'A provider flow started by GET /user/identities/authorize: the signed-in user its identity is linked to.';
+
+--
+-- Name: COLUMN flow_state.browser_binding_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.browser_binding_digest IS 'A provider flow started by GET /authorize: SHA-256 of the value in the starting browser''s cookie, which the callback must present. NULL for a link started by GET /user/identities/authorize (a fetch sets no cookie) and for the email flows.';
+
+--
+-- Name: COLUMN flow_state.pending_link; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.flow_state.pending_link IS 'A PKCE link''s provider identity ({provider, subject, claims}) from its callback, added to the user at the code exchange.';
 
 --
 -- Name: _live_provider_flow(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -5469,6 +5483,10 @@ begin
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
   end if;
+  if v_flow.pending_link is not null then  -- a provider link, made only now, by the verifier's holder
+    v_user := auth._identity_user(v_flow.pending_link ->> 'provider', v_flow.pending_link ->> 'subject',
+                                  v_flow.pending_link -> 'claims', v_user.id, p_ip);
+  end if;
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
   perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
     'provider', v_flow.provider_type, 'via', 'pkce', 'authentication_method', v_flow.authentication_method));
@@ -5488,7 +5506,7 @@ ALTER FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p
 -- Name: FUNCTION exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) IS 'POST /token?grant_type=pkce: the session for a flow''s auth code and its code verifier; the flow ends (single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was. A provider flow''s answer also holds the provider''s tokens as sealed (sealed_provider_token, sealed_provider_refresh_token, base64), for the service to open.';
+COMMENT ON FUNCTION auth.exchange_auth_code(p_auth_code text, p_code_verifier text, p_user_agent text, p_ip inet) IS 'POST /token?grant_type=pkce: the session for a flow''s auth code and its code verifier; the flow ends (single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was. A provider flow''s answer also holds the provider''s tokens as sealed (sealed_provider_token, sealed_provider_refresh_token, base64), for the service to open; a provider link''s identity is added to the user here (AUI01 when it is another user''s).';
 
 --
 -- Name: fail_outbox(bigint, text, integer, double precision); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -5925,21 +5943,36 @@ ALTER FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT p
 COMMENT ON FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text) IS 'The password hash the service verifies before a phone sign-in; NULLs when there is none.';
 
 --
--- Name: provider_flow(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: provider_flow(text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.provider_flow(p_state text) RETURNS jsonb
-    LANGUAGE sql SECURITY DEFINER
+CREATE FUNCTION auth.provider_flow(p_state text, p_browser_binding text DEFAULT NULL::text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
-    RETURN (SELECT jsonb_build_object('provider', f.provider_type, 'referrer', f.referrer, 'pkce', (f.code_challenge IS NOT NULL), 'linking', (f.linking_target_id IS NOT NULL)) AS jsonb_build_object FROM auth._live_provider_flow(provider_flow.p_state) f(id, user_id, auth_code_digest, code_challenge, code_challenge_method, authentication_method, provider_type, provider_access_token, provider_refresh_token, referrer, created_at, auth_code_issued_at, linking_target_id));
+    AS $$
+declare
+  v_flow auth.flow_state := auth._live_provider_flow(p_state);
+begin
+  -- Digests are compared: how long a comparison takes tells at most how much of a digest matched, which
+  -- says nothing about the cookie's value.
+  if v_flow.browser_binding_digest is not null
+     and v_flow.browser_binding_digest is distinct from
+         pg_catalog.sha256(pg_catalog.convert_to(coalesce(p_browser_binding, ''), 'UTF8')) then
+    raise exception using errcode = 'AUI06', message = 'OAuth state was issued to another browser';
+  end if;
+  return pg_catalog.jsonb_build_object('provider', v_flow.provider_type, 'referrer', v_flow.referrer,
+                                       'pkce', v_flow.code_challenge is not null,
+                                       'linking', v_flow.linking_target_id is not null);
+end
+$$;
 
-ALTER FUNCTION auth.provider_flow(p_state text) OWNER TO authgres_owner;
+ALTER FUNCTION auth.provider_flow(p_state text, p_browser_binding text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION provider_flow(p_state text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION provider_flow(p_state text, p_browser_binding text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.provider_flow(p_state text) IS 'The callback''s first look at its state: provider, referrer, whether PKCE and whether a link; AUI05 for a state that is unknown, used or expired. Nothing is consumed: auth.sign_in_with_identity does that.';
+COMMENT ON FUNCTION auth.provider_flow(p_state text, p_browser_binding text) IS 'The callback''s first look at its state: provider, referrer, whether PKCE and whether a link; AUI05 for a state that is unknown, used or expired, AUI06 when the flow belongs to another browser (p_browser_binding, the value of the browser''s cookie, is not the one it started with). Nothing is consumed: auth.sign_in_with_identity does that.';
 
 --
 -- Name: prune(integer); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6718,6 +6751,8 @@ CREATE FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_cl
 declare
   v_flow auth.flow_state;
   v_link_to uuid;
+  v_deferred_link boolean;
+  v_claims jsonb;
   v_user auth.users;
   v_code text;
 begin
@@ -6737,20 +6772,27 @@ begin
     v_link_to := ((auth._signed_in(p_access_token)).usr).id;
   end if;
 
-  v_user := auth._identity_user(p_provider, p_subject,
-                                p_claims || pg_catalog.jsonb_build_object('sub', p_subject, 'provider_id', p_subject),
-                                v_link_to, p_ip);
-  if v_user.banned_until > pg_catalog.now() then
-    raise exception using errcode = 'AUS06', message = 'User is banned';
+  v_claims := p_claims || pg_catalog.jsonb_build_object('sub', p_subject, 'provider_id', p_subject);
+  -- A PKCE link is made at the code exchange, by the browser holding the verifier: whoever sends another
+  -- person through the provider with a link of his own gets a code that person's browser cannot exchange,
+  -- and links nothing.
+  v_deferred_link := v_flow.code_challenge is not null and v_link_to is not null;
+  if not v_deferred_link then
+    v_user := auth._identity_user(p_provider, p_subject, v_claims, v_link_to, p_ip);
+    if v_user.banned_until > pg_catalog.now() then
+      raise exception using errcode = 'AUS06', message = 'User is banned';
+    end if;
+    update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+    perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
+      'provider', p_provider, 'via', p_method));
   end if;
-  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
-  perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
-    'provider', p_provider, 'via', p_method));
 
-  if v_flow.code_challenge is not null then  -- PKCE: the code now, the session at its exchange
-    v_code := auth._issue_auth_code(v_flow.id, v_user.id);
+  if v_flow.code_challenge is not null then  -- PKCE: the code now, the session (and a link) at its exchange
+    v_code := auth._issue_auth_code(v_flow.id, coalesce(v_user.id, v_link_to));
     update auth.flow_state
-       set provider_access_token = p_provider_token, provider_refresh_token = p_provider_refresh_token
+       set provider_access_token = p_provider_token, provider_refresh_token = p_provider_refresh_token,
+           pending_link = case when v_deferred_link then pg_catalog.jsonb_build_object(
+                            'provider', p_provider, 'subject', p_subject, 'claims', v_claims) end
      where id = v_flow.id;
     return pg_catalog.jsonb_build_object('auth_code', v_code, 'redirect_to', v_flow.referrer);
   end if;
@@ -6768,7 +6810,7 @@ ALTER FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_cla
 -- Name: FUNCTION sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) IS 'A sign-in the provider vouched for (p_method oauth: the callback, with the state of GET /authorize; id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any). Finds, links or creates the user (auth._identity_user), then answers a session (and redirect_to), or for a PKCE flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them. The state works once (AUI05 unknown, used, expired or another provider''s); AUI03 manual linking off; AUS02, AUS06.';
+COMMENT ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) IS 'A sign-in the provider vouched for (p_method oauth: the callback, with the state of GET /authorize; id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any). Finds, links or creates the user (auth._identity_user), then answers a session (and redirect_to), or for a PKCE flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them (and a link''s identity, which the code exchange adds). The state works once (AUI05 unknown, used, expired or another provider''s); AUI03 manual linking off; AUS02, AUS06.';
 
 --
 -- Name: sign_in_with_passkey(uuid, bytea, bytea, bytea, bigint, boolean, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -7087,10 +7129,10 @@ ALTER FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT
 COMMENT ON FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) IS 'For the metrics: texts pending, being sent and dead, and the age in seconds of the oldest not yet sent (0 when none).';
 
 --
--- Name: start_provider_flow(text, text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: start_provider_flow(text, text, text, text, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text, p_access_token text DEFAULT NULL::text) RETURNS uuid
+CREATE FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text DEFAULT NULL::text, p_code_challenge_method text DEFAULT NULL::text, p_access_token text DEFAULT NULL::text, p_browser_binding text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -7105,21 +7147,21 @@ begin
     v_target := ((auth._signed_in(p_access_token)).usr).id;
   end if;
   insert into auth.flow_state (provider_type, authentication_method, code_challenge, code_challenge_method,
-                               referrer, linking_target_id)
+                               referrer, linking_target_id, browser_binding_digest)
   values (p_provider, 'oauth', nullif(p_code_challenge, ''), auth._pkce_method(p_code_challenge, p_code_challenge_method),
-          p_referrer, v_target)
+          p_referrer, v_target, pg_catalog.sha256(pg_catalog.convert_to(nullif(p_browser_binding, ''), 'UTF8')))
   returning id into v_flow;
   return v_flow;
 end
 $$;
 
-ALTER FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text) OWNER TO authgres_owner;
+ALTER FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text, p_browser_binding text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text, p_browser_binding text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text) IS 'GET /authorize and GET /user/identities/authorize: starts a provider sign-in (with a code challenge, a PKCE flow; with the access token of a signed-in user, a link to that user, AUI03 when manual linking is off); returns its id, the single-use state sent to the provider.';
+COMMENT ON FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text, p_browser_binding text) IS 'GET /authorize and GET /user/identities/authorize: starts a provider sign-in (with a code challenge, a PKCE flow; with the access token of a signed-in user, a link to that user, AUI03 when manual linking is off; with p_browser_binding, the value of the starting browser''s cookie, a flow only that browser can finish); returns its id, the single-use state sent to the provider.';
 
 --
 -- Name: totp(bytea, timestamp with time zone, integer, integer, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -9827,11 +9869,11 @@ REVOKE ALL ON FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uui
 GRANT ALL ON FUNCTION auth.password_hash_by_phone(p_phone text, OUT user_id uuid, OUT password_hash text) TO authgres_service;
 
 --
--- Name: FUNCTION provider_flow(p_state text); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION provider_flow(p_state text, p_browser_binding text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.provider_flow(p_state text) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.provider_flow(p_state text) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.provider_flow(p_state text, p_browser_binding text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.provider_flow(p_state text, p_browser_binding text) TO authgres_service;
 
 --
 -- Name: FUNCTION prune(p_batch integer); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -10023,11 +10065,11 @@ REVOKE ALL ON FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending big
 GRANT ALL ON FUNCTION auth.sms_outbox_stats(OUT pending bigint, OUT sending bigint, OUT dead bigint, OUT oldest_seconds double precision) TO authgres_service;
 
 --
--- Name: FUNCTION start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text, p_browser_binding text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text, p_browser_binding text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.start_provider_flow(p_provider text, p_referrer text, p_code_challenge text, p_code_challenge_method text, p_access_token text, p_browser_binding text) TO authgres_service;
 
 --
 -- Name: FUNCTION totp(p_secret bytea, p_at timestamp with time zone, p_digits integer, p_period integer, p_algorithm text); Type: ACL; Schema: auth; Owner: authgres_owner

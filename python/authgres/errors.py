@@ -92,6 +92,7 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUI03": (404, "manual_linking_disabled"),
     "AUI04": (422, "identity_not_found"),
     "AUI05": (400, "bad_oauth_state"),
+    "AUI06": (400, "bad_oauth_state"),  # the flow was started in another browser
 }
 
 

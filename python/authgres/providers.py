@@ -158,6 +158,10 @@ class Providers:
     def redirect_uri(self, config: ExternalProvider) -> str:
         return config.redirect_uri or f"{self.settings.external_url}/callback"
 
+    def callback_url(self, name: str) -> str:
+        """Where the provider sends the browser back to (our callback)."""
+        return self.redirect_uri(self.config(name)[1])
+
     @staticmethod
     def base(preset: Preset, config: ExternalProvider) -> str:
         return (config.url or preset.url).rstrip("/")

@@ -196,6 +196,8 @@ as $$
 declare
   v_flow auth.flow_state;
   v_link_to uuid;
+  v_deferred_link boolean;
+  v_claims jsonb;
   v_user auth.users;
   v_code text;
 begin
@@ -215,20 +217,27 @@ begin
     v_link_to := ((auth._signed_in(p_access_token)).usr).id;
   end if;
 
-  v_user := auth._identity_user(p_provider, p_subject,
-                                p_claims || pg_catalog.jsonb_build_object('sub', p_subject, 'provider_id', p_subject),
-                                v_link_to, p_ip);
-  if v_user.banned_until > pg_catalog.now() then
-    raise exception using errcode = 'AUS06', message = 'User is banned';
+  v_claims := p_claims || pg_catalog.jsonb_build_object('sub', p_subject, 'provider_id', p_subject);
+  -- A PKCE link is made at the code exchange, by the browser holding the verifier: whoever sends another
+  -- person through the provider with a link of his own gets a code that person's browser cannot exchange,
+  -- and links nothing.
+  v_deferred_link := v_flow.code_challenge is not null and v_link_to is not null;
+  if not v_deferred_link then
+    v_user := auth._identity_user(p_provider, p_subject, v_claims, v_link_to, p_ip);
+    if v_user.banned_until > pg_catalog.now() then
+      raise exception using errcode = 'AUS06', message = 'User is banned';
+    end if;
+    update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
+    perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
+      'provider', p_provider, 'via', p_method));
   end if;
-  update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
-  perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
-    'provider', p_provider, 'via', p_method));
 
-  if v_flow.code_challenge is not null then  -- PKCE: the code now, the session at its exchange
-    v_code := auth._issue_auth_code(v_flow.id, v_user.id);
+  if v_flow.code_challenge is not null then  -- PKCE: the code now, the session (and a link) at its exchange
+    v_code := auth._issue_auth_code(v_flow.id, coalesce(v_user.id, v_link_to));
     update auth.flow_state
-       set provider_access_token = p_provider_token, provider_refresh_token = p_provider_refresh_token
+       set provider_access_token = p_provider_token, provider_refresh_token = p_provider_refresh_token,
+           pending_link = case when v_deferred_link then pg_catalog.jsonb_build_object(
+                            'provider', p_provider, 'subject', p_subject, 'claims', v_claims) end
      where id = v_flow.id;
     return pg_catalog.jsonb_build_object('auth_code', v_code, 'redirect_to', v_flow.referrer);
   end if;
@@ -243,7 +252,8 @@ comment on function auth.sign_in_with_identity(text, text, jsonb, text, text, te
   'A sign-in the provider vouched for (p_method oauth: the callback, with the state of GET /authorize; '
   'id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any). Finds, '
   'links or creates the user (auth._identity_user), then answers a session (and redirect_to), or for a PKCE '
-  'flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them. The state '
+  'flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them (and a '
+  'link''s identity, which the code exchange adds). The state '
   'works once (AUI05 unknown, used, expired or another provider''s); AUI03 manual linking off; AUS02, AUS06.';
 grant execute on function auth.sign_in_with_identity(text, text, jsonb, text, text, text, bytea, bytea, text, inet)
   to authgres_service;

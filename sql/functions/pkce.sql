@@ -123,6 +123,10 @@ begin
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
   end if;
+  if v_flow.pending_link is not null then  -- a provider link, made only now, by the verifier's holder
+    v_user := auth._identity_user(v_flow.pending_link ->> 'provider', v_flow.pending_link ->> 'subject',
+                                  v_flow.pending_link -> 'claims', v_user.id, p_ip);
+  end if;
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
   perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
     'provider', v_flow.provider_type, 'via', 'pkce', 'authentication_method', v_flow.authentication_method));
@@ -140,7 +144,8 @@ comment on function auth.exchange_auth_code(text, text, text, inet) is
   '(single use, concurrently too). AUF01 unknown or spent code, AUF02 expired (flow_state_expiry seconds '
   'after the code was issued), AUF03 a verifier that does not match; those leave the flow as it was. A '
   'provider flow''s answer also holds the provider''s tokens as sealed (sealed_provider_token, '
-  'sealed_provider_refresh_token, base64), for the service to open.';
+  'sealed_provider_refresh_token, base64), for the service to open; a provider link''s identity is added to '
+  'the user here (AUI01 when it is another user''s).';
 grant execute on function auth.exchange_auth_code(text, text, text, inet) to authgres_service;
 
 -- Provider sign-in (OAuth 2.0 / OpenID Connect): GET /authorize starts a flow whose id is the `state` sent
@@ -155,7 +160,7 @@ comment on function auth._provider_state_lifetime() is
 
 create or replace function auth.start_provider_flow(
   p_provider text, p_referrer text, p_code_challenge text default null, p_code_challenge_method text default null,
-  p_access_token text default null
+  p_access_token text default null, p_browser_binding text default null
 ) returns uuid
   language plpgsql volatile security definer
   set search_path = ''
@@ -171,18 +176,19 @@ begin
     v_target := ((auth._signed_in(p_access_token)).usr).id;
   end if;
   insert into auth.flow_state (provider_type, authentication_method, code_challenge, code_challenge_method,
-                               referrer, linking_target_id)
+                               referrer, linking_target_id, browser_binding_digest)
   values (p_provider, 'oauth', nullif(p_code_challenge, ''), auth._pkce_method(p_code_challenge, p_code_challenge_method),
-          p_referrer, v_target)
+          p_referrer, v_target, pg_catalog.sha256(pg_catalog.convert_to(nullif(p_browser_binding, ''), 'UTF8')))
   returning id into v_flow;
   return v_flow;
 end
 $$;
-comment on function auth.start_provider_flow(text, text, text, text, text) is
+comment on function auth.start_provider_flow(text, text, text, text, text, text) is
   'GET /authorize and GET /user/identities/authorize: starts a provider sign-in (with a code challenge, a '
   'PKCE flow; with the access token of a signed-in user, a link to that user, AUI03 when manual linking is '
-  'off); returns its id, the single-use state sent to the provider.';
-grant execute on function auth.start_provider_flow(text, text, text, text, text) to authgres_service;
+  'off; with p_browser_binding, the value of the starting browser''s cookie, a flow only that browser can '
+  'finish); returns its id, the single-use state sent to the provider.';
+grant execute on function auth.start_provider_flow(text, text, text, text, text, text) to authgres_service;
 
 create or replace function auth._live_provider_flow(p_state text) returns auth.flow_state
   language plpgsql volatile
@@ -206,14 +212,28 @@ $$;
 comment on function auth._live_provider_flow(text) is
   'The provider flow of a state that is still unused and unexpired, locked; AUI05 otherwise.';
 
-create or replace function auth.provider_flow(p_state text) returns jsonb
-  language sql volatile security definer
+create or replace function auth.provider_flow(p_state text, p_browser_binding text default null) returns jsonb
+  language plpgsql volatile security definer
   set search_path = ''
-  return (select pg_catalog.jsonb_build_object('provider', f.provider_type, 'referrer', f.referrer,
-                                               'pkce', f.code_challenge is not null,
-                                               'linking', f.linking_target_id is not null)
-            from auth._live_provider_flow(p_state) f);
-comment on function auth.provider_flow(text) is
+as $$
+declare
+  v_flow auth.flow_state := auth._live_provider_flow(p_state);
+begin
+  -- Digests are compared: how long a comparison takes tells at most how much of a digest matched, which
+  -- says nothing about the cookie's value.
+  if v_flow.browser_binding_digest is not null
+     and v_flow.browser_binding_digest is distinct from
+         pg_catalog.sha256(pg_catalog.convert_to(coalesce(p_browser_binding, ''), 'UTF8')) then
+    raise exception using errcode = 'AUI06', message = 'OAuth state was issued to another browser';
+  end if;
+  return pg_catalog.jsonb_build_object('provider', v_flow.provider_type, 'referrer', v_flow.referrer,
+                                       'pkce', v_flow.code_challenge is not null,
+                                       'linking', v_flow.linking_target_id is not null);
+end
+$$;
+comment on function auth.provider_flow(text, text) is
   'The callback''s first look at its state: provider, referrer, whether PKCE and whether a link; AUI05 for a '
-  'state that is unknown, used or expired. Nothing is consumed: auth.sign_in_with_identity does that.';
-grant execute on function auth.provider_flow(text) to authgres_service;
+  'state that is unknown, used or expired, AUI06 when the flow belongs to another browser (p_browser_binding, '
+  'the value of the browser''s cookie, is not the one it started with). Nothing is consumed: '
+  'auth.sign_in_with_identity does that.';
+grant execute on function auth.provider_flow(text, text) to authgres_service;

@@ -41,8 +41,9 @@ def browser(server, tmp_path):
 
 
 async def through_provider(server, url: str, provider=None, sub: str = "") -> str:
-    """The browser's way from our /authorize (or the provider URL) to redirect_to: the final Location."""
-    async with aiohttp.ClientSession() as http:
+    """The browser's way from our /authorize (or the provider URL) to redirect_to: the final Location. Like a
+    browser it keeps cookies, also of a host that is an IP address (aiohttp's jar would not)."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         if url.startswith(str(server.make_url(""))):
             async with http.get(url, allow_redirects=False) as response:
                 assert response.status == 302, await response.text()

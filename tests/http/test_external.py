@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from authgres.routes.external import BROWSER_BINDING_COOKIE
 from authgres.sealing import Sealer
 from tests.conftest import JWT_SECRET
 from tests.http.helpers import API_2024, bearer, claims_of, sign_up
@@ -119,6 +120,68 @@ async def test_a_replayed_or_unknown_state_is_refused(oidc_client, oidc_provider
     missing = await oidc_client.get("/callback?code=x", allow_redirects=False)
     assert query_of(missing.headers["Location"])["error_code"] == "bad_oauth_callback"
     assert admin.execute("select count(*) from auth.sessions").fetchone()[0] == 1
+
+
+def binding_cookie(response):
+    return response.cookies[BROWSER_BINDING_COOKIE]
+
+
+async def test_authorize_binds_the_flow_to_the_browser_with_a_cookie(oidc_client, admin):
+    first = await oidc_client.get("/authorize?provider=oidc", allow_redirects=False)
+    cookie = binding_cookie(first)
+    assert len(cookie.value) == 43 and cookie["httponly"] and cookie["path"] == "/"
+    assert cookie["samesite"] == "Lax" and not cookie["secure"]  # the callback is plain http here
+    # A second flow in the same browser (another tab) shares the value, so neither spoils the other.
+    second = await oidc_client.get("/authorize?provider=oidc", allow_redirects=False)
+    assert binding_cookie(second).value == cookie.value
+    digests = admin.execute("select browser_binding_digest from auth.flow_state").fetchall()
+    assert digests == [(hashlib.sha256(cookie.value.encode()).digest(),)] * 2  # the value itself is not kept
+
+
+async def test_a_callback_in_another_browser_is_refused_and_spoils_nothing(oidc_client, oidc_provider, admin):
+    # An attacker starts a sign-in with his own provider account and sends the victim the way back.
+    oidc_provider.set_user("mallory-sub", email="mallory@example.com", email_verified=True)
+    provider_location = await oidc_provider.log_in(await start(oidc_client), "mallory-sub")
+    attackers_cookie = oidc_client.session.cookie_jar.filter_cookies(oidc_client.make_url("/"))[BROWSER_BINDING_COOKIE]
+    for victims_cookie in (None, "x" * 43, "not a binding value"):
+        oidc_client.session.cookie_jar.clear()
+        if victims_cookie:
+            oidc_client.session.cookie_jar.update_cookies({BROWSER_BINDING_COOKIE: victims_cookie})
+        location = await callback(oidc_client, provider_location)
+        # As for a state it never issued, the answer goes to the site URL: the flow is not this browser's.
+        assert urlsplit(location)._replace(query="", fragment="").geturl() == "http://localhost:3000/"
+        assert query_of(location)["error_code"] == fragment_of(location)["error_code"] == "bad_oauth_state"
+        assert "access_token" not in fragment_of(location)
+    assert admin.execute("select count(*) from auth.users").fetchone()[0] == 0
+    assert admin.execute("select count(*) from auth.flow_state").fetchone()[0] == 1
+    # The browser that started it still can: the refusals spent neither the state nor the provider's code.
+    oidc_client.session.cookie_jar.update_cookies({BROWSER_BINDING_COOKIE: attackers_cookie.value})
+    assert "access_token" in fragment_of(await callback(oidc_client, provider_location))
+
+
+async def test_the_binding_cookie_is_secure_when_the_callback_is_https(make_client, oidc_provider):
+    client = await make_client(
+        external={"oidc": oidc_config(oidc_provider.issuer, redirect_uri="https://auth.example.com/auth/v1/callback")}
+    )
+    cookie = binding_cookie(await client.get("/authorize?provider=oidc", allow_redirects=False))
+    # SameSite=None, so that a provider posting its answer from its own site (Apple) brings it along.
+    assert cookie["secure"] and cookie["samesite"] == "None" and cookie["httponly"]
+
+
+async def test_a_link_is_not_bound_to_a_cookie(oidc_client, oidc_provider, admin):
+    # Started by a fetch (auth-js's linkIdentity), which keeps no cookie; the flow names its user instead.
+    session = await sign_up(oidc_client, "linker@example.com")
+    response = await oidc_client.get(
+        "/user/identities/authorize?provider=oidc&skip_http_redirect=true", headers={**bearer(session), **API_2024}
+    )
+    assert BROWSER_BINDING_COOKIE not in response.cookies
+    assert admin.execute("select browser_binding_digest from auth.flow_state").fetchone() == (None,)
+    oidc_provider.set_user("linked-sub", email="linked@example.com", email_verified=True)
+    provider_location = await oidc_provider.log_in((await response.json())["url"], "linked-sub")
+    oidc_client.session.cookie_jar.clear()
+    location = await callback(oidc_client, provider_location)
+    assert "error_code" not in query_of(location)
+    assert admin.execute("select count(*) from auth.identities where provider = 'oidc'").fetchone()[0] == 1
 
 
 async def test_an_expired_state_is_refused(oidc_client, oidc_provider, admin):
@@ -362,6 +425,53 @@ async def test_linking_an_identity_of_another_user_is_refused(oidc_client, oidc_
         admin.execute("select count(*) from auth.identities where user_id = %s", (session["user"]["id"],)).fetchone()[0]
         == 1
     )
+
+
+async def test_a_pkce_link_is_made_at_the_code_exchange_by_the_verifiers_holder(oidc_client, oidc_provider, admin):
+    # Lee starts a link and gets someone else (here, their provider account "nat-sub") through the provider.
+    session = await sign_up(oidc_client, "lee@example.com")
+    verifier, challenge = pair()
+    response = await oidc_client.get(
+        "/user/identities/authorize",
+        params={"provider": "oidc", "skip_http_redirect": "true", "redirect_to": APP, **challenge},
+        headers=bearer(session),
+    )
+    oidc_provider.set_user("nat-sub", email="nat@example.com", email_verified=True)
+    location = await callback(oidc_client, await oidc_provider.log_in((await response.json())["url"], "nat-sub"))
+    code = query_of(location)["code"]
+    linked = "select count(*) from auth.identities where provider = 'oidc'"
+    assert admin.execute(linked).fetchone()[0] == 0  # nothing is linked by reaching the callback
+
+    exchange = "/token?grant_type=pkce"
+    wrong = await oidc_client.post(exchange, headers=API_2024, json={"auth_code": code, "code_verifier": "x" * 43})
+    assert (wrong.status, (await wrong.json())["code"]) == (400, "bad_code_verifier")
+    assert admin.execute(linked).fetchone()[0] == 0
+    right = await oidc_client.post(exchange, json={"auth_code": code, "code_verifier": verifier})
+    assert right.status == 200
+    assert claims_of((await right.json())["access_token"])["sub"] == session["user"]["id"]
+    owner = "select user_id from auth.identities where provider = 'oidc' and provider_id = 'nat-sub'"
+    assert str(admin.execute(owner).fetchone()[0]) == session["user"]["id"]
+
+
+async def test_a_pkce_link_of_another_users_identity_is_refused_at_the_exchange(oidc_client, oidc_provider, admin):
+    oidc_provider.set_user("ola-sub", email="ola@example.com", email_verified=True)
+    await oidc_sign_in(oidc_client, oidc_provider, "ola-sub")  # ola's own account
+    session = await sign_up(oidc_client, "pat@example.com")
+    verifier, challenge = pair()
+    response = await oidc_client.get(
+        "/user/identities/authorize",
+        params={"provider": "oidc", "skip_http_redirect": "true", "redirect_to": APP, **challenge},
+        headers=bearer(session),
+    )
+    location = await callback(oidc_client, await oidc_provider.log_in((await response.json())["url"], "ola-sub"))
+    response = await oidc_client.post(
+        "/token?grant_type=pkce",
+        headers=API_2024,
+        json={"auth_code": query_of(location)["code"], "code_verifier": verifier},
+    )
+    assert (response.status, (await response.json())["code"]) == (422, "identity_already_exists")
+    owned = "select count(*) from auth.identities where user_id = %s"
+    assert admin.execute(owned, (session["user"]["id"],)).fetchone()[0] == 1
 
 
 async def test_an_anonymous_user_linking_an_identity_becomes_permanent(oidc_client, oidc_provider, admin):

@@ -106,3 +106,23 @@ def test_the_prune_removes_expired_states_only(service, admin):
     admin.execute("update auth.flow_state set created_at = now() - interval '11 minutes' where id = %s", (old,))
     admin.execute("select auth.prune(100)")
     assert [str(row[0]) for row in admin.execute("select id from auth.flow_state").fetchall()] == [fresh]
+
+
+def test_a_flow_bound_to_a_browser_answers_only_that_browsers_value(service):
+    state = start(service, browser_binding="the-browser-value")
+
+    def look(binding):
+        try:
+            return call(service, "provider_flow", state=state, browser_binding=binding)["provider"]
+        except psycopg.Error as error:
+            return error.sqlstate
+
+    assert [look(binding) for binding in (None, "", "another-value", "the-browser-value")] == [
+        "AUI06",
+        "AUI06",
+        "AUI06",
+        "oidc",
+    ]
+    # An unbound flow (a link, started by a fetch) answers whatever the browser holds.
+    unbound = start(service)
+    assert call(service, "provider_flow", state=unbound, browser_binding="any")["provider"] == "oidc"

@@ -3,17 +3,21 @@
 signed-in user who links another identity, DELETE /user/identities/{identity_id} unlinks one.
 
 The state sent to the provider is the id of a flow_state row (auth.start_provider_flow): single-use and
-short-lived, it carries the flow's redirect_to, its code challenge and the user it links to. The
-callback reads it, exchanges the provider's code, and hands the identity to auth.sign_in_with_identity,
-which consumes the state; the browser then goes back to redirect_to with ?code= (PKCE) or the session in
-the URL fragment (implicit), or with error, error_code and error_description in the query and the
-fragment, as GoTrue's callback does.
+short-lived, it carries the flow's redirect_to, its code challenge and the user it links to. A flow
+started by GET /authorize is also bound to the browser: a cookie holds a random value whose digest the
+flow keeps, and a callback without it is refused (an attacker cannot send a victim's browser through his
+own sign-in and have it come back signed in as him). The callback reads the state, exchanges the
+provider's code, and hands the identity to auth.sign_in_with_identity, which consumes the state; the
+browser then goes back to redirect_to with ?code= (PKCE) or the session in the URL fragment (implicit),
+or with error, error_code and error_description in the query and the fragment, as GoTrue's callback does.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+import secrets
 import uuid
 from typing import Annotated, Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -31,6 +35,9 @@ from authgres.sealing import Sealer
 from authgres.state import PROVIDERS
 
 routes = web.RouteTableDef()
+
+BROWSER_BINDING_COOKIE = "authgres-oauth-binding"
+_BINDING_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 PROVIDER_TOKEN = "provider access token"
 PROVIDER_REFRESH_TOKEN = "provider refresh token"
@@ -88,7 +95,9 @@ def sealer(request: web.Request) -> Sealer:
     return Sealer(settings(request).jwt_secret)
 
 
-async def _provider_url(request: web.Request, query: AuthorizeQuery, access_token: str | None) -> str:
+async def _provider_url(
+    request: web.Request, query: AuthorizeQuery, access_token: str | None, browser_binding: str | None
+) -> str:
     providers = request.app[PROVIDERS]
     await providers.ready(query.provider)  # refused (unknown, disabled, unreachable) before anything is stored
     code_challenge, method = challenge(query.code_challenge, query.code_challenge_method)
@@ -100,6 +109,7 @@ async def _provider_url(request: web.Request, query: AuthorizeQuery, access_toke
         code_challenge=code_challenge,
         code_challenge_method=method,
         access_token=access_token,
+        browser_binding=browser_binding,
     )
     # Everything else the client put in the query goes to the provider (prompt, login_hint, access_type ...).
     forwarded = {key: value for key, value in request.query.items() if key.lower() not in RESERVED_PARAMETERS and value}
@@ -109,13 +119,25 @@ async def _provider_url(request: web.Request, query: AuthorizeQuery, access_toke
 @routes.get("/authorize")
 @declared
 async def authorize(request: web.Request, query: AuthorizeQuery) -> web.StreamResponse:
-    raise web.HTTPFound(await _provider_url(request, query, None))
+    # Flows started in several tabs share the browser's value.
+    held = request.cookies.get(BROWSER_BINDING_COOKIE, "")
+    binding = held if _BINDING_VALUE.fullmatch(held) else secrets.token_urlsafe(32)
+    redirect = web.HTTPFound(await _provider_url(request, query, None, binding))
+    # Apple posts its answer from its own site: only a SameSite=None cookie comes along, and browsers keep
+    # those only when Secure, so over https (where a callback must be, for Apple). Over plain http (local
+    # development) Lax, which a provider's redirect back (a top-level GET) carries.
+    secure = urlsplit(request.app[PROVIDERS].callback_url(query.provider)).scheme == "https"
+    redirect.set_cookie(
+        BROWSER_BINDING_COOKIE, binding, path="/", httponly=True, secure=secure, samesite="None" if secure else "Lax"
+    )
+    raise redirect
 
 
 @routes.get("/user/identities/authorize")
 @declared
 async def link_identity(request: web.Request, token: Bearer, query: LinkQuery) -> web.StreamResponse:
-    url = await _provider_url(request, query, token)
+    # Started by a fetch (auth-js's linkIdentity), which keeps no cookie: a link is bound to the signed-in user.
+    url = await _provider_url(request, query, token, None)
     if query.skip_http_redirect.lower() == "true":
         return web.json_response({"url": url})
     raise web.HTTPFound(url)
@@ -151,7 +173,11 @@ async def _callback(request: web.Request, query: CallbackQuery, apple_user: str 
     try:
         if not query.state:
             raise AuthError(400, "bad_oauth_callback", "OAuth state parameter missing")
-        flow = json.loads(await db(request).call("provider_flow", state=query.state))
+        flow = json.loads(
+            await db(request).call(
+                "provider_flow", state=query.state, browser_binding=request.cookies.get(BROWSER_BINDING_COOKIE)
+            )
+        )
         target = flow["referrer"] or target
         if query.error:
             raise AuthError(
