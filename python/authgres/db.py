@@ -7,11 +7,9 @@ of a request commits or rolls back as one, in one round trip.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from authgres.errors import SQLSTATE_ERRORS, AuthError
 from authgres.metrics import Metrics
+from authgres.notifications import Notifications
 from authgres.signing import TokenSigner, has_unsigned_tokens
 
 log = logging.getLogger("authgres")
@@ -170,6 +169,7 @@ class Database:
         self._batches: set[asyncio.Task[None]] = set()
         self.signer = TokenSigner(lambda: self.call_rows("signing_keys_for_service"))
         self.metrics = metrics or Metrics()
+        self.notifications = Notifications(self)
 
     def load(self) -> tuple[int, int, int, int]:
         """Connections in use, idle connections, calls waiting for a connection (a batch counts once),
@@ -208,24 +208,11 @@ class Database:
         """Where LISTEN can run: AUTHGRES_DB_LISTEN_URL, else the service's own URL when no pooler stands
         between it and PostgreSQL; None when neither (then whoever would listen polls instead).
 
-        LISTEN needs a connection of its own: through a transaction pooler it would be left on a server
-        connection that other clients share, and its notifications would reach whoever holds that one.
+        LISTEN needs a connection of its own (one per process, notifications.py): through a transaction pooler
+        it would be left on a server connection that other clients share, and its notifications would reach
+        whoever holds that one.
         """
         return self._listen_url or (None if self.behind_pooler else self.conninfo)
-
-    @contextlib.asynccontextmanager
-    async def listening(self, channel: str) -> AsyncIterator[psycopg.AsyncConnection[Any] | None]:
-        """A connection of its own (not from the pool) that LISTENs on channel, for as long as the block
-        runs; None when LISTEN is impossible (listen_conninfo). Read it with its notifies(). pg_stat_activity
-        shows it as application_name `authgres: LISTEN <channel>`."""
-        if self.listen_conninfo is None:
-            yield None
-            return
-        async with await psycopg.AsyncConnection.connect(
-            self.listen_conninfo, autocommit=True, application_name=f"authgres: LISTEN {channel}"
-        ) as conn:
-            await conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
-            yield conn
 
     async def reachable(self) -> bool:
         """Whether a pooled connection answers within READY_SECONDS (readiness)."""

@@ -2,12 +2,12 @@
 factor_changed, account_deleted) pushed to their signed-in clients as Server-Sent Events.
 
 SQL writes each event in the transaction that caused it and NOTIFYs it on authgres_user_events at
-commit. Each service process holds one LISTEN connection on that channel (Database.listening:
-AUTHGRES_DB_LISTEN_URL, else DATABASE_URL when no pooler is in between) and hands every notification to
-the streams open in this process for that user, so an event caused through any process reaches every
-stream. A stream subscribes before it asks SQL where it starts (auth.user_events_since), then sends
-only events past the last id it sent: a user's events commit in id order (auth._user_event), so none
-is missed and none sent twice. After the LISTEN connection was lost it is made again, and then every
+commit. The process's one LISTEN connection (notifications.py: AUTHGRES_DB_LISTEN_URL, else
+DATABASE_URL when no pooler is in between) hands every notification on it to the streams open in this
+process for that user, so an event caused through any process reaches every stream. A stream
+subscribes before it asks SQL where it starts (auth.user_events_since), then sends only events past
+the last id it sent: a user's events commit in id order (auth._user_event), so none is missed and
+none sent twice. After the LISTEN connection was lost it is made again, and then every
 stream catches up from its last id through auth.user_events_since; without LISTEN (a transaction
 pooler and no listen URL) every stream polls that function at each heartbeat. A stream holds no pooled
 connection while it waits.
@@ -34,7 +34,6 @@ from authgres.logs import REQUEST_ID
 log = logging.getLogger("authgres.events")
 
 CHANNEL = "authgres_user_events"
-RECONNECT_SECONDS = 1.0  # between attempts to make the LISTEN connection again
 _HEARTBEAT = b": heartbeat\n\n"
 
 
@@ -65,7 +64,7 @@ class Inbox:
 
 
 class UserEvents:
-    """This process's streams, by user, and the one LISTEN connection that feeds them."""
+    """This process's streams, by user, fed by the process's LISTEN connection."""
 
     def __init__(self, db: Database, heartbeat_seconds: float) -> None:
         self.db = db
@@ -80,36 +79,22 @@ class UserEvents:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[UserEvents]:
-        listener = None if self.polling else asyncio.create_task(self._listen(), name="authgres-user-events")
-        try:
-            yield self
-        finally:
-            self.close()
-            if listener is not None:
-                listener.cancel()  # nothing in flight is lost: a notification is only handed on
-                await asyncio.gather(listener, return_exceptions=True)
+        async with self.db.notifications.subscribed(CHANNEL, self._notified):
+            try:
+                yield self
+            finally:
+                self.close()
 
     def close(self) -> None:
         """Ends every stream (each after what it is sending): the service is stopping."""
         self._closed = True
         self._broadcast(Signal.CLOSE)
 
-    async def _listen(self) -> None:
-        while True:
-            try:
-                async with self.db.listening(CHANNEL) as connection:
-                    assert connection is not None
-                    # Whatever was NOTIFYed while no connection listened is in the table.
-                    self._broadcast(Signal.CATCH_UP)
-                    while True:
-                        async for notify in connection.notifies(timeout=self.heartbeat_seconds):
-                            self._deliver(notify.payload)
-                        # A quiet connection may be a dead one (a network that lost it silently): ask.
-                        async with asyncio.timeout(self.heartbeat_seconds):
-                            await connection.execute("select 1")
-            except Exception as error:
-                log.warning("user events: lost the LISTEN connection (%s); connecting again", error)
-            await asyncio.sleep(RECONNECT_SECONDS)
+    def _notified(self, payload: str | None) -> None:
+        if payload is None:  # whatever was NOTIFYed while no connection listened is in the table
+            self._broadcast(Signal.CATCH_UP)
+        else:
+            self._deliver(payload)
 
     def _deliver(self, payload: str) -> None:
         try:

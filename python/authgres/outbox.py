@@ -1,7 +1,8 @@
-"""What the email and SMS outboxes share: a drain loop that SQL's NOTIFY on the outbox's channel wakes, with a
-periodic sweep as fallback (for retries that come due, and for notifications lost while disconnected, or all
-of them where no LISTEN is possible). Rows are leased by auth.claim_* with FOR UPDATE SKIP LOCKED, so any
-number of service processes may drain one outbox; mailer.py and sms.py say how a row is delivered.
+"""What the email and SMS outboxes share: a drain loop that SQL's NOTIFY on the outbox's channel wakes (through
+the process's one listener, notifications.py, which wakes it too when it reconnects, as notifications may have
+been lost meanwhile), with a periodic sweep as fallback (for retries that come due, or for every row where no
+LISTEN is possible). Rows are leased by auth.claim_* with FOR UPDATE SKIP LOCKED, so any number of service
+processes may drain one outbox; mailer.py and sms.py say how a row is delivered.
 """
 
 from __future__ import annotations
@@ -12,24 +13,16 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
-import psycopg
-
 from authgres.db import Database
 from authgres.settings import Settings
 
 log = logging.getLogger("authgres.outbox")
 
 
-async def _notified(listener: psycopg.AsyncConnection[Any]) -> None:
-    async for _ in listener.notifies(stop_after=1):
-        return
-
-
-async def _until_woken(listener: psycopg.AsyncConnection[Any] | None, stop: asyncio.Event, sweep: float) -> None:
-    """Waits for a NOTIFY on the listener, for stop, or for the sweep interval, whichever comes first."""
-    waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
-    if listener is not None:
-        waits.add(asyncio.ensure_future(_notified(listener)))
+async def _until_woken(woken: asyncio.Event, stop: asyncio.Event, sweep: float) -> None:
+    """Waits for woken (a NOTIFY, or the listener reconnected), for stop, or for the sweep interval, whichever
+    comes first."""
+    waits = {asyncio.ensure_future(woken.wait()), asyncio.ensure_future(stop.wait())}
     try:
         await asyncio.wait(waits, timeout=sweep, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -62,19 +55,19 @@ class OutboxDrain:
         return attempted
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Drains the outbox until stop is set, reconnecting its listener after any database failure."""
+        """Drains the outbox until stop is set: when woken by the process's listener (notifications.py), and at
+        every sweep; after a database failure, again at the next of those."""
         sweep = self.settings.mailer_sweep_seconds
-        while not stop.is_set():
-            try:
-                # Without a listener (behind a pooler, no AUTHGRES_DB_LISTEN_URL) the sweep alone finds new rows.
-                async with self.db.listening(self.channel) as listener:
-                    while not stop.is_set():
-                        await self.drain(stop)
-                        await _until_woken(listener, stop, sweep)
-            except Exception:
-                log.exception("%s: lost the database; retrying", self.channel)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), sweep)
+        woken = asyncio.Event()
+        # Without a listener (behind a pooler, no AUTHGRES_DB_LISTEN_URL) the sweep alone finds new rows.
+        async with self.db.notifications.subscribed(self.channel, lambda _: woken.set()):
+            while not stop.is_set():
+                woken.clear()
+                try:
+                    await self.drain(stop)
+                except Exception:
+                    log.exception("%s: lost the database; retrying", self.channel)
+                await _until_woken(woken, stop, sweep)
 
     @contextlib.asynccontextmanager
     async def draining(self) -> AsyncIterator[None]:

@@ -20,7 +20,7 @@ from tests.http.helpers import API_2024, bearer, claims_of, sign_up
 from tests.http.processes import SERVICE_DEADLINE
 
 PASSWORD = "a good password"
-LISTENER = "authgres: LISTEN authgres_user_events"  # the listen connection's application_name
+LISTENER = "authgres: LISTEN"  # the application_name of the process's one LISTEN connection
 
 
 class Stream:
