@@ -2631,10 +2631,10 @@ ALTER FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address
 COMMENT ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text) IS 'Issues a fresh token of p_token_type and queues its email, in the caller''s transaction (for a pending sign-up: p_user holds only its address and metadata, p_pending_signup its id); with a code challenge the token is bound to a PKCE flow of its own.';
 
 --
--- Name: _queue_pending_phone_signup(text, text, boolean, boolean, text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: _queue_pending_phone_signup(text, text, boolean, text, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text DEFAULT NULL::text, p_data jsonb DEFAULT NULL::jsonb) RETURNS jsonb
+CREATE FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_signup boolean, p_password_hash text DEFAULT NULL::text, p_data jsonb DEFAULT NULL::jsonb) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -2665,17 +2665,17 @@ begin
   end if;
   v_user.phone := p_phone;
   v_user.raw_user_meta_data := v_pending.data;
-  return auth._queue_sms(v_user, 'phone_confirmation', p_phone, p_channel, p_now, false, v_pending.id);
+  return auth._queue_sms(v_user, 'phone_confirmation', p_phone, p_channel, false, false, v_pending.id);
 end
 $$;
 
-ALTER FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb) OWNER TO authgres_owner;
+ALTER FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_signup boolean, p_password_hash text, p_data jsonb) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION _queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _queue_pending_phone_signup(p_phone text, p_channel text, p_signup boolean, p_password_hash text, p_data jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb) IS 'Deferred phone sign-up: with p_signup records the number''s pending sign-up (replacing its password, metadata and code), else refreshes its live one (NULL when none); texts a fresh code as _queue_sms does.';
+COMMENT ON FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_signup boolean, p_password_hash text, p_data jsonb) IS 'Deferred phone sign-up: with p_signup records the number''s pending sign-up (replacing its password, metadata and code), else refreshes its live one (NULL when none); queues a fresh code''s text as _queue_sms does: {message_id}.';
 
 --
 -- Name: pending_signups; Type: TABLE; Schema: auth; Owner: authgres_owner
@@ -6390,7 +6390,7 @@ begin
     if found then
       return auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false);
     end if;
-    v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, false, false);
+    v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, false);
     if v_sent is not null then
       return v_sent;
     end if;
@@ -6596,7 +6596,7 @@ begin
       return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
     end if;
     if v_settings.signup_deferred then
-      return auth._queue_pending_phone_signup(v_phone, p_channel, false, true, null, p_data);
+      return auth._queue_pending_phone_signup(v_phone, p_channel, true, null, p_data);
     end if;
     v_user := auth._new_phone_user(v_phone, null, p_data, p_ip);
     if v_user.id is null then
@@ -7017,7 +7017,6 @@ declare
   v_settings auth.settings;
   v_phone text := auth._normalize_phone(p_phone);
   v_user auth.users;
-  v_sent jsonb;
 begin
   select * into v_settings from auth.settings;
   if v_settings.disable_signup then
@@ -7031,12 +7030,12 @@ begin
     if v_settings.signup_deferred then
       select * into v_user from auth.users where phone = v_phone;
       if not found then
-        v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, true, true, p_password_hash, p_data);
+        perform auth._queue_pending_phone_signup(v_phone, p_channel, true, p_password_hash, p_data);
       elsif v_user.phone_confirmed_at is null then
         -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
-        v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true);
+        perform auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false);
       end if;
-      return auth._pending_signup_answer(null, v_phone, p_data) || coalesce(v_sent - 'message_id', '{}');
+      return auth._pending_signup_answer(null, v_phone, p_data);
     end if;
   end if;
   v_user := auth._new_phone_user(v_phone, p_password_hash, p_data, p_ip);
@@ -7046,9 +7045,9 @@ begin
     end if;
     select * into strict v_user from auth.users where phone = v_phone;
     if v_user.phone_confirmed_at is null then
-      v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true);
+      perform auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false);
       select * into strict v_user from auth.users where id = v_user.id;
-      return auth._user_json(v_user) || (v_sent - 'message_id');
+      return auth._user_json(v_user);
     end if;
     -- A confirmed number: a look-alike user without identities, as for email, so the answer does not
     -- confirm that the number is registered.
@@ -7060,9 +7059,9 @@ begin
       'created_at', pg_catalog.now(), 'updated_at', pg_catalog.now(), 'is_anonymous', false);
   end if;
   if not v_settings.sms_autoconfirm then
-    v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true, true);
+    perform auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false, true);
     select * into strict v_user from auth.users where id = v_user.id;
-    return auth._user_json(v_user) || (v_sent - 'message_id');
+    return auth._user_json(v_user);
   end if;
   v_user := auth._confirm_phone(v_user);
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
@@ -7078,7 +7077,7 @@ ALTER FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jso
 -- Name: FUNCTION sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet) IS 'Phone + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken number. Deferred: a pending sign-up (_queue_pending_phone_signup) and a look-alike answer whatever the number. Otherwise the unconfirmed user. The code''s text is leased to the caller in {sms} to send at once (a look-alike without identities, and no text, when the number is already confirmed).';
+COMMENT ON FUNCTION auth.sign_up_phone(p_phone text, p_password_hash text, p_data jsonb, p_channel text, p_user_agent text, p_ip inet) IS 'Phone + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken number. Deferred: a pending sign-up (_queue_pending_phone_signup) and a look-alike answer whatever the number. Otherwise the unconfirmed user (a look-alike without identities, and no text, when the number is already confirmed). The code''s text is queued for the sender, not sent while the request waits: how long the answer takes does not tell whether a text went, that is whether the number was registered.';
 
 --
 -- Name: signing_keys_for_service(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -9306,10 +9305,10 @@ REVOKE ALL ON FUNCTION auth._provider_state_lifetime() FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._queue_email(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_extra jsonb, p_pending_signup uuid, p_code_challenge text, p_code_challenge_method text) FROM PUBLIC;
 
 --
--- Name: FUNCTION _queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION _queue_pending_phone_signup(p_phone text, p_channel text, p_signup boolean, p_password_hash text, p_data jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text, p_data jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION auth._queue_pending_phone_signup(p_phone text, p_channel text, p_signup boolean, p_password_hash text, p_data jsonb) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _queue_pending_signup_email(p_pending auth.pending_signups, p_redirect_to text, p_code_challenge text, p_code_challenge_method text); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -6,9 +6,9 @@ As the mailer drains the email outbox: woken by NOTIFY authgres_sms_outbox, with
 fallback; rows are leased with FOR UPDATE SKIP LOCKED; a provider that is down (no answer, 5xx, 429)
 gets the text again later with exponential backoff, and a provider that refuses it (any other 4xx, or a
 refusal in its answer) makes it dead at once with the provider's error (auth.reject_sms_outbox, which
-also removes what was made only for that text). A request that texts a code at once (sign-up, phone
+also removes what was made only for that text). A signed-in user's request that texts a code at once (phone
 change, phone factor's challenge) sends the row SQL leased to it through the same path, and reports a
-refusal as 422 sms_send_failed.
+refusal as 422 sms_send_failed; a sign-up's text is queued, so its answer's timing says nothing.
 """
 
 from __future__ import annotations

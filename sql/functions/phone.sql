@@ -169,8 +169,7 @@ comment on function auth._confirm_phone(auth.users) is 'Marks the user''s phone 
 -- row and a texted code pointing at it; the user is made only when that code is verified. One waits per
 -- number: the newest sign-up's password and metadata are the ones its code (the only live one) confirms.
 create or replace function auth._queue_pending_phone_signup(
-  p_phone text, p_channel text, p_now boolean, p_signup boolean, p_password_hash text default null,
-  p_data jsonb default null
+  p_phone text, p_channel text, p_signup boolean, p_password_hash text default null, p_data jsonb default null
 ) returns jsonb
   language plpgsql volatile
   set search_path = ''
@@ -202,12 +201,13 @@ begin
   end if;
   v_user.phone := p_phone;
   v_user.raw_user_meta_data := v_pending.data;
-  return auth._queue_sms(v_user, 'phone_confirmation', p_phone, p_channel, p_now, false, v_pending.id);
+  return auth._queue_sms(v_user, 'phone_confirmation', p_phone, p_channel, false, false, v_pending.id);
 end
 $$;
-comment on function auth._queue_pending_phone_signup(text, text, boolean, boolean, text, jsonb) is
+comment on function auth._queue_pending_phone_signup(text, text, boolean, text, jsonb) is
   'Deferred phone sign-up: with p_signup records the number''s pending sign-up (replacing its password, '
-  'metadata and code), else refreshes its live one (NULL when none); texts a fresh code as _queue_sms does.';
+  'metadata and code), else refreshes its live one (NULL when none); queues a fresh code''s text as '
+  '_queue_sms does: {message_id}.';
 
 create or replace function auth.sign_up_phone(
   p_phone text, p_password_hash text, p_data jsonb default '{}', p_channel text default 'sms',
@@ -220,7 +220,6 @@ declare
   v_settings auth.settings;
   v_phone text := auth._normalize_phone(p_phone);
   v_user auth.users;
-  v_sent jsonb;
 begin
   select * into v_settings from auth.settings;
   if v_settings.disable_signup then
@@ -234,12 +233,12 @@ begin
     if v_settings.signup_deferred then
       select * into v_user from auth.users where phone = v_phone;
       if not found then
-        v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, true, true, p_password_hash, p_data);
+        perform auth._queue_pending_phone_signup(v_phone, p_channel, true, p_password_hash, p_data);
       elsif v_user.phone_confirmed_at is null then
         -- A user made before sign-ups were deferred, still unconfirmed: confirmed as before.
-        v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true);
+        perform auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false);
       end if;
-      return auth._pending_signup_answer(null, v_phone, p_data) || coalesce(v_sent - 'message_id', '{}');
+      return auth._pending_signup_answer(null, v_phone, p_data);
     end if;
   end if;
   v_user := auth._new_phone_user(v_phone, p_password_hash, p_data, p_ip);
@@ -249,9 +248,9 @@ begin
     end if;
     select * into strict v_user from auth.users where phone = v_phone;
     if v_user.phone_confirmed_at is null then
-      v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true);
+      perform auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false);
       select * into strict v_user from auth.users where id = v_user.id;
-      return auth._user_json(v_user) || (v_sent - 'message_id');
+      return auth._user_json(v_user);
     end if;
     -- A confirmed number: a look-alike user without identities, as for email, so the answer does not
     -- confirm that the number is registered.
@@ -263,9 +262,9 @@ begin
       'created_at', pg_catalog.now(), 'updated_at', pg_catalog.now(), 'is_anonymous', false);
   end if;
   if not v_settings.sms_autoconfirm then
-    v_sent := auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, true, true);
+    perform auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false, true);
     select * into strict v_user from auth.users where id = v_user.id;
-    return auth._user_json(v_user) || (v_sent - 'message_id');
+    return auth._user_json(v_user);
   end if;
   v_user := auth._confirm_phone(v_user);
   update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
@@ -277,8 +276,9 @@ $$;
 comment on function auth.sign_up_phone(text, text, jsonb, text, text, inet) is
   'Phone + password sign-up. Autoconfirm: a new user and a session, or AUS01 for a taken number. Deferred: '
   'a pending sign-up (_queue_pending_phone_signup) and a look-alike answer whatever the number. Otherwise '
-  'the unconfirmed user. The code''s text is leased to the caller in {sms} to send at once (a look-alike '
-  'without identities, and no text, when the number is already confirmed).';
+  'the unconfirmed user (a look-alike without identities, and no text, when the number is already '
+  'confirmed). The code''s text is queued for the sender, not sent while the request waits: how long the '
+  'answer takes does not tell whether a text went, that is whether the number was registered.';
 grant execute on function auth.sign_up_phone(text, text, jsonb, text, text, inet) to authgres_service;
 
 create or replace function auth.send_phone_otp(
@@ -306,7 +306,7 @@ begin
       return pg_catalog.jsonb_build_object('message_id', pg_catalog.gen_random_uuid());
     end if;
     if v_settings.signup_deferred then
-      return auth._queue_pending_phone_signup(v_phone, p_channel, false, true, null, p_data);
+      return auth._queue_pending_phone_signup(v_phone, p_channel, true, null, p_data);
     end if;
     v_user := auth._new_phone_user(v_phone, null, p_data, p_ip);
     if v_user.id is null then
@@ -344,7 +344,7 @@ begin
     if found then
       return auth._queue_sms(v_user, 'phone_confirmation', v_phone, p_channel, false);
     end if;
-    v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, false, false);
+    v_sent := auth._queue_pending_phone_signup(v_phone, p_channel, false);
     if v_sent is not null then
       return v_sent;
     end if;

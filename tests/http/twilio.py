@@ -42,6 +42,8 @@ class Twilio:
         self.accepted: list[Request] = []  # the texts it took (201)
         self.mode = "ok"  # or "500", "refuse"
         self.url = ""
+        self.answering = asyncio.Event()  # cleared: requests are taken but held unanswered until it is set
+        self.answering.set()
         self._changed = asyncio.Condition()
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -52,6 +54,7 @@ class Twilio:
             if self.mode == "ok":
                 self.accepted.append(seen)
             self._changed.notify_all()
+        await self.answering.wait()
         if self.mode == "500":
             return web.json_response({"code": 20500, "message": "Internal Server Error", "status": 500}, status=500)
         if self.mode == "refuse":
