@@ -49,7 +49,8 @@ class OutboxDrain:
         while not (stop and stop.is_set()) and (
             rows := await self.db.call_rows(self.claim, limit=10, lease_seconds=60)
         ):
-            for row in rows:
+            # In the order they were queued (UPDATE ... RETURNING has none): a resent code after the one it replaces.
+            for row in sorted(rows, key=lambda row: int(row["id"])):
                 await self.deliver(row)
             attempted += len(rows)
         return attempted
