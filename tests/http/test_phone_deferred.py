@@ -125,6 +125,7 @@ async def test_new_pending_and_registered_numbers_get_the_same_answer(deferred_s
     # The confirmed number got no text, the unconfirmed user a fresh code that confirms it, and no second user.
     await twilio.text_to(old, 1)
     assert [t.form["To"] for t in twilio.accepted[texts:]].count(f"+{confirmed}") == 0
+    assert count(admin, "sms_outbox", "to_phone = %s", confirmed) == 1  # its /otp's above: none queued since
     assert count(admin, "pending_signups") == 1 and count(admin, "users") == 2
     code = [t for t in twilio.accepted if t.form["To"] == f"+{old}"][-1].code
     session = await post(deferred, "/verify", {"type": "sms", "phone": old, "token": code})
