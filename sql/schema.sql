@@ -3966,6 +3966,33 @@ ALTER FUNCTION auth._user_json(p_user auth.users) OWNER TO authgres_owner;
 COMMENT ON FUNCTION auth._user_json(p_user auth.users) IS 'A user as GoTrue serialises it: email and phone always present, no secrets, identities embedded.';
 
 --
+-- Name: _user_of_spent_token(auth.one_time_tokens, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._user_of_spent_token(p_token auth.one_time_tokens, p_ip inet) RETURNS auth.users
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_user auth.users;
+begin
+  if p_token.pending_signup_id is not null then  -- a deferred sign-up's: its user is made now
+    return auth._user_from_pending_signup(p_token.pending_signup_id, p_ip);
+  end if;
+  select * into strict v_user from auth.users where id = p_token.user_id;
+  return v_user;
+end
+$$;
+
+ALTER FUNCTION auth._user_of_spent_token(p_token auth.one_time_tokens, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _user_of_spent_token(p_token auth.one_time_tokens, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._user_of_spent_token(p_token auth.one_time_tokens, p_ip inet) IS 'The user a verified code or link (emailed or texted) is for; a pending sign-up''s is made now (NULL when it expired or its address or number is taken).';
+
+--
 -- Name: _verified_jwt_claims(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -7561,13 +7588,9 @@ begin
     raise exception using errcode = 'AUV01', message = 'A new password can only be set with a recovery code';
   end if;
   delete from auth.one_time_tokens where id = v_token.id;
-  if v_token.pending_signup_id is not null then
-    v_user := auth._user_from_pending_signup(v_token.pending_signup_id, p_ip);
-    if v_user.id is null then
-      return auth._verify_error('Email link is invalid or has expired');
-    end if;
-  else
-    select * into strict v_user from auth.users where id = v_token.user_id;
+  v_user := auth._user_of_spent_token(v_token, p_ip);
+  if v_user.id is null then
+    return auth._verify_error('Email link is invalid or has expired');
   end if;
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
@@ -7739,14 +7762,9 @@ begin
     return auth._verify_error('Token has expired or is invalid');
   end if;
   delete from auth.one_time_tokens where id = v_token.id;
-  if v_token.pending_signup_id is not null then
-    -- A deferred sign-up's code: its user is made now (and confirmed below).
-    v_user := auth._user_from_pending_signup(v_token.pending_signup_id, p_ip);
-    if v_user.id is null then
-      return auth._verify_error('Token has expired or is invalid');
-    end if;
-  else
-    select * into strict v_user from auth.users where id = v_token.user_id;
+  v_user := auth._user_of_spent_token(v_token, p_ip);  -- a pending sign-up's is made now, confirmed below
+  if v_user.id is null then
+    return auth._verify_error('Token has expired or is invalid');
   end if;
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';
@@ -9514,6 +9532,12 @@ REVOKE ALL ON FUNCTION auth._user_from_pending_signup(p_pending_signup uuid, p_i
 --
 
 REVOKE ALL ON FUNCTION auth._user_json(p_user auth.users) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _user_of_spent_token(p_token auth.one_time_tokens, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._user_of_spent_token(p_token auth.one_time_tokens, p_ip inet) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _verified_jwt_claims(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner

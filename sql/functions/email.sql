@@ -245,6 +245,24 @@ comment on function auth._user_from_pending_signup(uuid, inet) is
   'The user a verified pending sign-up (of an address or a number) becomes, unconfirmed yet; NULL when it '
   'expired or its address or number is taken.';
 
+create or replace function auth._user_of_spent_token(p_token auth.one_time_tokens, p_ip inet) returns auth.users
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_user auth.users;
+begin
+  if p_token.pending_signup_id is not null then  -- a deferred sign-up's: its user is made now
+    return auth._user_from_pending_signup(p_token.pending_signup_id, p_ip);
+  end if;
+  select * into strict v_user from auth.users where id = p_token.user_id;
+  return v_user;
+end
+$$;
+comment on function auth._user_of_spent_token(auth.one_time_tokens, inet) is
+  'The user a verified code or link (emailed or texted) is for; a pending sign-up''s is made now (NULL when it '
+  'expired or its address or number is taken).';
+
 create or replace function auth.sign_up(
   p_email text, p_password_hash text, p_data jsonb default '{}', p_redirect_to text default null,
   p_user_agent text default null, p_ip inet default null, p_code_challenge text default null,
@@ -506,13 +524,9 @@ begin
     raise exception using errcode = 'AUV01', message = 'A new password can only be set with a recovery code';
   end if;
   delete from auth.one_time_tokens where id = v_token.id;
-  if v_token.pending_signup_id is not null then
-    v_user := auth._user_from_pending_signup(v_token.pending_signup_id, p_ip);
-    if v_user.id is null then
-      return auth._verify_error('Email link is invalid or has expired');
-    end if;
-  else
-    select * into strict v_user from auth.users where id = v_token.user_id;
+  v_user := auth._user_of_spent_token(v_token, p_ip);
+  if v_user.id is null then
+    return auth._verify_error('Email link is invalid or has expired');
   end if;
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';

@@ -388,14 +388,9 @@ begin
     return auth._verify_error('Token has expired or is invalid');
   end if;
   delete from auth.one_time_tokens where id = v_token.id;
-  if v_token.pending_signup_id is not null then
-    -- A deferred sign-up's code: its user is made now (and confirmed below).
-    v_user := auth._user_from_pending_signup(v_token.pending_signup_id, p_ip);
-    if v_user.id is null then
-      return auth._verify_error('Token has expired or is invalid');
-    end if;
-  else
-    select * into strict v_user from auth.users where id = v_token.user_id;
+  v_user := auth._user_of_spent_token(v_token, p_ip);  -- a pending sign-up's is made now, confirmed below
+  if v_user.id is null then
+    return auth._verify_error('Token has expired or is invalid');
   end if;
   if v_user.banned_until > pg_catalog.now() then
     raise exception using errcode = 'AUJ05', message = 'User is banned';

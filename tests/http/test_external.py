@@ -44,6 +44,17 @@ async def oidc_sign_in(client, provider, sub, **query) -> str:
     return await callback(client, await provider.log_in(await start(client, **query), sub))
 
 
+async def start_link(client, session, **query) -> str:
+    """GET /user/identities/authorize as auth-js's linkIdentity calls it: the provider URL it answers."""
+    response = await client.get(
+        "/user/identities/authorize",
+        params={"provider": "oidc", "skip_http_redirect": "true", "redirect_to": APP, **query},
+        headers=bearer(session),
+    )
+    assert response.status == 200, await response.text()
+    return (await response.json())["url"]
+
+
 async def test_implicit_flow_creates_the_user_and_answers_the_session_in_the_fragment(
     oidc_client, oidc_provider, admin
 ):
@@ -375,13 +386,7 @@ async def test_linking_needs_manual_linking_enabled(make_client, oidc_provider):
 async def test_link_then_unlink_an_identity(oidc_client, oidc_provider, admin):
     session = await sign_up(oidc_client, "jay@example.com")
     oidc_provider.set_user("jay-other", email="jay@elsewhere.example", email_verified=True)
-    response = await oidc_client.get(
-        "/user/identities/authorize",
-        params={"provider": "oidc", "skip_http_redirect": "true", "redirect_to": APP},
-        headers=bearer(session),
-    )
-    assert response.status == 200
-    url = (await response.json())["url"]
+    url = await start_link(oidc_client, session)
     location = await callback(oidc_client, await oidc_provider.log_in(url, "jay-other"))
     linked = fragment_of(location)
     assert claims_of(linked["access_token"])["sub"] == session["user"]["id"]
@@ -431,13 +436,9 @@ async def test_a_pkce_link_is_made_at_the_code_exchange_by_the_verifiers_holder(
     # Lee starts a link and gets someone else (here, their provider account "nat-sub") through the provider.
     session = await sign_up(oidc_client, "lee@example.com")
     verifier, challenge = pair()
-    response = await oidc_client.get(
-        "/user/identities/authorize",
-        params={"provider": "oidc", "skip_http_redirect": "true", "redirect_to": APP, **challenge},
-        headers=bearer(session),
-    )
+    url = await start_link(oidc_client, session, **challenge)
     oidc_provider.set_user("nat-sub", email="nat@example.com", email_verified=True)
-    location = await callback(oidc_client, await oidc_provider.log_in((await response.json())["url"], "nat-sub"))
+    location = await callback(oidc_client, await oidc_provider.log_in(url, "nat-sub"))
     code = query_of(location)["code"]
     linked = "select count(*) from auth.identities where provider = 'oidc'"
     assert admin.execute(linked).fetchone()[0] == 0  # nothing is linked by reaching the callback
@@ -458,12 +459,8 @@ async def test_a_pkce_link_of_another_users_identity_is_refused_at_the_exchange(
     await oidc_sign_in(oidc_client, oidc_provider, "ola-sub")  # ola's own account
     session = await sign_up(oidc_client, "pat@example.com")
     verifier, challenge = pair()
-    response = await oidc_client.get(
-        "/user/identities/authorize",
-        params={"provider": "oidc", "skip_http_redirect": "true", "redirect_to": APP, **challenge},
-        headers=bearer(session),
-    )
-    location = await callback(oidc_client, await oidc_provider.log_in((await response.json())["url"], "ola-sub"))
+    url = await start_link(oidc_client, session, **challenge)
+    location = await callback(oidc_client, await oidc_provider.log_in(url, "ola-sub"))
     response = await oidc_client.post(
         "/token?grant_type=pkce",
         headers=API_2024,
@@ -479,12 +476,8 @@ async def test_an_anonymous_user_linking_an_identity_becomes_permanent(oidc_clie
     anonymous = await response.json()
     assert anonymous["user"]["is_anonymous"]
     oidc_provider.set_user("max-sub", email="max@example.com", email_verified=True)
-    response = await oidc_client.get(
-        "/user/identities/authorize",
-        params={"provider": "oidc", "skip_http_redirect": "true", "redirect_to": APP},
-        headers=bearer(anonymous),
-    )
-    location = await callback(oidc_client, await oidc_provider.log_in((await response.json())["url"], "max-sub"))
+    url = await start_link(oidc_client, anonymous)
+    location = await callback(oidc_client, await oidc_provider.log_in(url, "max-sub"))
     claims = claims_of(fragment_of(location)["access_token"])
     assert claims["sub"] == anonymous["user"]["id"] and claims["is_anonymous"] is False
     assert claims["email"] == "max@example.com"
