@@ -543,6 +543,22 @@ ALTER FUNCTION auth._call_hook(p_function text, p_event jsonb) OWNER TO authgres
 COMMENT ON FUNCTION auth._call_hook(p_function text, p_event jsonb) IS 'Calls a configured hook f(event jsonb) returns jsonb, as authgres_hook. Raises AUH01 if it fails, AUH02 if it times out, AUH03 when it answers {"error": {"message": ...}}.';
 
 --
+-- Name: _canonical_recovery_code(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._canonical_recovery_code(p_code text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    RETURN lower(regexp_replace(COALESCE(p_code, ''::text), '[\s-]'::text, ''::text, 'g'::text));
+
+ALTER FUNCTION auth._canonical_recovery_code(p_code text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _canonical_recovery_code(p_code text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._canonical_recovery_code(p_code text) IS 'A recovery code as typed, in its canonical form: lowercase, without whitespace or - separators.';
+
+--
 -- Name: mfa_factors; Type: TABLE; Schema: auth; Owner: authgres_owner
 --
 
@@ -558,7 +574,7 @@ CREATE TABLE auth.mfa_factors (
     last_challenged_at timestamp with time zone,
     last_used_step bigint,
     phone text,
-    CONSTRAINT mfa_factors_factor_type_check CHECK ((factor_type = ANY (ARRAY['totp'::text, 'email'::text, 'phone'::text, 'webauthn'::text]))),
+    CONSTRAINT mfa_factors_factor_type_check CHECK ((factor_type = ANY (ARRAY['totp'::text, 'email'::text, 'phone'::text, 'webauthn'::text, 'recovery_code'::text]))),
     CONSTRAINT mfa_factors_phone_check CHECK ((phone ~ '^[1-9][0-9]{1,14}$'::text)),
     CONSTRAINT mfa_factors_phone_factor_has_phone CHECK (((factor_type = 'phone'::text) = (phone IS NOT NULL))),
     CONSTRAINT mfa_factors_status_check CHECK ((status = ANY (ARRAY['unverified'::text, 'verified'::text])))
@@ -570,7 +586,7 @@ ALTER TABLE auth.mfa_factors OWNER TO authgres_owner;
 -- Name: TABLE mfa_factors; Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON TABLE auth.mfa_factors IS 'Second factors of a user: TOTP authenticator apps, email, and WebAuthn authenticators.';
+COMMENT ON TABLE auth.mfa_factors IS 'Second factors of a user: TOTP authenticator apps, email, phones, WebAuthn authenticators, and the set of recovery codes (auth.mfa_recovery_codes).';
 
 --
 -- Name: COLUMN mfa_factors.secret; Type: COMMENT; Schema: auth; Owner: authgres_owner
@@ -829,6 +845,54 @@ ALTER FUNCTION auth._consume_webauthn_challenge(p_challenge_id uuid, p_challenge
 --
 
 COMMENT ON FUNCTION auth._consume_webauthn_challenge(p_challenge_id uuid, p_challenge_type text, p_user_id uuid, p_challenge bytea) IS 'Spends a live passkey challenge of this type (and user), whose value is the one the authenticator signed: AUW01 unknown or spent, AUW02 expired, AUW03 another challenge was signed.';
+
+--
+-- Name: rate_limits; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.rate_limits (
+    key text NOT NULL,
+    window_started_at timestamp with time zone NOT NULL,
+    hits integer NOT NULL
+);
+
+ALTER TABLE auth.rate_limits OWNER TO authgres_owner;
+
+--
+-- Name: TABLE rate_limits; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.rate_limits IS 'Fixed-window counters shared by every service process (key: what is limited).';
+
+--
+-- Name: _count_hit(text, interval); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._count_hit(p_key text, p_window interval) RETURNS auth.rate_limits
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_row auth.rate_limits;
+begin
+  insert into auth.rate_limits as r (key, window_started_at, hits)
+  values (p_key, pg_catalog.now(), 1)
+  on conflict (key) do update
+     set window_started_at = case when r.window_started_at + p_window <= pg_catalog.now()
+                                  then pg_catalog.now() else r.window_started_at end,
+         hits = case when r.window_started_at + p_window <= pg_catalog.now() then 1 else r.hits + 1 end
+  returning * into v_row;
+  return v_row;
+end
+$$;
+
+ALTER FUNCTION auth._count_hit(p_key text, p_window interval) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _count_hit(p_key text, p_window interval); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._count_hit(p_key text, p_window interval) IS 'Counts one hit on p_key in its current window (a new window once the last one ended); the row after it.';
 
 --
 -- Name: _decode_json_segment(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1129,6 +1193,9 @@ CREATE TABLE auth.settings (
     rate_limit_passkey integer DEFAULT 30 NOT NULL,
     manual_linking_enabled boolean DEFAULT false NOT NULL,
     rate_limit_anonymous_users integer DEFAULT 30 NOT NULL,
+    mfa_recovery_codes_enroll_enabled boolean DEFAULT true NOT NULL,
+    mfa_recovery_codes_verify_enabled boolean DEFAULT true NOT NULL,
+    mfa_recovery_codes_with_first_factor boolean DEFAULT true NOT NULL,
     CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
     CONSTRAINT settings_flow_state_expiry_check CHECK ((flow_state_expiry > 0)),
@@ -1335,6 +1402,24 @@ COMMENT ON COLUMN auth.settings.manual_linking_enabled IS 'Signed-in users may l
 --
 
 COMMENT ON COLUMN auth.settings.rate_limit_anonymous_users IS 'Anonymous sign-ins one client IP may make per hour (each makes a user).';
+
+--
+-- Name: COLUMN settings.mfa_recovery_codes_enroll_enabled; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.mfa_recovery_codes_enroll_enabled IS 'Whether users may get recovery codes.';
+
+--
+-- Name: COLUMN settings.mfa_recovery_codes_verify_enabled; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.mfa_recovery_codes_verify_enabled IS 'Whether a recovery code raises a session to aal2.';
+
+--
+-- Name: COLUMN settings.mfa_recovery_codes_with_first_factor; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.mfa_recovery_codes_with_first_factor IS 'Whether verifying the first TOTP factor also hands out a set of recovery codes (in recovery_codes).';
 
 --
 -- Name: _fixed_code(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -1634,6 +1719,82 @@ ALTER FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factor
 COMMENT ON FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) IS 'Emails a second-step code and records the challenge it answers.';
 
 --
+-- Name: _issue_recovery_codes(auth.users, text, text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._issue_recovery_codes(p_user auth.users, p_mode text, p_friendly_name text DEFAULT NULL::text) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  -- 32 symbols without look-alikes (no l, o, 0, 1): each random byte picks one without bias.
+  v_alphabet constant text := 'abcdefghijkmnpqrstuvwxyz23456789';
+  v_factor auth.mfa_factors;
+  v_codes text[] := '{}';
+  v_code text;
+  v_bytes bytea;
+  v_exists boolean;
+  v_constraint text;
+begin
+  if p_mode not in ('generate', 'regenerate', 'replace') then
+    raise exception using errcode = 'AUV01', message = 'Unknown recovery codes mode';
+  end if;
+  v_exists := exists (select from auth.mfa_factors where user_id = p_user.id and factor_type = 'recovery_code');
+  if p_mode = 'regenerate' and not v_exists then
+    perform auth._recovery_factor(p_user.id);  -- AUM01
+  end if;
+  if not v_exists then
+    begin
+      insert into auth.mfa_factors (user_id, friendly_name, factor_type, status)
+      values (p_user.id, coalesce(nullif(pg_catalog.btrim(p_friendly_name), ''), 'Recovery codes'),
+              'recovery_code', 'verified')
+      returning * into v_factor;
+      perform auth._user_event(p_user.id, 'factor_changed',
+                               pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'enrolled'));
+    exception when unique_violation then
+      get stacked diagnostics v_constraint = constraint_name;
+      if v_constraint <> 'mfa_factors_one_recovery_code_set_key' then
+        raise exception using errcode = 'AUM04',
+          message = pg_catalog.format('A factor with the friendly name "%s" for this user already exists', p_friendly_name);
+      end if;
+      v_exists := true;  -- made meanwhile, by another request
+    end;
+  end if;
+  if v_exists and p_mode = 'generate' then
+    raise exception using errcode = 'AUM18', message = 'Recovery codes already exist; regenerate them instead';
+  end if;
+  if v_exists then
+    update auth.mfa_factors set updated_at = pg_catalog.now()
+     where user_id = p_user.id and factor_type = 'recovery_code'
+    returning * into v_factor;
+  end if;
+  delete from auth.mfa_recovery_codes where user_id = p_user.id;
+  delete from auth.rate_limits where key = auth._recovery_code_lock_key(p_user.id);
+  for n in 1 .. 10 loop
+    v_bytes := auth._random_bytes(16);
+    v_code := '';
+    for i in 0 .. 15 loop
+      v_code := v_code || pg_catalog.substr(v_alphabet, (pg_catalog.get_byte(v_bytes, i) & 31) + 1, 1);
+    end loop;
+    v_codes := v_codes || v_code;
+    insert into auth.mfa_recovery_codes (user_id, code_digest) values (p_user.id, auth._token_hash(v_code));
+  end loop;
+  perform auth._audit(p_user, 'recovery_codes_generated', 'user', null,
+                      pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'recovery_code', 'friendly_name', v_factor.friendly_name,
+                                       'total', 10, 'codes', pg_catalog.to_jsonb(v_codes));
+end
+$$;
+
+ALTER FUNCTION auth._issue_recovery_codes(p_user auth.users, p_mode text, p_friendly_name text) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _issue_recovery_codes(p_user auth.users, p_mode text, p_friendly_name text); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._issue_recovery_codes(p_user auth.users, p_mode text, p_friendly_name text) IS 'A new set of 10 recovery codes (16 symbols, 80 bits; canonical form), the only time they are seen: p_mode generate makes the user''s recovery_code factor (AUM18 when there is one), regenerate replaces its codes (AUM01 when there is none; id and name kept), replace does either. The old set dies and its lockout ends.';
+
+--
 -- Name: _issue_token(auth.users, text, text, text, uuid, uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -1871,6 +2032,37 @@ ALTER FUNCTION auth._live_provider_flow(p_state text) OWNER TO authgres_owner;
 --
 
 COMMENT ON FUNCTION auth._live_provider_flow(p_state text) IS 'The provider flow of a state that is still unused and unexpired, locked; AUI05 otherwise.';
+
+--
+-- Name: _lock_for_second_factor(auth.users, auth.sessions); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._lock_for_second_factor(p_user auth.users, p_session auth.sessions) RETURNS auth.sessions
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  v_session auth.sessions;
+begin
+  -- The user first: a verification ends the user's other aal1 sessions, so two of them at once (two
+  -- devices) would each hold its own session and wait for the other's. Then the session, which
+  -- refreshes read the aal of.
+  perform from auth.users where id = p_user.id for no key update;
+  select * into v_session from auth.sessions where id = p_session.id for no key update;
+  if not found then  -- ended meanwhile, by the verification that went first
+    raise exception using errcode = 'AUJ04', message = 'Session from session_id claim in JWT does not exist';
+  end if;
+  return v_session;
+end
+$$;
+
+ALTER FUNCTION auth._lock_for_second_factor(p_user auth.users, p_session auth.sessions) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _lock_for_second_factor(p_user auth.users, p_session auth.sessions); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._lock_for_second_factor(p_user auth.users, p_session auth.sessions) IS 'Locks the user, then the session a second factor is verified in (AUJ04 when it ended meanwhile).';
 
 --
 -- Name: _strip_nulls(jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2157,45 +2349,6 @@ ALTER FUNCTION auth._new_provider_user(p_provider text, p_subject text, p_claims
 --
 
 COMMENT ON FUNCTION auth._new_provider_user(p_provider text, p_subject text, p_claims jsonb, p_email text, p_verified boolean, p_ip inet) IS 'A new user signed up through a provider, with its identity: the provider''s address (confirmed when the provider verified it) unless another account has it. AUS02 when sign-ups are disabled.';
-
---
--- Name: _new_recovery_codes(auth.users); Type: FUNCTION; Schema: auth; Owner: authgres_owner
---
-
-CREATE FUNCTION auth._new_recovery_codes(p_user auth.users) RETURNS jsonb
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-declare
-  -- 32 symbols without look-alikes (no l, o, 0, 1): each random byte picks one without bias.
-  v_alphabet constant text := 'abcdefghijkmnpqrstuvwxyz23456789';
-  v_codes text[] := '{}';
-  v_code text;
-  v_bytes bytea;
-begin
-  delete from auth.mfa_recovery_codes where user_id = p_user.id;
-  for n in 1 .. 10 loop
-    v_bytes := auth._random_bytes(16);
-    v_code := '';
-    for i in 0 .. 15 loop
-      v_code := v_code || pg_catalog.substr(v_alphabet, (pg_catalog.get_byte(v_bytes, i) & 31) + 1, 1)
-                || case when i in (3, 7, 11) then '-' else '' end;
-    end loop;
-    v_codes := v_codes || v_code;
-    insert into auth.mfa_recovery_codes (user_id, code_digest) values (p_user.id, auth._token_hash(v_code));
-  end loop;
-  perform auth._audit(p_user, 'recovery_codes_generated', 'user', null);
-  return pg_catalog.to_jsonb(v_codes);
-end
-$$;
-
-ALTER FUNCTION auth._new_recovery_codes(p_user auth.users) OWNER TO authgres_owner;
-
---
--- Name: FUNCTION _new_recovery_codes(p_user auth.users); Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON FUNCTION auth._new_recovery_codes(p_user auth.users) IS 'Replaces the user''s recovery codes with 10 new ones (16 symbols, 80 bits) and returns them, the only time they are seen.';
 
 --
 -- Name: url_encode(bytea); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -2884,6 +3037,49 @@ ALTER FUNCTION auth._record_failed_login(p_user auth.users, p_username text, p_p
 COMMENT ON FUNCTION auth._record_failed_login(p_user auth.users, p_username text, p_provider text, p_ip inet) IS 'Audits a password sign-in by p_provider (email or phone) that failed verification (p_user NULL when nobody has that username), and tells the password_verification_attempt hook.';
 
 --
+-- Name: _recovery_code_lock_key(uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._recovery_code_lock_key(p_user_id uuid) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    RETURN ('recovery-code-failures:'::text || p_user_id);
+
+ALTER FUNCTION auth._recovery_code_lock_key(p_user_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _recovery_code_lock_key(p_user_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._recovery_code_lock_key(p_user_id uuid) IS 'The auth.rate_limits key counting a user''s wrong recovery codes (POST /factors/recovery-codes/verify).';
+
+--
+-- Name: _recovery_factor(uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._recovery_factor(p_user_id uuid) RETURNS auth.mfa_factors
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  v_factor auth.mfa_factors;
+begin
+  select * into v_factor from auth.mfa_factors where user_id = p_user_id and factor_type = 'recovery_code';
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'No recovery codes found for this user';
+  end if;
+  return v_factor;
+end
+$$;
+
+ALTER FUNCTION auth._recovery_factor(p_user_id uuid) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _recovery_factor(p_user_id uuid); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._recovery_factor(p_user_id uuid) IS 'The user''s recovery_code factor, or AUM01.';
+
+--
 -- Name: _refresh_session(text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -3001,15 +3197,26 @@ CREATE FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
+declare
+  v_codes auth.mfa_factors;
 begin
   delete from auth.mfa_factors where id = p_factor.id;
   -- Sessions that reached aal2 with this factor fall back to aal1.
   update auth.sessions set aal = 'aal1', factor_id = null where factor_id = p_factor.id;
-  if not exists (select from auth.mfa_factors where user_id = p_user.id and status = 'verified' and factor_type = 'totp') then
+  if p_factor.factor_type = 'recovery_code' then
     delete from auth.mfa_recovery_codes where user_id = p_user.id;
+    delete from auth.rate_limits where key = auth._recovery_code_lock_key(p_user.id);
   end if;
   perform auth._user_event(p_user.id, 'factor_changed',
                            pg_catalog.jsonb_build_object('factor_id', p_factor.id, 'action', 'removed'));
+  -- Recovery codes back up other factors and never stand alone: they go with the last of them.
+  if p_factor.factor_type <> 'recovery_code' and not exists (
+       select from auth.mfa_factors
+        where user_id = p_user.id and status = 'verified' and factor_type <> 'recovery_code') then
+    for v_codes in select * from auth.mfa_factors where user_id = p_user.id and factor_type = 'recovery_code' loop
+      perform auth._remove_factor(p_user, v_codes);
+    end loop;
+  end if;
 end
 $$;
 
@@ -3019,7 +3226,7 @@ ALTER FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors)
 -- Name: FUNCTION _remove_factor(p_user auth.users, p_factor auth.mfa_factors); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) IS 'Deletes a factor, lowers the sessions it raised, drops recovery codes once no TOTP factor is left, and tells the user''s clients (factor_changed removed).';
+COMMENT ON FUNCTION auth._remove_factor(p_user auth.users, p_factor auth.mfa_factors) IS 'Deletes a factor, lowers the sessions it raised, tells the user''s clients (factor_changed removed), and removes the recovery codes with it when no other verified factor is left (or when it is them).';
 
 --
 -- Name: _require_admin(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3126,6 +3333,22 @@ ALTER FUNCTION auth._run_hook(p_function regproc, p_event jsonb) OWNER TO authgr
 --
 
 COMMENT ON FUNCTION auth._run_hook(p_function regproc, p_event jsonb) IS 'Calls a hook function as authgres_hook, whatever role calls it; only auth._call_hook() does.';
+
+--
+-- Name: _seconds_left(auth.rate_limits, interval); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._seconds_left(p_row auth.rate_limits, p_window interval) RETURNS integer
+    LANGUAGE sql STABLE
+    RETURN (ceil(EXTRACT(epoch FROM (((p_row).window_started_at + p_window) - now()))))::integer;
+
+ALTER FUNCTION auth._seconds_left(p_row auth.rate_limits, p_window interval) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _seconds_left(p_row auth.rate_limits, p_window interval); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._seconds_left(p_row auth.rate_limits, p_window interval) IS 'Seconds until a throttle''s window ends.';
 
 --
 -- Name: _token_hash(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -3643,21 +3866,13 @@ CREATE FUNCTION auth._throttle(p_key text, p_limit integer, p_window interval, p
     SET search_path TO ''
     AS $$
 declare
-  v_row auth.rate_limits;
+  v_row auth.rate_limits := auth._count_hit(p_key, p_window);
 begin
-  insert into auth.rate_limits as r (key, window_started_at, hits)
-  values (p_key, pg_catalog.now(), 1)
-  on conflict (key) do update
-     set window_started_at = case when r.window_started_at + p_window <= pg_catalog.now()
-                                  then pg_catalog.now() else r.window_started_at end,
-         hits = case when r.window_started_at + p_window <= pg_catalog.now() then 1 else r.hits + 1 end
-  returning * into v_row;
   if v_row.hits > p_limit then
     raise exception using errcode = p_errcode,
       message = 'For security purposes, you can only request this after '
-        || pg_catalog.ceil(extract(epoch from v_row.window_started_at + p_window - pg_catalog.now()))::integer
-        || ' seconds.',
-      detail = pg_catalog.ceil(extract(epoch from v_row.window_started_at + p_window - pg_catalog.now()))::integer::text;
+        || auth._seconds_left(v_row, p_window) || ' seconds.',
+      detail = auth._seconds_left(v_row, p_window)::text;
   end if;
 end
 $$;
@@ -3795,21 +4010,53 @@ ALTER FUNCTION auth._totp_step_spent(p_factor auth.mfa_factors, p_code text) OWN
 COMMENT ON FUNCTION auth._totp_step_spent(p_factor auth.mfa_factors, p_code text) IS 'Whether p_code is the TOTP code of a time step within the window that was already used.';
 
 --
+-- Name: _unenroll(auth.users, auth.sessions, auth.mfa_factors, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth._unenroll(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_ip inet) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+begin
+  if p_factor.status = 'verified' and p_session.aal = 'aal1' then
+    raise exception using errcode = 'AUM03', message = 'AAL2 required to unenroll verified factor';
+  end if;
+  perform auth._remove_factor(p_user, p_factor);
+  perform auth._audit(p_user, 'factor_unenrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', p_factor.id));
+  return pg_catalog.jsonb_build_object('id', p_factor.id);
+end
+$$;
+
+ALTER FUNCTION auth._unenroll(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION _unenroll(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth._unenroll(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_ip inet) IS 'A user removes one of their factors (a verified one only from an aal2 session).';
+
+--
 -- Name: _use_recovery_code(auth.users, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
 CREATE FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) RETURNS boolean
     LANGUAGE plpgsql
     SET search_path TO ''
-    AS $$
+    AS $_$
 declare
-  v_digest bytea := auth._token_hash(pg_catalog.lower(pg_catalog.replace(pg_catalog.btrim(p_code), ' ', '')));
+  v_code text := auth._canonical_recovery_code(p_code);
+  v_digest bytea := auth._token_hash(v_code);
+  -- Codes made before 0023 were stored as shown, in groups of four.
+  v_grouped bytea := auth._token_hash(pg_catalog.regexp_replace(v_code, '^(.{4})(.{4})(.{4})(.{4})$', '\1-\2-\3-\4'));
   v_row auth.mfa_recovery_codes;
 begin
+  if v_code = '' then
+    return false;
+  end if;
   for v_row in
     select * from auth.mfa_recovery_codes where user_id = p_user.id and used_at is null for update
   loop
-    if auth._equal_keyed(v_row.code_digest, v_digest) then
+    if auth._equal_keyed(v_row.code_digest, v_digest) or auth._equal_keyed(v_row.code_digest, v_grouped) then
       update auth.mfa_recovery_codes set used_at = pg_catalog.now() where id = v_row.id;
       perform auth._audit(p_user, 'recovery_code_used', 'user', p_ip, pg_catalog.jsonb_build_object(
         'remaining', (select pg_catalog.count(*) from auth.mfa_recovery_codes
@@ -3819,7 +4066,7 @@ begin
   end loop;
   return false;
 end
-$$;
+$_$;
 
 ALTER FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) OWNER TO authgres_owner;
 
@@ -3827,7 +4074,7 @@ ALTER FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet
 -- Name: FUNCTION _use_recovery_code(p_user auth.users, p_code text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) IS 'Spends one unused recovery code matching p_code.';
+COMMENT ON FUNCTION auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) IS 'Spends one unused recovery code matching p_code (case, whitespace and - separators ignored).';
 
 --
 -- Name: _user_credential_ids(uuid); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -4127,8 +4374,8 @@ begin
     delete from auth.one_time_tokens where user_id = p_user.id and token_type = 'mfa_phone';
     method := 'phone';
   end if;
-  if method is null and auth._use_recovery_code(p_user, p_code, p_ip) then
-    method := 'recovery_code';
+  if method is null and v_settings.mfa_recovery_codes_verify_enabled and auth._use_recovery_code(p_user, p_code, p_ip) then
+    method := 'mfa/recovery_code';
   end if;
 
   if method is null and p_factor.factor_type = 'totp' and auth._totp_step_spent(p_factor, p_code) then
@@ -4842,6 +5089,9 @@ begin
   select * into v_settings from auth.settings;
   select * into v_ctx from auth._mfa_user(p_access_token);
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.factor_type = 'recovery_code' then
+    raise exception using errcode = 'AUV01', message = 'Recovery codes are verified at POST /factors/recovery-codes/verify';
+  end if;
   if v_factor.factor_type = 'email' then
     v_challenge := auth._issue_mfa_email(v_ctx.usr, v_factor, (v_ctx.sess).id, p_ip);
   elsif v_factor.factor_type = 'phone' then
@@ -5649,6 +5899,45 @@ ALTER FUNCTION auth.hotp(p_secret bytea, p_counter bigint, p_digits integer, p_a
 COMMENT ON FUNCTION auth.hotp(p_secret bytea, p_counter bigint, p_digits integer, p_algorithm text) IS 'RFC 4226 HOTP code for a counter (sha1, sha256 or sha512).';
 
 --
+-- Name: issue_recovery_codes(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.issue_recovery_codes(p_access_token text, p_mode text, p_friendly_name text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  if not (select s.mfa_recovery_codes_enroll_enabled from auth.settings s) then
+    raise exception using errcode = 'AUM15', message = 'MFA enroll is disabled for recovery codes';
+  end if;
+  if p_mode = 'regenerate' then  -- nothing to regenerate says more than the reasons it could not be
+    perform auth._recovery_factor((v_ctx.usr).id);
+  end if;
+  -- Before the aal check: without another factor no session can be aal2, and the user should hear why.
+  if not exists (select from auth.mfa_factors
+                  where user_id = (v_ctx.usr).id and status = 'verified' and factor_type <> 'recovery_code') then
+    raise exception using errcode = 'AUM17',
+      message = 'Recovery codes cannot be the only factor: verify another factor first';
+  end if;
+  if (v_ctx.sess).aal <> 'aal2' then
+    raise exception using errcode = 'AUM02', message = 'AAL2 required to generate recovery codes';
+  end if;
+  return auth._issue_recovery_codes(v_ctx.usr, p_mode, p_friendly_name);
+end
+$$;
+
+ALTER FUNCTION auth.issue_recovery_codes(p_access_token text, p_mode text, p_friendly_name text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION issue_recovery_codes(p_access_token text, p_mode text, p_friendly_name text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.issue_recovery_codes(p_access_token text, p_mode text, p_friendly_name text, p_ip inet) IS 'POST /factors/recovery-codes (p_mode generate), /regenerate (regenerate) and the first POST /factors/recovery_codes (replace): a new set of recovery codes (aal2, another verified factor needed), {id, type, friendly_name, total, codes}; see auth._issue_recovery_codes().';
+
+--
 -- Name: jwks(); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -6184,35 +6473,33 @@ ALTER FUNCTION auth.record_failed_reauthentication(p_access_token text, p_ip ine
 COMMENT ON FUNCTION auth.record_failed_reauthentication(p_access_token text, p_ip inet) IS 'Audits a wrong password given to confirm an action by a signed-in user, and tells the password_verification_attempt hook (which may end the user''s sessions), as a failed sign-in is.';
 
 --
--- Name: recovery_codes(text, boolean, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: recovery_codes_status(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean DEFAULT false, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.recovery_codes_status(p_access_token text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 declare
   v_ctx record;
+  v_factor auth.mfa_factors;
 begin
   select * into v_ctx from auth._mfa_user(p_access_token);
-  if not p_regenerate then
-    return pg_catalog.jsonb_build_object('remaining', (select pg_catalog.count(*) from auth.mfa_recovery_codes
-                                                        where user_id = (v_ctx.usr).id and used_at is null));
-  end if;
-  if (v_ctx.sess).aal <> 'aal2' then
-    raise exception using errcode = 'AUM02', message = 'AAL2 required to regenerate recovery codes';
-  end if;
-  return pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
+  v_factor := auth._recovery_factor((v_ctx.usr).id);
+  return (select pg_catalog.jsonb_build_object(
+                   'id', v_factor.id, 'type', 'recovery_code', 'total', pg_catalog.count(*),
+                   'remaining', pg_catalog.count(*) filter (where c.used_at is null))
+            from auth.mfa_recovery_codes c where c.user_id = (v_ctx.usr).id);
 end
 $$;
 
-ALTER FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.recovery_codes_status(p_access_token text) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION recovery_codes_status(p_access_token text); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet) IS 'GET /factors/recovery_codes: how many remain. POST: a new set of 10 (needs aal2); the old set dies.';
+COMMENT ON FUNCTION auth.recovery_codes_status(p_access_token text) IS 'GET /factors/recovery-codes: {id, type, total, remaining} of the caller''s recovery codes (any aal), or AUM01.';
 
 --
 -- Name: refresh_sessions(text[], text[], text[]); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -7231,16 +7518,9 @@ CREATE FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip
     AS $$
 declare
   v_ctx record;
-  v_factor auth.mfa_factors;
 begin
   select * into v_ctx from auth._mfa_user(p_access_token);
-  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
-  if v_factor.status = 'verified' and (v_ctx.sess).aal = 'aal1' then
-    raise exception using errcode = 'AUM03', message = 'AAL2 required to unenroll verified factor';
-  end if;
-  perform auth._remove_factor(v_ctx.usr, v_factor);
-  perform auth._audit(v_ctx.usr, 'factor_unenrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
-  return pg_catalog.jsonb_build_object('id', v_factor.id);
+  return auth._unenroll(v_ctx.usr, v_ctx.sess, auth._factor_of((v_ctx.usr).id, p_factor_id), p_ip);
 end
 $$;
 
@@ -7251,6 +7531,30 @@ ALTER FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip 
 --
 
 COMMENT ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) IS 'DELETE /factors/{id}.';
+
+--
+-- Name: unenroll_recovery_codes(text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.unenroll_recovery_codes(p_access_token text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  return auth._unenroll(v_ctx.usr, v_ctx.sess, auth._recovery_factor((v_ctx.usr).id), p_ip);
+end
+$$;
+
+ALTER FUNCTION auth.unenroll_recovery_codes(p_access_token text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION unenroll_recovery_codes(p_access_token text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.unenroll_recovery_codes(p_access_token text, p_ip inet) IS 'DELETE /factors/recovery-codes: removes the caller''s recovery codes (aal2).';
 
 --
 -- Name: unlink_identity(text, uuid, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -7684,13 +7988,12 @@ declare
   v_factor auth.mfa_factors;
   v_check record;
   v_first boolean;
+  v_codes jsonb;
   v_newly_verified boolean;
   v_session auth.sessions;
-  v_response jsonb;
 begin
   select * into v_ctx from auth._mfa_user(p_access_token);
-  -- Serialise with refreshes of this session, which read its aal.
-  select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
+  v_session := auth._lock_for_second_factor(v_ctx.usr, v_ctx.sess);
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
   if v_factor.factor_type = 'phone' and not (select s.mfa_phone_verify_enabled from auth.settings s) then
     raise exception using errcode = 'AUM12', message = 'MFA verification is disabled for Phone';
@@ -7706,8 +8009,10 @@ begin
     return v_check.failure;
   end if;
 
-  v_first := not exists (select from auth.mfa_factors
-                          where user_id = (v_ctx.usr).id and status = 'verified' and factor_type = 'totp');
+  select v_factor.factor_type = 'totp' and s.mfa_recovery_codes_with_first_factor and s.mfa_recovery_codes_enroll_enabled
+         and not exists (select from auth.mfa_factors f where f.user_id = (v_ctx.usr).id and f.status = 'verified'
+                            and f.factor_type in ('totp', 'recovery_code'))
+    into v_first from auth.settings s;
   v_newly_verified := v_factor.status = 'unverified';
   if v_newly_verified then
     update auth.mfa_factors set status = 'verified', updated_at = pg_catalog.now() where id = v_factor.id
@@ -7716,15 +8021,15 @@ begin
   end if;
   -- As GoTrue: once a factor protects the account, sign-ins that stopped at aal1 end.
   delete from auth.sessions where user_id = (v_ctx.usr).id and id <> v_session.id and aal = 'aal1';
-  v_response := auth._raise_session_aal(v_ctx.usr, v_session, v_factor, v_check.method);
-  if v_first and v_factor.factor_type = 'totp' then
-    v_response := v_response || pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
-  end if;
   if v_newly_verified then
     perform auth._user_event((v_ctx.usr).id, 'factor_changed',
                              pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'verified'));
   end if;
-  return v_response;
+  if v_first then  -- before the answer is made, so that its user has them among its factors
+    v_codes := auth._issue_recovery_codes(v_ctx.usr, 'generate') -> 'codes';
+  end if;
+  return auth._raise_session_aal(v_ctx.usr, v_session, v_factor, v_check.method)
+         || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('recovery_codes', v_codes));
 end
 $$;
 
@@ -7734,7 +8039,7 @@ ALTER FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_chall
 -- Name: FUNCTION verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet) IS 'POST /factors/{id}/verify: proves a factor (or spends a recovery code) and raises the session to aal2. Verifying the first TOTP factor also returns the 10 recovery codes, once.';
+COMMENT ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_code text, p_user_agent text, p_ip inet) IS 'POST /factors/{id}/verify: proves a factor (or spends a recovery code) and raises the session to aal2. Verifying the first TOTP factor of a user without recovery codes also returns 10 of them, once (mfa_recovery_codes_with_first_factor).';
 
 --
 -- Name: verify_phone_token(text, text, text, text, inet, boolean); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -7818,6 +8123,59 @@ ALTER FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p
 COMMENT ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) IS 'POST /verify with type sms or phone_change: spends the texted code (counted against it when wrong; the failure returned as {"error": "AUO01"} so that the count commits), confirms the number (making the user of a pending sign-up) or completes the change, and signs the user in, in one transaction. p_provider_approved: Twilio Verify checked the code.';
 
 --
+-- Name: verify_recovery_code(text, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+--
+
+CREATE FUNCTION auth.verify_recovery_code(p_access_token text, p_code text, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  v_window constant interval := interval '15 minutes';
+  v_settings auth.settings;
+  v_ctx record;
+  v_session auth.sessions;
+  v_factor auth.mfa_factors;
+  v_failures auth.rate_limits;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  v_session := auth._lock_for_second_factor(v_ctx.usr, v_ctx.sess);
+  if not v_settings.mfa_recovery_codes_verify_enabled then
+    raise exception using errcode = 'AUM16', message = 'MFA verification is disabled for recovery codes';
+  end if;
+  v_factor := auth._recovery_factor((v_ctx.usr).id);
+  select * into v_failures from auth.rate_limits where key = auth._recovery_code_lock_key((v_ctx.usr).id);
+  if found and v_failures.window_started_at + v_window > pg_catalog.now()
+     and v_failures.hits >= v_settings.mfa_max_attempts then
+    raise exception using errcode = 'AUM19',
+      message = 'Too many wrong recovery codes. Try again in ' || auth._seconds_left(v_failures, v_window) || ' seconds.',
+      detail = auth._seconds_left(v_failures, v_window)::text;
+  end if;
+  if auth._canonical_recovery_code(p_code) = '' then
+    raise exception using errcode = 'AUM06', message = 'Recovery code is required';
+  end if;
+  if not auth._use_recovery_code(v_ctx.usr, p_code, p_ip) then
+    -- Counted and answered, not raised, so that the count commits.
+    perform auth._count_hit(auth._recovery_code_lock_key((v_ctx.usr).id), v_window);
+    return pg_catalog.jsonb_build_object('error', 'AUM06', 'message', 'Invalid recovery code');
+  end if;
+  delete from auth.rate_limits where key = auth._recovery_code_lock_key((v_ctx.usr).id);
+  -- As for any factor: once the session is aal2, the user's sign-ins that stopped at aal1 end.
+  delete from auth.sessions where user_id = (v_ctx.usr).id and id <> v_session.id and aal = 'aal1';
+  return auth._raise_session_aal(v_ctx.usr, v_session, v_factor, 'mfa/recovery_code');
+end
+$$;
+
+ALTER FUNCTION auth.verify_recovery_code(p_access_token text, p_code text, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+
+--
+-- Name: FUNCTION verify_recovery_code(p_access_token text, p_code text, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON FUNCTION auth.verify_recovery_code(p_access_token text, p_code text, p_user_agent text, p_ip inet) IS 'POST /factors/recovery-codes/verify: spends one recovery code and raises the session to aal2 (amr mfa/recovery_code). mfa_max_attempts wrong codes in 15 minutes lock verification (AUM19) until the window ends or the codes are regenerated.';
+
+--
 -- Name: verify_webauthn_factor(text, uuid, uuid, text, bytea, bytea, bigint, bytea, uuid, jsonb, boolean, boolean, text, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
@@ -7836,7 +8194,7 @@ declare
   v_response jsonb;
 begin
   select * into v_ctx from auth._mfa_user(p_access_token);
-  select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
+  v_session := auth._lock_for_second_factor(v_ctx.usr, v_ctx.sess);
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
   if v_factor.factor_type <> 'webauthn' then
     raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';
@@ -8059,25 +8417,7 @@ ALTER TABLE auth.mfa_recovery_codes OWNER TO authgres_owner;
 -- Name: TABLE mfa_recovery_codes; Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON TABLE auth.mfa_recovery_codes IS 'One-time recovery codes (80 random bits each), accepted in place of a factor''s code. SHA-256 only.';
-
---
--- Name: rate_limits; Type: TABLE; Schema: auth; Owner: authgres_owner
---
-
-CREATE TABLE auth.rate_limits (
-    key text NOT NULL,
-    window_started_at timestamp with time zone NOT NULL,
-    hits integer NOT NULL
-);
-
-ALTER TABLE auth.rate_limits OWNER TO authgres_owner;
-
---
--- Name: TABLE rate_limits; Type: COMMENT; Schema: auth; Owner: authgres_owner
---
-
-COMMENT ON TABLE auth.rate_limits IS 'Fixed-window counters shared by every service process (key: what is limited).';
+COMMENT ON TABLE auth.mfa_recovery_codes IS 'The codes of a user''s recovery_code factor (80 random bits each), each usable once. SHA-256 only.';
 
 --
 -- Name: refresh_tokens_id_seq; Type: SEQUENCE; Schema: auth; Owner: authgres_owner
@@ -8500,6 +8840,12 @@ CREATE INDEX mfa_challenges_factor_id_idx ON auth.mfa_challenges USING btree (fa
 --
 
 CREATE UNIQUE INDEX mfa_challenges_login_token_key ON auth.mfa_challenges USING btree (login_token_digest);
+
+--
+-- Name: mfa_factors_one_recovery_code_set_key; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE UNIQUE INDEX mfa_factors_one_recovery_code_set_key ON auth.mfa_factors USING btree (user_id) WHERE (factor_type = 'recovery_code'::text);
 
 --
 -- Name: mfa_factors_user_friendly_name_key; Type: INDEX; Schema: auth; Owner: authgres_owner
@@ -9018,6 +9364,12 @@ REVOKE ALL ON FUNCTION auth._authorize(p_token text, p_require_user boolean, OUT
 REVOKE ALL ON FUNCTION auth._call_hook(p_function text, p_event jsonb) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _canonical_recovery_code(p_code text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._canonical_recovery_code(p_code text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _challenge_webauthn_factor(p_user auth.users, p_session_id uuid, p_factor auth.mfa_factors, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -9047,6 +9399,12 @@ REVOKE ALL ON FUNCTION auth._confirm_phone(p_user auth.users) FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION auth._consume_webauthn_challenge(p_challenge_id uuid, p_challenge_type text, p_user_id uuid, p_challenge bytea) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _count_hit(p_key text, p_window interval); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._count_hit(p_key text, p_window interval) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _decode_json_segment(p_segment text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -9160,6 +9518,12 @@ REVOKE ALL ON FUNCTION auth._issue_auth_code(p_flow_state uuid, p_user_id uuid) 
 REVOKE ALL ON FUNCTION auth._issue_mfa_email(p_user auth.users, p_factor auth.mfa_factors, p_session_id uuid, p_ip inet) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _issue_recovery_codes(p_user auth.users, p_mode text, p_friendly_name text); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._issue_recovery_codes(p_user auth.users, p_mode text, p_friendly_name text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _issue_token(p_user auth.users, p_token_type text, p_address text, p_redirect_to text, p_pending_signup uuid, p_flow_state uuid, OUT code text, OUT link_token text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -9182,6 +9546,12 @@ REVOKE ALL ON FUNCTION auth._link_token(p_address text, p_code text) FROM PUBLIC
 --
 
 REVOKE ALL ON FUNCTION auth._live_provider_flow(p_state text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _lock_for_second_factor(p_user auth.users, p_session auth.sessions); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._lock_for_second_factor(p_user auth.users, p_session auth.sessions) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _strip_nulls(p_object jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -9236,12 +9606,6 @@ REVOKE ALL ON FUNCTION auth._new_phone_user(p_phone text, p_password_hash text, 
 --
 
 REVOKE ALL ON FUNCTION auth._new_provider_user(p_provider text, p_subject text, p_claims jsonb, p_email text, p_verified boolean, p_ip inet) FROM PUBLIC;
-
---
--- Name: FUNCTION _new_recovery_codes(p_user auth.users); Type: ACL; Schema: auth; Owner: authgres_owner
---
-
-REVOKE ALL ON FUNCTION auth._new_recovery_codes(p_user auth.users) FROM PUBLIC;
 
 --
 -- Name: FUNCTION url_encode(data bytea); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -9359,6 +9723,18 @@ REVOKE ALL ON FUNCTION auth._random_bytes(p_count integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION auth._record_failed_login(p_user auth.users, p_username text, p_provider text, p_ip inet) FROM PUBLIC;
 
 --
+-- Name: FUNCTION _recovery_code_lock_key(p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._recovery_code_lock_key(p_user_id uuid) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _recovery_factor(p_user_id uuid); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._recovery_factor(p_user_id uuid) FROM PUBLIC;
+
+--
 -- Name: FUNCTION _refresh_session(p_refresh_token text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -9394,6 +9770,12 @@ REVOKE ALL ON FUNCTION auth._resend_pending_signup(p_email text, p_redirect_to t
 
 REVOKE ALL ON FUNCTION auth._run_hook(p_function regproc, p_event jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth._run_hook(p_function regproc, p_event jsonb) TO authgres_owner;
+
+--
+-- Name: FUNCTION _seconds_left(p_row auth.rate_limits, p_window interval); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._seconds_left(p_row auth.rate_limits, p_window interval) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _token_hash(p_token text); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -9502,6 +9884,12 @@ REVOKE ALL ON FUNCTION auth._totp_step_accepted(p_factor auth.mfa_factors, p_cod
 --
 
 REVOKE ALL ON FUNCTION auth._totp_step_spent(p_factor auth.mfa_factors, p_code text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION _unenroll(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth._unenroll(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_ip inet) FROM PUBLIC;
 
 --
 -- Name: FUNCTION _use_recovery_code(p_user auth.users, p_code text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -9815,6 +10203,13 @@ REVOKE ALL ON FUNCTION auth.hotp(p_secret bytea, p_counter bigint, p_digits inte
 GRANT ALL ON FUNCTION auth.hotp(p_secret bytea, p_counter bigint, p_digits integer, p_algorithm text) TO authgres_service;
 
 --
+-- Name: FUNCTION issue_recovery_codes(p_access_token text, p_mode text, p_friendly_name text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.issue_recovery_codes(p_access_token text, p_mode text, p_friendly_name text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.issue_recovery_codes(p_access_token text, p_mode text, p_friendly_name text, p_ip inet) TO authgres_service;
+
+--
 -- Name: FUNCTION jwks(); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -9934,11 +10329,11 @@ REVOKE ALL ON FUNCTION auth.record_failed_reauthentication(p_access_token text, 
 GRANT ALL ON FUNCTION auth.record_failed_reauthentication(p_access_token text, p_ip inet) TO authgres_service;
 
 --
--- Name: FUNCTION recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION recovery_codes_status(p_access_token text); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.recovery_codes(p_access_token text, p_regenerate boolean, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.recovery_codes_status(p_access_token text) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.recovery_codes_status(p_access_token text) TO authgres_service;
 
 --
 -- Name: FUNCTION refresh_sessions(p_refresh_tokens text[], p_user_agents text[], p_ips text[]); Type: ACL; Schema: auth; Owner: authgres_owner
@@ -10109,6 +10504,13 @@ REVOKE ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uui
 GRANT ALL ON FUNCTION auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet) TO authgres_service;
 
 --
+-- Name: FUNCTION unenroll_recovery_codes(p_access_token text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.unenroll_recovery_codes(p_access_token text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.unenroll_recovery_codes(p_access_token text, p_ip inet) TO authgres_service;
+
+--
 -- Name: FUNCTION unlink_identity(p_access_token text, p_identity_id uuid, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
@@ -10170,6 +10572,13 @@ GRANT ALL ON FUNCTION auth.verify_factor(p_access_token text, p_factor_id uuid, 
 
 REVOKE ALL ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION auth.verify_phone_token(p_type text, p_phone text, p_code text, p_user_agent text, p_ip inet, p_provider_approved boolean) TO authgres_service;
+
+--
+-- Name: FUNCTION verify_recovery_code(p_access_token text, p_code text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+--
+
+REVOKE ALL ON FUNCTION auth.verify_recovery_code(p_access_token text, p_code text, p_user_agent text, p_ip inet) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.verify_recovery_code(p_access_token text, p_code text, p_user_agent text, p_ip inet) TO authgres_service;
 
 --
 -- Name: FUNCTION verify_webauthn_factor(p_access_token text, p_factor_id uuid, p_challenge_id uuid, p_type text, p_challenge bytea, p_credential_id bytea, p_sign_count bigint, p_public_key bytea, p_aaguid uuid, p_transports jsonb, p_backup_eligible boolean, p_backed_up boolean, p_attestation_type text, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner

@@ -80,6 +80,12 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     # Passkeys and the WebAuthn factor (sql/functions/passkeys.sql, mfa.sql).
     "AUM13": (422, "mfa_webauthn_enroll_not_enabled"),
     "AUM14": (422, "mfa_webauthn_verify_not_enabled"),
+    # Recovery codes (sql/functions/mfa.sql), as auth-js's mfa.recoveryCodes names their failures.
+    "AUM15": (422, "mfa_recovery_codes_enroll_not_enabled"),
+    "AUM16": (422, "mfa_recovery_codes_verify_not_enabled"),
+    "AUM17": (422, "mfa_recovery_codes_sole_factor"),
+    "AUM18": (422, "mfa_verified_factor_exists"),
+    "AUM19": (429, "mfa_recovery_codes_locked"),
     "AUW01": (400, "webauthn_challenge_not_found"),
     "AUW02": (400, "webauthn_challenge_expired"),
     "AUW03": (400, "webauthn_verification_failed"),

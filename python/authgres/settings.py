@@ -574,6 +574,16 @@ class Settings(_FromEnvironment):
         10, env="AUTHGRES_MFA_MAX_ENROLLED_FACTORS", read=Integer(minimum=1), sql=True
     )
     mfa_web_authn_enabled: bool = setting(False, env="AUTHGRES_MFA_WEB_AUTHN_ENABLED", read=Flag(), sql=True)
+    mfa_recovery_codes_enroll_enabled: bool = setting(
+        True, env="AUTHGRES_MFA_RECOVERY_CODES_ENROLL_ENABLED", read=Flag(), sql=True
+    )
+    mfa_recovery_codes_verify_enabled: bool = setting(
+        True, env="AUTHGRES_MFA_RECOVERY_CODES_VERIFY_ENABLED", read=Flag(), sql=True
+    )
+    # Off for apps that call auth-js's mfa.recoveryCodes.generate() after the first factor, as on Supabase.
+    mfa_recovery_codes_with_first_factor: bool = setting(
+        True, env="AUTHGRES_MFA_RECOVERY_CODES_WITH_FIRST_FACTOR", read=Flag(), sql=True
+    )
     # Passkeys and WebAuthn: the relying party comes from here only, never from a client.
     passkey_enabled: bool = setting(False, env="AUTHGRES_PASSKEY_ENABLED", read=Flag())
     passkey_max_per_user: int = setting(

@@ -68,6 +68,28 @@ end
 $$;
 comment on function auth._mfa_user(text) is 'The signed-in, non-anonymous user and session behind an MFA request.';
 
+create or replace function auth._lock_for_second_factor(p_user auth.users, p_session auth.sessions)
+  returns auth.sessions
+  language plpgsql volatile
+  set search_path = ''
+as $$
+declare
+  v_session auth.sessions;
+begin
+  -- The user first: a verification ends the user's other aal1 sessions, so two of them at once (two
+  -- devices) would each hold its own session and wait for the other's. Then the session, which
+  -- refreshes read the aal of.
+  perform from auth.users where id = p_user.id for no key update;
+  select * into v_session from auth.sessions where id = p_session.id for no key update;
+  if not found then  -- ended meanwhile, by the verification that went first
+    raise exception using errcode = 'AUJ04', message = 'Session from session_id claim in JWT does not exist';
+  end if;
+  return v_session;
+end
+$$;
+comment on function auth._lock_for_second_factor(auth.users, auth.sessions) is
+  'Locks the user, then the session a second factor is verified in (AUJ04 when it ended meanwhile).';
+
 create or replace function auth._factor_of(p_user_id uuid, p_factor_id uuid) returns auth.mfa_factors
   language plpgsql stable
   set search_path = ''
@@ -84,47 +106,121 @@ end
 $$;
 comment on function auth._factor_of(uuid, uuid) is 'The user''s factor, or AUM01.';
 
-create or replace function auth._new_recovery_codes(p_user auth.users) returns jsonb
+create or replace function auth._canonical_recovery_code(p_code text) returns text
+  language sql immutable
+  return pg_catalog.lower(pg_catalog.regexp_replace(coalesce(p_code, ''), '[\s-]', '', 'g'));
+comment on function auth._canonical_recovery_code(text) is
+  'A recovery code as typed, in its canonical form: lowercase, without whitespace or - separators.';
+
+create or replace function auth._recovery_code_lock_key(p_user_id uuid) returns text
+  language sql immutable
+  return 'recovery-code-failures:' || p_user_id;
+comment on function auth._recovery_code_lock_key(uuid) is
+  'The auth.rate_limits key counting a user''s wrong recovery codes (POST /factors/recovery-codes/verify).';
+
+create or replace function auth._recovery_factor(p_user_id uuid) returns auth.mfa_factors
+  language plpgsql stable
+  set search_path = ''
+as $$
+declare
+  v_factor auth.mfa_factors;
+begin
+  select * into v_factor from auth.mfa_factors where user_id = p_user_id and factor_type = 'recovery_code';
+  if not found then
+    raise exception using errcode = 'AUM01', message = 'No recovery codes found for this user';
+  end if;
+  return v_factor;
+end
+$$;
+comment on function auth._recovery_factor(uuid) is 'The user''s recovery_code factor, or AUM01.';
+
+create or replace function auth._issue_recovery_codes(p_user auth.users, p_mode text, p_friendly_name text default null)
+  returns jsonb
   language plpgsql volatile
   set search_path = ''
 as $$
 declare
   -- 32 symbols without look-alikes (no l, o, 0, 1): each random byte picks one without bias.
   v_alphabet constant text := 'abcdefghijkmnpqrstuvwxyz23456789';
+  v_factor auth.mfa_factors;
   v_codes text[] := '{}';
   v_code text;
   v_bytes bytea;
+  v_exists boolean;
+  v_constraint text;
 begin
+  if p_mode not in ('generate', 'regenerate', 'replace') then
+    raise exception using errcode = 'AUV01', message = 'Unknown recovery codes mode';
+  end if;
+  v_exists := exists (select from auth.mfa_factors where user_id = p_user.id and factor_type = 'recovery_code');
+  if p_mode = 'regenerate' and not v_exists then
+    perform auth._recovery_factor(p_user.id);  -- AUM01
+  end if;
+  if not v_exists then
+    begin
+      insert into auth.mfa_factors (user_id, friendly_name, factor_type, status)
+      values (p_user.id, coalesce(nullif(pg_catalog.btrim(p_friendly_name), ''), 'Recovery codes'),
+              'recovery_code', 'verified')
+      returning * into v_factor;
+      perform auth._user_event(p_user.id, 'factor_changed',
+                               pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'enrolled'));
+    exception when unique_violation then
+      get stacked diagnostics v_constraint = constraint_name;
+      if v_constraint <> 'mfa_factors_one_recovery_code_set_key' then
+        raise exception using errcode = 'AUM04',
+          message = pg_catalog.format('A factor with the friendly name "%s" for this user already exists', p_friendly_name);
+      end if;
+      v_exists := true;  -- made meanwhile, by another request
+    end;
+  end if;
+  if v_exists and p_mode = 'generate' then
+    raise exception using errcode = 'AUM18', message = 'Recovery codes already exist; regenerate them instead';
+  end if;
+  if v_exists then
+    update auth.mfa_factors set updated_at = pg_catalog.now()
+     where user_id = p_user.id and factor_type = 'recovery_code'
+    returning * into v_factor;
+  end if;
   delete from auth.mfa_recovery_codes where user_id = p_user.id;
+  delete from auth.rate_limits where key = auth._recovery_code_lock_key(p_user.id);
   for n in 1 .. 10 loop
     v_bytes := auth._random_bytes(16);
     v_code := '';
     for i in 0 .. 15 loop
-      v_code := v_code || pg_catalog.substr(v_alphabet, (pg_catalog.get_byte(v_bytes, i) & 31) + 1, 1)
-                || case when i in (3, 7, 11) then '-' else '' end;
+      v_code := v_code || pg_catalog.substr(v_alphabet, (pg_catalog.get_byte(v_bytes, i) & 31) + 1, 1);
     end loop;
     v_codes := v_codes || v_code;
     insert into auth.mfa_recovery_codes (user_id, code_digest) values (p_user.id, auth._token_hash(v_code));
   end loop;
-  perform auth._audit(p_user, 'recovery_codes_generated', 'user', null);
-  return pg_catalog.to_jsonb(v_codes);
+  perform auth._audit(p_user, 'recovery_codes_generated', 'user', null,
+                      pg_catalog.jsonb_build_object('factor_id', v_factor.id));
+  return pg_catalog.jsonb_build_object('id', v_factor.id, 'type', 'recovery_code', 'friendly_name', v_factor.friendly_name,
+                                       'total', 10, 'codes', pg_catalog.to_jsonb(v_codes));
 end
 $$;
-comment on function auth._new_recovery_codes(auth.users) is
-  'Replaces the user''s recovery codes with 10 new ones (16 symbols, 80 bits) and returns them, the only time they are seen.';
+comment on function auth._issue_recovery_codes(auth.users, text, text) is
+  'A new set of 10 recovery codes (16 symbols, 80 bits; canonical form), the only time they are seen: p_mode '
+  'generate makes the user''s recovery_code factor (AUM18 when there is one), regenerate replaces its codes '
+  '(AUM01 when there is none; id and name kept), replace does either. The old set dies and its lockout ends.';
 
 create or replace function auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) returns boolean
   language plpgsql volatile
   set search_path = ''
 as $$
 declare
-  v_digest bytea := auth._token_hash(pg_catalog.lower(pg_catalog.replace(pg_catalog.btrim(p_code), ' ', '')));
+  v_code text := auth._canonical_recovery_code(p_code);
+  v_digest bytea := auth._token_hash(v_code);
+  -- Codes made before 0023 were stored as shown, in groups of four.
+  v_grouped bytea := auth._token_hash(pg_catalog.regexp_replace(v_code, '^(.{4})(.{4})(.{4})(.{4})$', '\1-\2-\3-\4'));
   v_row auth.mfa_recovery_codes;
 begin
+  if v_code = '' then
+    return false;
+  end if;
   for v_row in
     select * from auth.mfa_recovery_codes where user_id = p_user.id and used_at is null for update
   loop
-    if auth._equal_keyed(v_row.code_digest, v_digest) then
+    if auth._equal_keyed(v_row.code_digest, v_digest) or auth._equal_keyed(v_row.code_digest, v_grouped) then
       update auth.mfa_recovery_codes set used_at = pg_catalog.now() where id = v_row.id;
       perform auth._audit(p_user, 'recovery_code_used', 'user', p_ip, pg_catalog.jsonb_build_object(
         'remaining', (select pg_catalog.count(*) from auth.mfa_recovery_codes
@@ -135,7 +231,8 @@ begin
   return false;
 end
 $$;
-comment on function auth._use_recovery_code(auth.users, text, inet) is 'Spends one unused recovery code matching p_code.';
+comment on function auth._use_recovery_code(auth.users, text, inet) is
+  'Spends one unused recovery code matching p_code (case, whitespace and - separators ignored).';
 
 create or replace function auth._totp_step_accepted(p_factor auth.mfa_factors, p_code text) returns bigint
   language plpgsql stable
@@ -375,6 +472,9 @@ begin
   select * into v_settings from auth.settings;
   select * into v_ctx from auth._mfa_user(p_access_token);
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
+  if v_factor.factor_type = 'recovery_code' then
+    raise exception using errcode = 'AUV01', message = 'Recovery codes are verified at POST /factors/recovery-codes/verify';
+  end if;
   if v_factor.factor_type = 'email' then
     v_challenge := auth._issue_mfa_email(v_ctx.usr, v_factor, (v_ctx.sess).id, p_ip);
   elsif v_factor.factor_type = 'phone' then
@@ -456,8 +556,8 @@ begin
     delete from auth.one_time_tokens where user_id = p_user.id and token_type = 'mfa_phone';
     method := 'phone';
   end if;
-  if method is null and auth._use_recovery_code(p_user, p_code, p_ip) then
-    method := 'recovery_code';
+  if method is null and v_settings.mfa_recovery_codes_verify_enabled and auth._use_recovery_code(p_user, p_code, p_ip) then
+    method := 'mfa/recovery_code';
   end if;
 
   if method is null and p_factor.factor_type = 'totp' and auth._totp_step_spent(p_factor, p_code) then
@@ -494,13 +594,12 @@ declare
   v_factor auth.mfa_factors;
   v_check record;
   v_first boolean;
+  v_codes jsonb;
   v_newly_verified boolean;
   v_session auth.sessions;
-  v_response jsonb;
 begin
   select * into v_ctx from auth._mfa_user(p_access_token);
-  -- Serialise with refreshes of this session, which read its aal.
-  select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
+  v_session := auth._lock_for_second_factor(v_ctx.usr, v_ctx.sess);
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
   if v_factor.factor_type = 'phone' and not (select s.mfa_phone_verify_enabled from auth.settings s) then
     raise exception using errcode = 'AUM12', message = 'MFA verification is disabled for Phone';
@@ -516,8 +615,10 @@ begin
     return v_check.failure;
   end if;
 
-  v_first := not exists (select from auth.mfa_factors
-                          where user_id = (v_ctx.usr).id and status = 'verified' and factor_type = 'totp');
+  select v_factor.factor_type = 'totp' and s.mfa_recovery_codes_with_first_factor and s.mfa_recovery_codes_enroll_enabled
+         and not exists (select from auth.mfa_factors f where f.user_id = (v_ctx.usr).id and f.status = 'verified'
+                            and f.factor_type in ('totp', 'recovery_code'))
+    into v_first from auth.settings s;
   v_newly_verified := v_factor.status = 'unverified';
   if v_newly_verified then
     update auth.mfa_factors set status = 'verified', updated_at = pg_catalog.now() where id = v_factor.id
@@ -526,21 +627,39 @@ begin
   end if;
   -- As GoTrue: once a factor protects the account, sign-ins that stopped at aal1 end.
   delete from auth.sessions where user_id = (v_ctx.usr).id and id <> v_session.id and aal = 'aal1';
-  v_response := auth._raise_session_aal(v_ctx.usr, v_session, v_factor, v_check.method);
-  if v_first and v_factor.factor_type = 'totp' then
-    v_response := v_response || pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
-  end if;
   if v_newly_verified then
     perform auth._user_event((v_ctx.usr).id, 'factor_changed',
                              pg_catalog.jsonb_build_object('factor_id', v_factor.id, 'action', 'verified'));
   end if;
-  return v_response;
+  if v_first then  -- before the answer is made, so that its user has them among its factors
+    v_codes := auth._issue_recovery_codes(v_ctx.usr, 'generate') -> 'codes';
+  end if;
+  return auth._raise_session_aal(v_ctx.usr, v_session, v_factor, v_check.method)
+         || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('recovery_codes', v_codes));
 end
 $$;
 comment on function auth.verify_factor(text, uuid, uuid, text, text, inet) is
   'POST /factors/{id}/verify: proves a factor (or spends a recovery code) and raises the session to '
-  'aal2. Verifying the first TOTP factor also returns the 10 recovery codes, once.';
+  'aal2. Verifying the first TOTP factor of a user without recovery codes also returns 10 of them, once '
+  '(mfa_recovery_codes_with_first_factor).';
 grant execute on function auth.verify_factor(text, uuid, uuid, text, text, inet) to authgres_service;
+
+create or replace function auth._unenroll(p_user auth.users, p_session auth.sessions, p_factor auth.mfa_factors, p_ip inet)
+  returns jsonb
+  language plpgsql volatile
+  set search_path = ''
+as $$
+begin
+  if p_factor.status = 'verified' and p_session.aal = 'aal1' then
+    raise exception using errcode = 'AUM03', message = 'AAL2 required to unenroll verified factor';
+  end if;
+  perform auth._remove_factor(p_user, p_factor);
+  perform auth._audit(p_user, 'factor_unenrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', p_factor.id));
+  return pg_catalog.jsonb_build_object('id', p_factor.id);
+end
+$$;
+comment on function auth._unenroll(auth.users, auth.sessions, auth.mfa_factors, inet) is
+  'A user removes one of their factors (a verified one only from an aal2 session).';
 
 create or replace function auth.unenroll_factor(p_access_token text, p_factor_id uuid, p_ip inet default null) returns jsonb
   language plpgsql volatile security definer
@@ -548,16 +667,9 @@ create or replace function auth.unenroll_factor(p_access_token text, p_factor_id
 as $$
 declare
   v_ctx record;
-  v_factor auth.mfa_factors;
 begin
   select * into v_ctx from auth._mfa_user(p_access_token);
-  v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
-  if v_factor.status = 'verified' and (v_ctx.sess).aal = 'aal1' then
-    raise exception using errcode = 'AUM03', message = 'AAL2 required to unenroll verified factor';
-  end if;
-  perform auth._remove_factor(v_ctx.usr, v_factor);
-  perform auth._audit(v_ctx.usr, 'factor_unenrolled', 'user', p_ip, pg_catalog.jsonb_build_object('factor_id', v_factor.id));
-  return pg_catalog.jsonb_build_object('id', v_factor.id);
+  return auth._unenroll(v_ctx.usr, v_ctx.sess, auth._factor_of((v_ctx.usr).id, p_factor_id), p_ip);
 end
 $$;
 comment on function auth.unenroll_factor(text, uuid, inet) is 'DELETE /factors/{id}.';
@@ -567,23 +679,57 @@ create or replace function auth._remove_factor(p_user auth.users, p_factor auth.
   language plpgsql volatile
   set search_path = ''
 as $$
+declare
+  v_codes auth.mfa_factors;
 begin
   delete from auth.mfa_factors where id = p_factor.id;
   -- Sessions that reached aal2 with this factor fall back to aal1.
   update auth.sessions set aal = 'aal1', factor_id = null where factor_id = p_factor.id;
-  if not exists (select from auth.mfa_factors where user_id = p_user.id and status = 'verified' and factor_type = 'totp') then
+  if p_factor.factor_type = 'recovery_code' then
     delete from auth.mfa_recovery_codes where user_id = p_user.id;
+    delete from auth.rate_limits where key = auth._recovery_code_lock_key(p_user.id);
   end if;
   perform auth._user_event(p_user.id, 'factor_changed',
                            pg_catalog.jsonb_build_object('factor_id', p_factor.id, 'action', 'removed'));
+  -- Recovery codes back up other factors and never stand alone: they go with the last of them.
+  if p_factor.factor_type <> 'recovery_code' and not exists (
+       select from auth.mfa_factors
+        where user_id = p_user.id and status = 'verified' and factor_type <> 'recovery_code') then
+    for v_codes in select * from auth.mfa_factors where user_id = p_user.id and factor_type = 'recovery_code' loop
+      perform auth._remove_factor(p_user, v_codes);
+    end loop;
+  end if;
 end
 $$;
 comment on function auth._remove_factor(auth.users, auth.mfa_factors) is
-  'Deletes a factor, lowers the sessions it raised, drops recovery codes once no TOTP factor is left, and '
-  'tells the user''s clients (factor_changed removed).';
+  'Deletes a factor, lowers the sessions it raised, tells the user''s clients (factor_changed removed), and '
+  'removes the recovery codes with it when no other verified factor is left (or when it is them).';
 
-create or replace function auth.recovery_codes(p_access_token text, p_regenerate boolean default false, p_ip inet default null)
-  returns jsonb
+-- The recovery-codes API of auth-js (mfa.recoveryCodes): one recovery_code factor per user, its codes
+-- shown once; a code raises the session it is entered in to aal2.
+create or replace function auth.recovery_codes_status(p_access_token text) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+  v_factor auth.mfa_factors;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  v_factor := auth._recovery_factor((v_ctx.usr).id);
+  return (select pg_catalog.jsonb_build_object(
+                   'id', v_factor.id, 'type', 'recovery_code', 'total', pg_catalog.count(*),
+                   'remaining', pg_catalog.count(*) filter (where c.used_at is null))
+            from auth.mfa_recovery_codes c where c.user_id = (v_ctx.usr).id);
+end
+$$;
+comment on function auth.recovery_codes_status(text) is
+  'GET /factors/recovery-codes: {id, type, total, remaining} of the caller''s recovery codes (any aal), or AUM01.';
+grant execute on function auth.recovery_codes_status(text) to authgres_service;
+
+create or replace function auth.issue_recovery_codes(
+  p_access_token text, p_mode text, p_friendly_name text default null, p_ip inet default null
+) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
 as $$
@@ -591,19 +737,92 @@ declare
   v_ctx record;
 begin
   select * into v_ctx from auth._mfa_user(p_access_token);
-  if not p_regenerate then
-    return pg_catalog.jsonb_build_object('remaining', (select pg_catalog.count(*) from auth.mfa_recovery_codes
-                                                        where user_id = (v_ctx.usr).id and used_at is null));
+  if not (select s.mfa_recovery_codes_enroll_enabled from auth.settings s) then
+    raise exception using errcode = 'AUM15', message = 'MFA enroll is disabled for recovery codes';
+  end if;
+  if p_mode = 'regenerate' then  -- nothing to regenerate says more than the reasons it could not be
+    perform auth._recovery_factor((v_ctx.usr).id);
+  end if;
+  -- Before the aal check: without another factor no session can be aal2, and the user should hear why.
+  if not exists (select from auth.mfa_factors
+                  where user_id = (v_ctx.usr).id and status = 'verified' and factor_type <> 'recovery_code') then
+    raise exception using errcode = 'AUM17',
+      message = 'Recovery codes cannot be the only factor: verify another factor first';
   end if;
   if (v_ctx.sess).aal <> 'aal2' then
-    raise exception using errcode = 'AUM02', message = 'AAL2 required to regenerate recovery codes';
+    raise exception using errcode = 'AUM02', message = 'AAL2 required to generate recovery codes';
   end if;
-  return pg_catalog.jsonb_build_object('recovery_codes', auth._new_recovery_codes(v_ctx.usr));
+  return auth._issue_recovery_codes(v_ctx.usr, p_mode, p_friendly_name);
 end
 $$;
-comment on function auth.recovery_codes(text, boolean, inet) is
-  'GET /factors/recovery_codes: how many remain. POST: a new set of 10 (needs aal2); the old set dies.';
-grant execute on function auth.recovery_codes(text, boolean, inet) to authgres_service;
+comment on function auth.issue_recovery_codes(text, text, text, inet) is
+  'POST /factors/recovery-codes (p_mode generate), /regenerate (regenerate) and the first POST '
+  '/factors/recovery_codes (replace): a new set of recovery codes (aal2, another verified factor needed), '
+  '{id, type, friendly_name, total, codes}; see auth._issue_recovery_codes().';
+grant execute on function auth.issue_recovery_codes(text, text, text, inet) to authgres_service;
+
+create or replace function auth.verify_recovery_code(
+  p_access_token text, p_code text, p_user_agent text default null, p_ip inet default null
+) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_window constant interval := interval '15 minutes';
+  v_settings auth.settings;
+  v_ctx record;
+  v_session auth.sessions;
+  v_factor auth.mfa_factors;
+  v_failures auth.rate_limits;
+begin
+  select * into v_settings from auth.settings;
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  v_session := auth._lock_for_second_factor(v_ctx.usr, v_ctx.sess);
+  if not v_settings.mfa_recovery_codes_verify_enabled then
+    raise exception using errcode = 'AUM16', message = 'MFA verification is disabled for recovery codes';
+  end if;
+  v_factor := auth._recovery_factor((v_ctx.usr).id);
+  select * into v_failures from auth.rate_limits where key = auth._recovery_code_lock_key((v_ctx.usr).id);
+  if found and v_failures.window_started_at + v_window > pg_catalog.now()
+     and v_failures.hits >= v_settings.mfa_max_attempts then
+    raise exception using errcode = 'AUM19',
+      message = 'Too many wrong recovery codes. Try again in ' || auth._seconds_left(v_failures, v_window) || ' seconds.',
+      detail = auth._seconds_left(v_failures, v_window)::text;
+  end if;
+  if auth._canonical_recovery_code(p_code) = '' then
+    raise exception using errcode = 'AUM06', message = 'Recovery code is required';
+  end if;
+  if not auth._use_recovery_code(v_ctx.usr, p_code, p_ip) then
+    -- Counted and answered, not raised, so that the count commits.
+    perform auth._count_hit(auth._recovery_code_lock_key((v_ctx.usr).id), v_window);
+    return pg_catalog.jsonb_build_object('error', 'AUM06', 'message', 'Invalid recovery code');
+  end if;
+  delete from auth.rate_limits where key = auth._recovery_code_lock_key((v_ctx.usr).id);
+  -- As for any factor: once the session is aal2, the user's sign-ins that stopped at aal1 end.
+  delete from auth.sessions where user_id = (v_ctx.usr).id and id <> v_session.id and aal = 'aal1';
+  return auth._raise_session_aal(v_ctx.usr, v_session, v_factor, 'mfa/recovery_code');
+end
+$$;
+comment on function auth.verify_recovery_code(text, text, text, inet) is
+  'POST /factors/recovery-codes/verify: spends one recovery code and raises the session to aal2 (amr '
+  'mfa/recovery_code). mfa_max_attempts wrong codes in 15 minutes lock verification (AUM19) until the window '
+  'ends or the codes are regenerated.';
+grant execute on function auth.verify_recovery_code(text, text, text, inet) to authgres_service;
+
+create or replace function auth.unenroll_recovery_codes(p_access_token text, p_ip inet default null) returns jsonb
+  language plpgsql volatile security definer
+  set search_path = ''
+as $$
+declare
+  v_ctx record;
+begin
+  select * into v_ctx from auth._mfa_user(p_access_token);
+  return auth._unenroll(v_ctx.usr, v_ctx.sess, auth._recovery_factor((v_ctx.usr).id), p_ip);
+end
+$$;
+comment on function auth.unenroll_recovery_codes(text, inet) is
+  'DELETE /factors/recovery-codes: removes the caller''s recovery codes (aal2).';
+grant execute on function auth.unenroll_recovery_codes(text, inet) to authgres_service;
 
 create or replace function auth.complete_twofa(
   p_challenge_token text, p_code text, p_user_agent text default null, p_ip inet default null
@@ -695,7 +914,7 @@ declare
   v_response jsonb;
 begin
   select * into v_ctx from auth._mfa_user(p_access_token);
-  select * into strict v_session from auth.sessions where id = (v_ctx.sess).id for no key update;
+  v_session := auth._lock_for_second_factor(v_ctx.usr, v_ctx.sess);
   v_factor := auth._factor_of((v_ctx.usr).id, p_factor_id);
   if v_factor.factor_type <> 'webauthn' then
     raise exception using errcode = 'AUV01', message = 'Code needs to be non-empty';

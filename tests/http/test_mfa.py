@@ -66,7 +66,7 @@ async def test_recovery_codes_are_shown_once_work_once_and_are_stored_hashed(cli
     claims = admin.execute(
         "select auth.access_token_claims(%s)", ((await response.json())["access_token"],)
     ).fetchone()[0]
-    assert claims["aal"] == "aal2" and claims["amr"][0]["method"] == "recovery_code"
+    assert claims["aal"] == "aal2" and claims["amr"][0]["method"] == "mfa/recovery_code"
 
     third_device = await password_session(client, "mfa@example.com")
     response = await verify(client, third_device, factor, await challenge_of(client, third_device, factor), codes[0])
@@ -161,7 +161,10 @@ async def test_assurance_level_rules(client, admin):
     ).json()
     claims = admin.execute("select auth.access_token_claims(%s)", (refreshed["access_token"],)).fetchone()[0]
     assert claims["aal"] == "aal2"
-    assert [f["status"] for f in refreshed["user"]["factors"]] == ["verified"]
+    assert [(f["factor_type"], f["status"]) for f in refreshed["user"]["factors"]] == [
+        ("totp", "verified"),
+        ("recovery_code", "verified"),  # handed out with the first TOTP factor
+    ]
 
 
 async def test_first_verification_ends_the_users_other_aal1_sessions(client):
@@ -202,7 +205,10 @@ async def test_admin_factor_routes_refuse_a_user_token_and_audit(client, admin):
         assert (response.status, (await response.json())["code"]) == (403, "not_admin")
     response = await client.get("/admin/users/not-a-uuid/factors", headers={**API_2024, **bearer(verified)})
     assert response.status == 404
-    assert admin.execute("select count(*) from auth.mfa_factors").fetchone()[0] == 1
+    assert admin.execute("select factor_type from auth.mfa_factors order by created_at").fetchall() == [
+        ("totp",),
+        ("recovery_code",),
+    ]
 
 
 async def test_factor_secrets_are_not_in_responses_after_enrolment(client, admin):

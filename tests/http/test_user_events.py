@@ -319,15 +319,19 @@ async def test_factor_changes_arrive(events_client):
     )
     assert verify.status == 200
     raised = await verify.json()
-    enrolled, revoked, verified = await stream.take(3)
+    [codes] = [f["id"] for f in raised["user"]["factors"] if f["factor_type"] == "recovery_code"]
+    enrolled, revoked, verified, handed_out = await stream.take(4)
     assert enrolled[1:] == ("factor_changed", {"factor_id": factor["id"], "action": "enrolled"})
-    # Verifying the first factor ends the other aal1 sessions, then tells of the factor.
+    # Verifying the first factor ends the other aal1 sessions, then tells of the factor, and of the
+    # recovery codes it came with.
     assert revoked[1:] == ("session_revoked", {"session_id": session_of(other)})
     assert verified[1:] == ("factor_changed", {"factor_id": factor["id"], "action": "verified"})
+    assert handed_out[1:] == ("factor_changed", {"factor_id": codes, "action": "enrolled"})
 
     assert (await events_client.delete(f"/factors/{factor['id']}", headers=bearer(raised))).status == 200
-    assert [event[1:] for event in await stream.take(1)] == [
-        ("factor_changed", {"factor_id": factor["id"], "action": "removed"})
+    assert [event[1:] for event in await stream.take(2)] == [
+        ("factor_changed", {"factor_id": factor["id"], "action": "removed"}),
+        ("factor_changed", {"factor_id": codes, "action": "removed"}),  # never the only factor
     ]
 
     second = await (await events_client.post("/factors", headers=bearer(raised), json={"factor_type": "totp"})).json()

@@ -104,6 +104,12 @@ def test_an_upgraded_catalog_equals_a_fresh_install(upgraded, postgresql):
 
 def test_an_upgrade_leaves_the_data_as_it_was(upgraded):
     after = table_contents(upgraded["dbname"])
+    # 0023 made a factor of the recovery codes a user had: the only row an upgrade adds.
+    made = [row for row in after["auth.mfa_factors"] if row["factor_type"] == "recovery_code"]
+    assert [(row["user_id"], row["friendly_name"], row["status"]) for row in made] == [
+        (upgraded["held"]["user_id"], "Recovery codes", "verified")
+    ]
+    after["auth.mfa_factors"] = [row for row in after["auth.mfa_factors"] if row not in made]
     # Columns added since the first layout are left out: every column it had keeps its values.
     assert {
         table: [{column: row[column] for column in rows[0]} for row in after[table]] if rows else after[table]
@@ -154,6 +160,20 @@ async def test_what_users_held_before_the_upgrade_keeps_working(upgraded, mail_s
         json={"challenge_id": challenge["id"], "code": pyotp.TOTP(held["totp_secret"]).at(time.time() + 30)},
     )
     assert verified.status == 200, await verified.text()
+
+    # A recovery code handed out then (shown in groups of four, stored so), typed as it is shown now.
+    code = held["aal2"]["recovery_codes"][0]
+    assert len(code) == 19 and code.count("-") == 3
+    aal1 = await (
+        await client.post("/token?grant_type=password", json={"email": "kim@example.com", "password": PASSWORD})
+    ).json()
+    recovered = await client.post(
+        "/factors/recovery-codes/verify", headers=bearer(aal1), json={"code": code.replace("-", "").upper()}
+    )
+    assert recovered.status == 200, await recovered.text()
+    assert claims_of((await recovered.json())["access_token"])["aal"] == "aal2"
+    status = await (await client.get("/factors/recovery-codes", headers=bearer(aal1))).json()
+    assert (status["total"], status["remaining"]) == (10, 9)
 
     # The confirmation email queued before the upgrade is delivered, and its code confirms.
     message = await inbox.next_to("pending@example.com")

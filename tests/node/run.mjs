@@ -104,6 +104,15 @@ const actions = {
       webauthn: { type: step.type, credential_response: { toJSON: () => step.credential } },
     }),
   mfaListFactors: () => authClient().mfa.listFactors(),
+  // TOTP and recovery codes (tests/compat/test_auth_js_recovery_codes.py; step.experimental turns on
+  // auth-js's mfa.recoveryCodes).
+  mfaEnrollTotp: () => authClient().mfa.enroll({ factorType: 'totp' }),
+  mfaChallengeAndVerify: () => authClient().mfa.challengeAndVerify({ factorId: step.factor_id, code: step.code }),
+  recoveryCodesGenerate: () => authClient().mfa.recoveryCodes.generate({ friendlyName: step.friendly_name }),
+  recoveryCodesStatus: () => authClient().mfa.recoveryCodes.getStatus(),
+  recoveryCodesVerify: () => authClient().mfa.recoveryCodes.verify({ code: step.code }),
+  recoveryCodesRegenerate: () => authClient().mfa.recoveryCodes.regenerate(),
+  recoveryCodesUnenroll: () => authClient().mfa.recoveryCodes.unenroll(),
   mfaAal: () => authClient().mfa.getAuthenticatorAssuranceLevel(),
   // Third-party sign-in (tests/compat/test_oauth_clients.py): the URL to send the browser to, the session
   // an implicit flow's redirect carries, identities.

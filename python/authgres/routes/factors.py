@@ -11,7 +11,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from authgres import passkeys
-from authgres.errors import validation_failed
+from authgres.errors import AuthError, validation_failed
 from authgres.http import Bearer, client_ip, db, reply, settings, sms, user_agent
 from authgres.inputs import Body, Channel, FactorPath, JsonObject, Text, UserFactorPath, UserPath, declared
 
@@ -60,6 +60,82 @@ def _totp(secret_hex: str, issuer: str, account: str) -> dict[str, str]:
     # Raw SVG markup: the clients prepend "data:image/svg+xml;utf-8," themselves.
     qr_code = segno.make(uri, error="m").svg_inline(scale=4)
     return {"qr_code": qr_code, "secret": secret, "uri": uri}
+
+
+class RecoveryCodesRequest(Body):
+    friendly_name: Annotated[Text, Meta(description="The factor's name (default: Recovery codes)")] | None = None
+
+
+class RecoveryCodeRequest(Body):
+    code: Annotated[Text, Meta(description="A recovery code as typed: case, spaces and - are ignored")] | None = None
+
+
+# auth-js's mfa.recoveryCodes (experimental there: createClient(..., {auth: {experimental: {recoveryCodes: true}}})).
+@routes.get("/factors/recovery-codes")
+@declared
+async def recovery_codes_status(request: web.Request, token: Bearer) -> web.Response:
+    return reply(await db(request).call("recovery_codes_status", access_token=token))
+
+
+@routes.post("/factors/recovery-codes")
+@declared
+async def generate_recovery_codes(request: web.Request, token: Bearer, body: RecoveryCodesRequest) -> web.Response:
+    result = await db(request).call(
+        "issue_recovery_codes",
+        access_token=token,
+        mode="generate",
+        friendly_name=body.friendly_name,
+        ip=client_ip(request),
+    )
+    return reply(result)
+
+
+@routes.post("/factors/recovery-codes/regenerate")
+@declared
+async def regenerate_recovery_codes(request: web.Request, token: Bearer) -> web.Response:
+    result = await db(request).call(
+        "issue_recovery_codes", access_token=token, mode="regenerate", ip=client_ip(request)
+    )
+    return reply(result)
+
+
+@routes.post("/factors/recovery-codes/verify")
+@declared
+async def verify_recovery_code(request: web.Request, token: Bearer, body: RecoveryCodeRequest) -> web.Response:
+    session = await db(request).call(
+        "verify_recovery_code",
+        access_token=token,
+        code=body.code or "",
+        user_agent=user_agent(request),
+        ip=client_ip(request),
+    )
+    return reply(session)
+
+
+@routes.delete("/factors/recovery-codes")
+@declared
+async def unenroll_recovery_codes(request: web.Request, token: Bearer) -> web.Response:
+    return reply(await db(request).call("unenroll_recovery_codes", access_token=token, ip=client_ip(request)))
+
+
+# authgres's first recovery-codes endpoints, kept for the clients written against them.
+@routes.get("/factors/recovery_codes")
+@declared
+async def recovery_codes_left(request: web.Request, token: Bearer) -> web.Response:
+    try:
+        status = json.loads(await db(request).call("recovery_codes_status", access_token=token))
+    except AuthError as error:
+        if error.code != "mfa_factor_not_found":
+            raise
+        return reply({"remaining": 0})
+    return reply({"remaining": status["remaining"]})
+
+
+@routes.post("/factors/recovery_codes")
+@declared
+async def replace_recovery_codes(request: web.Request, token: Bearer) -> web.Response:
+    result = await db(request).call("issue_recovery_codes", access_token=token, mode="replace", ip=client_ip(request))
+    return reply({"recovery_codes": json.loads(result)["codes"]})
 
 
 @routes.post("/factors")
@@ -170,19 +246,6 @@ async def unenroll(request: web.Request, path: FactorPath, token: Bearer) -> web
     result = await db(request).call(
         "unenroll_factor", access_token=token, factor_id=str(path.factor_id), ip=client_ip(request)
     )
-    return reply(result)
-
-
-@routes.get("/factors/recovery_codes")
-@declared
-async def recovery_codes_left(request: web.Request, token: Bearer) -> web.Response:
-    return reply(await db(request).call("recovery_codes", access_token=token))
-
-
-@routes.post("/factors/recovery_codes")
-@declared
-async def regenerate_recovery_codes(request: web.Request, token: Bearer) -> web.Response:
-    result = await db(request).call("recovery_codes", access_token=token, regenerate=True, ip=client_ip(request))
     return reply(result)
 
 
