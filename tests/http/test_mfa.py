@@ -286,3 +286,20 @@ async def test_optional_email_second_step_applies_to_users_who_enrol_it(make_cli
     code = code_in(await inbox.next_to("opt@example.com"))
     response = await client.post(f"/factors/{factor['id']}/verify", headers=bearer(later), json={"code": code})
     assert response.status == 200
+
+
+async def test_two_devices_verifying_at_once_get_answers_not_a_deadlock(client):
+    # Each verification locks its own session, and the one that succeeds ends the other's (aal1):
+    # the user is locked first, so the second waits for the first instead of deadlocking with it.
+    _, factor = await enrolled_and_verified(client)
+    devices = [await password_session(client, "mfa@example.com") for _ in range(2)]
+    challenges = [await challenge_of(client, device, factor) for device in devices]
+    code = code_at(factor["totp"]["secret"], 1)  # the next step: the current one was spent enrolling
+    responses = await asyncio.gather(
+        *(
+            verify(client, device, factor, challenge, code)
+            for device, challenge in zip(devices, challenges, strict=True)
+        )
+    )
+    answers = sorted([(response.status, (await response.json()).get("code")) for response in responses], key=str)
+    assert answers == [(200, None), (403, "session_not_found")]
