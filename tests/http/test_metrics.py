@@ -301,6 +301,18 @@ async def wait_until_up(session, url, process):
     raise AssertionError(f"{url} did not come up")
 
 
+async def scraped_when(session, url, ready):
+    """The text of the first scrape of url whose samples are ready() (within 10 s)."""
+    async with asyncio.timeout(10):
+        while True:
+            response = await session.get(url, headers=SCRAPE)
+            assert response.status == 200
+            text = await response.text()
+            if ready(samples(text)):
+                return text
+            await asyncio.sleep(0.05)
+
+
 async def test_workers_share_their_metrics(service_url, tmp_path):
     ports = [free_port(), free_port()]
     metrics_port = free_port()
@@ -317,7 +329,6 @@ async def test_workers_share_their_metrics(service_url, tmp_path):
             login = {"email": "nobody@example.com", "password": "not the password"}
             response = await session.post(f"http://127.0.0.1:{ports[1]}/token?grant_type=password", json=login)
             assert response.status == 400
-            await asyncio.sleep(1.5)  # each worker writes its levels once a second
 
             def summed(text):
                 scraped = samples(text)
@@ -330,16 +341,16 @@ async def test_workers_share_their_metrics(service_url, tmp_path):
                 )
                 return settings, value(scraped, "authgres_login_failures_total"), scraped
 
+            def both_levels_written(scraped):  # each worker writes its levels once a second
+                pending = ("authgres_outbox_emails", frozenset({("status", "pending")}))
+                return value(scraped, "authgres_db_pool_connections", state="idle") >= 2 and pending in scraped
+
             # Whichever worker answers, on the API's port or on the shared metrics port, answers for both.
             for url in [f"http://127.0.0.1:{port}/metrics" for port in ports] + [
                 f"http://127.0.0.1:{metrics_port}/metrics"
             ]:
-                response = await session.get(url, headers=SCRAPE)
-                assert response.status == 200
-                settings, failures, scraped = summed(await response.text())
+                settings, failures, scraped = summed(await scraped_when(session, url, both_levels_written))
                 assert (settings, failures) == (5, 1), url
-                assert value(scraped, "authgres_db_pool_connections", state="idle") >= 2  # one or more each
-                assert ("authgres_outbox_emails", frozenset({("status", "pending")})) in scraped
 
             # A worker that stops takes its levels out of the sums; its counts stay.
             processes[1].send_signal(signal.SIGTERM)

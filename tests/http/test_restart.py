@@ -17,16 +17,25 @@ async def test_a_database_restart_under_load(client, dsn):
     session = await sign_up(client, "steady@example.com")
     answers: list[tuple[float, str, int]] = []
     stop_at = time.monotonic() + LOAD_SECONDS
+    kinds_answered: set[str] = set()
+    flowing = asyncio.Event()  # every kind of request answered once: the load is on
+
+    def record(kind: str, status: int) -> None:
+        answers.append((time.monotonic(), kind, status))
+        if status == 200:
+            kinds_answered.add(kind)
+            if kinds_answered == {"user", "refresh", "signup"}:
+                flowing.set()
 
     async def reader() -> None:
         while time.monotonic() < stop_at:
             response = await client.get("/user", headers=bearer(session))
-            answers.append((time.monotonic(), "user", response.status))
+            record("user", response.status)
 
     async def refresher(token: str) -> None:
         while time.monotonic() < stop_at:
             response = await client.post("/token?grant_type=refresh_token", json={"refresh_token": token})
-            answers.append((time.monotonic(), "refresh", response.status))
+            record("refresh", response.status)
             if response.status == 200:
                 token = (await response.json())["refresh_token"]
 
@@ -37,10 +46,10 @@ async def test_a_database_restart_under_load(client, dsn):
             response = await client.post(
                 "/signup", json={"email": f"load{worker}-{n}@example.com", "password": "a good password"}
             )
-            answers.append((time.monotonic(), "signup", response.status))
+            record("signup", response.status)
 
     async def restart() -> float:
-        await asyncio.sleep(2)  # load first: the restart must meet requests in flight
+        await asyncio.wait_for(flowing.wait(), LOAD_SECONDS)  # the restart must meet requests in flight
         await asyncio.to_thread(CLUSTER.restart)
         return time.monotonic()
 
