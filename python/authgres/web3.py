@@ -375,13 +375,15 @@ def _allowed(uri: str, site_url: str, allow_list: tuple[str, ...]) -> bool:
 
 
 def identity_claims(message: SignedMessage) -> dict[str, str | None]:
-    """The identity's data, as GoTrue stores it."""
+    """The identity's data, as GoTrue stores it: a Solana message's absent statement and network as "",
+    an Ethereum message's absent statement as null."""
+    absent = "" if message.chain == "solana" else None
     return {
         "address": message.address,
         "chain": message.chain,
-        "network": message.chain_id,
+        "network": message.chain_id or absent,
         "domain": message.domain,
-        "statement": message.statement,
+        "statement": message.statement or absent,
     }
 
 
