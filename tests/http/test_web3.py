@@ -349,3 +349,22 @@ async def test_prune_forgets_messages_past_their_validity(client, admin, service
     admin.execute("update auth.web3_used_messages set valid_until = now() - interval '61 minutes'")
     service.execute("select auth.prune()")
     assert admin.execute("select count(*) from auth.web3_used_messages").fetchone()[0] == 0
+
+
+async def test_a_new_wallet_needs_sign_ups_an_existing_one_does_not(make_client, admin):
+    wallet = EthereumWallet()
+    assert (await post(await make_client(**ON), wallet.signed(wallet.message())))[0] == 200
+    closed = await make_client(**ON, disable_signup=True)
+    newcomer = SolanaWallet()
+    await refused(closed, admin, newcomer.signed(newcomer.message()), 422, "signup_disabled")
+    assert (await post(closed, wallet.signed(wallet.message())))[0] == 200
+
+
+async def test_a_banned_wallet_user_is_refused_and_the_message_stays_unused(client, admin):
+    wallet = SolanaWallet()
+    assert (await post(client, wallet.signed(wallet.message())))[0] == 200
+    admin.execute("update auth.users set banned_until = now() + interval '1 day'")
+    body = wallet.signed(wallet.message())
+    await refused(client, admin, body, 400, "user_banned")
+    admin.execute("update auth.users set banned_until = null")
+    assert (await post(client, body))[0] == 200
