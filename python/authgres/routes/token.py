@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
+from authgres import web3
 from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, invalid_credentials, validation_failed
 from authgres.http import bearer_token, client_ip, db, passwords, reply, require_phone, settings, user_agent
@@ -19,13 +20,6 @@ from authgres.inputs import Query, Text, declared
 from authgres.providers import check_access_token_hash, identity_of
 from authgres.routes.external import open_provider_tokens
 from authgres.state import METRICS, PROVIDERS
-from authgres.web3 import MAX_MESSAGE, Chain, MessageRefused, invalid_grant
-from authgres.web3 import audit_details as web3_audit_details
-from authgres.web3 import check as check_web3_message
-from authgres.web3 import check_length as check_web3_length
-from authgres.web3 import decode_signature as decode_web3_signature
-from authgres.web3 import identity_claims as web3_identity_claims
-from authgres.web3 import parse_message as parse_web3_message
 
 routes = web.RouteTableDef()
 
@@ -63,7 +57,7 @@ class TokenRequest(CaptchaProtected):
     # web3 grant: the chain (solana or ethereum), the message the wallet signed (SIWS / EIP-4361) and
     # its signature (Solana: base64url of 64 bytes; Ethereum: 0x and 130 hex digits).
     chain: Text | None = None
-    message: Annotated[str, msgspec.Meta(max_length=MAX_MESSAGE)] | None = None
+    message: Annotated[str, msgspec.Meta(max_length=web3.MAX_MESSAGE)] | None = None
     signature: Text | None = None
 
 
@@ -145,16 +139,16 @@ async def _web3_grant(request: web.Request, body: TokenRequest) -> web.Response:
         raise AuthError(422, "web3_provider_disabled", "Ethereum Web3 provider is disabled")
     if body.chain not in ("solana", "ethereum"):
         raise AuthError(400, "web3_unsupported_chain", "Unsupported chain")
-    chain: Chain = "solana" if body.chain == "solana" else "ethereum"
+    chain: web3.Chain = "solana" if body.chain == "solana" else "ethereum"
     raw = body.message or ""
     maximum_validity = timedelta(seconds=config.web3_maximum_validity)
     try:
-        check_web3_length(raw)
-        signature = decode_web3_signature(chain, body.signature or "")
-        message = parse_web3_message(chain, raw)
-    except MessageRefused as refusal:
+        web3.check_length(raw)
+        signature = web3.decode_signature(chain, body.signature or "")
+        message = web3.parse_message(chain, raw)
+    except web3.MessageRefused as refusal:
         raise validation_failed(str(refusal)) from None
-    check_web3_message(
+    web3.check(
         message,
         signature,
         now=datetime.now(UTC),
@@ -167,17 +161,17 @@ async def _web3_grant(request: web.Request, body: TokenRequest) -> web.Response:
             "sign_in_with_identity",
             provider="web3",
             subject=message.subject,
-            claims=Jsonb(web3_identity_claims(message)),
+            claims=Jsonb(web3.identity_claims(message)),
             method="web3",
             user_agent=user_agent(request),
             ip=client_ip(request),
             message_digest=hashlib.sha256(raw.encode()).digest(),
             valid_until=message.valid_until(maximum_validity),
-            audit=Jsonb(web3_audit_details(message)),
+            audit=Jsonb(web3.audit_details(message)),
         )
     except AuthError as error:
         if error.code == "invalid_credentials":  # AUI07: the message signed in before
-            raise invalid_grant(error.message) from None
+            raise web3.invalid_grant(error.message) from None
         raise
     return reply(session)
 
