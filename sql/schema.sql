@@ -1196,6 +1196,7 @@ CREATE TABLE auth.settings (
     mfa_recovery_codes_enroll_enabled boolean DEFAULT true NOT NULL,
     mfa_recovery_codes_verify_enabled boolean DEFAULT true NOT NULL,
     mfa_recovery_codes_with_first_factor boolean DEFAULT true NOT NULL,
+    rate_limit_web3 integer DEFAULT 30 NOT NULL,
     CONSTRAINT settings_account_deletion_check CHECK ((account_deletion = ANY (ARRAY['hard'::text, 'soft'::text]))),
     CONSTRAINT settings_audit_retention_days_check CHECK ((audit_retention_days >= 0)),
     CONSTRAINT settings_flow_state_expiry_check CHECK ((flow_state_expiry > 0)),
@@ -1214,6 +1215,7 @@ CREATE TABLE auth.settings (
     CONSTRAINT settings_rate_limit_email_per_ip_check CHECK ((rate_limit_email_per_ip >= 0)),
     CONSTRAINT settings_rate_limit_passkey_check CHECK ((rate_limit_passkey > 0)),
     CONSTRAINT settings_rate_limit_sms_sent_check CHECK ((rate_limit_sms_sent >= 0)),
+    CONSTRAINT settings_rate_limit_web3_check CHECK ((rate_limit_web3 > 0)),
     CONSTRAINT settings_refresh_token_replay_revokes_check CHECK ((refresh_token_replay_revokes = ANY (ARRAY['session'::text, 'user'::text]))),
     CONSTRAINT settings_refresh_token_reuse_interval_check CHECK ((refresh_token_reuse_interval >= 0)),
     CONSTRAINT settings_sessions_inactivity_timeout_check CHECK ((sessions_inactivity_timeout > 0)),
@@ -1420,6 +1422,12 @@ COMMENT ON COLUMN auth.settings.mfa_recovery_codes_verify_enabled IS 'Whether a 
 --
 
 COMMENT ON COLUMN auth.settings.mfa_recovery_codes_with_first_factor IS 'Whether verifying the first TOTP factor also hands out a set of recovery codes (in recovery_codes).';
+
+--
+-- Name: COLUMN settings.rate_limit_web3; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.settings.rate_limit_web3 IS 'Wallet sign-ins one client IP may make per 5 minutes.';
 
 --
 -- Name: _fixed_code(text); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -6353,6 +6361,13 @@ begin
     select id from auth.webauthn_challenges where expires_at < pg_catalog.now() limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
+  -- A used wallet message is kept an hour past its validity: the service's clock, which judged the
+  -- validity, and the database's may differ a little.
+  delete from auth.web3_used_messages where message_digest in (
+    select message_digest from auth.web3_used_messages
+     where valid_until < pg_catalog.now() - interval '1 hour' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
   delete from auth.rate_limits where key in (
     select key from auth.rate_limits where window_started_at < pg_catalog.now() - interval '1 day' limit p_batch);
   get diagnostics v_count = row_count;
@@ -7055,10 +7070,10 @@ ALTER FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip in
 COMMENT ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) IS 'Creates an anonymous user (no email, phone or identity) and signs it in; AUL02 past rate_limit_anonymous_users per hour from p_ip.';
 
 --
--- Name: sign_in_with_identity(text, text, jsonb, text, text, text, bytea, bytea, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
+-- Name: sign_in_with_identity(text, text, jsonb, text, text, text, bytea, bytea, text, inet, bytea, timestamp with time zone, jsonb); Type: FUNCTION; Schema: auth; Owner: authgres_owner
 --
 
-CREATE FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text DEFAULT NULL::text, p_access_token text DEFAULT NULL::text, p_provider_token bytea DEFAULT NULL::bytea, p_provider_refresh_token bytea DEFAULT NULL::bytea, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet) RETURNS jsonb
+CREATE FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text DEFAULT NULL::text, p_access_token text DEFAULT NULL::text, p_provider_token bytea DEFAULT NULL::bytea, p_provider_refresh_token bytea DEFAULT NULL::bytea, p_user_agent text DEFAULT NULL::text, p_ip inet DEFAULT NULL::inet, p_message_digest bytea DEFAULT NULL::bytea, p_valid_until timestamp with time zone DEFAULT NULL::timestamp with time zone, p_audit jsonb DEFAULT '{}'::jsonb) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -7070,8 +7085,24 @@ declare
   v_user auth.users;
   v_code text;
 begin
-  if coalesce(p_subject, '') = '' or p_provider is null or p_method not in ('oauth', 'id_token') then
+  if coalesce(p_subject, '') = '' or p_provider is null or p_method not in ('oauth', 'id_token', 'web3') then
     raise exception using errcode = 'AUV01', message = 'A provider identity needs a provider and a subject';
+  end if;
+  if p_method = 'web3' then  -- a signed wallet message: bounded per client IP, and good once
+    if p_message_digest is null or p_valid_until is null or p_state is not null or p_access_token is not null then
+      raise exception using errcode = 'AUV01', message = 'A wallet sign-in needs its message digest and validity';
+    end if;
+    if p_ip is not null then
+      perform auth._throttle('web3-ip:' || pg_catalog.host(p_ip),
+                             (select s.rate_limit_web3 from auth.settings s), interval '5 minutes', 'AUL02');
+    end if;
+    -- Two uses at once: the second waits for the first's row, then finds it.
+    insert into auth.web3_used_messages (message_digest, valid_until)
+    values (p_message_digest, p_valid_until)
+    on conflict (message_digest) do nothing;
+    if not found then
+      raise exception using errcode = 'AUI07', message = 'Signed message was already used';
+    end if;
   end if;
   if p_state is not null then  -- the callback of GET /authorize
     v_flow := auth._live_provider_flow(p_state);
@@ -7098,7 +7129,7 @@ begin
     end if;
     update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
     perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
-      'provider', p_provider, 'via', p_method));
+      'provider', p_provider, 'via', p_method) || coalesce(p_audit, '{}'));
   end if;
 
   if v_flow.code_challenge is not null then  -- PKCE: the code now, the session (and a link) at its exchange
@@ -7118,13 +7149,13 @@ begin
 end
 $$;
 
-ALTER FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) OWNER TO authgres_owner;
+ALTER FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet, p_message_digest bytea, p_valid_until timestamp with time zone, p_audit jsonb) OWNER TO authgres_owner;
 
 --
--- Name: FUNCTION sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet); Type: COMMENT; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet, p_message_digest bytea, p_valid_until timestamp with time zone, p_audit jsonb); Type: COMMENT; Schema: auth; Owner: authgres_owner
 --
 
-COMMENT ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) IS 'A sign-in the provider vouched for (p_method oauth: the callback, with the state of GET /authorize; id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any). Finds, links or creates the user (auth._identity_user), then answers a session (and redirect_to), or for a PKCE flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them (and a link''s identity, which the code exchange adds). The state works once (AUI05 unknown, used, expired or another provider''s); AUI03 manual linking off; AUS02, AUS06.';
+COMMENT ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet, p_message_digest bytea, p_valid_until timestamp with time zone, p_audit jsonb) IS 'A sign-in the provider vouched for (p_method oauth: the callback, with the state of GET /authorize; id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any; web3: POST /token?grant_type=web3, a wallet''s signed message the service verified, used once: its digest is kept until p_valid_until, AUI07 when it was used before, AUL02 past rate_limit_web3 per 5 minutes from p_ip). p_audit: more details for the login''s audit entry. Finds, links or creates the user (auth._identity_user), then answers a session (and redirect_to), or for a PKCE flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them (and a link''s identity, which the code exchange adds). The state works once (AUI05 unknown, used, expired or another provider''s); AUI03 manual linking off; AUS02, AUS06.';
 
 --
 -- Name: sign_in_with_passkey(uuid, bytea, bytea, bytea, bigint, boolean, text, inet); Type: FUNCTION; Schema: auth; Owner: authgres_owner
@@ -8534,6 +8565,43 @@ ALTER TABLE auth.user_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: web3_used_messages; Type: TABLE; Schema: auth; Owner: authgres_owner
+--
+
+CREATE TABLE auth.web3_used_messages (
+    message_digest bytea NOT NULL,
+    used_at timestamp with time zone DEFAULT now() NOT NULL,
+    valid_until timestamp with time zone NOT NULL,
+    CONSTRAINT web3_used_messages_message_digest_check CHECK ((length(message_digest) = 32))
+);
+
+ALTER TABLE auth.web3_used_messages OWNER TO authgres_owner;
+
+--
+-- Name: TABLE web3_used_messages; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON TABLE auth.web3_used_messages IS 'Signed wallet sign-in messages already used: a second use is refused. Kept until the message''s validity ends (then auth.prune deletes it).';
+
+--
+-- Name: COLUMN web3_used_messages.message_digest; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.web3_used_messages.message_digest IS 'SHA-256 of the message text as signed (UTF-8).';
+
+--
+-- Name: COLUMN web3_used_messages.used_at; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.web3_used_messages.used_at IS 'When the message signed in.';
+
+--
+-- Name: COLUMN web3_used_messages.valid_until; Type: COMMENT; Schema: auth; Owner: authgres_owner
+--
+
+COMMENT ON COLUMN auth.web3_used_messages.valid_until IS 'When the message stops being accepted anyway: its Expiration Time or Issued At plus the maximum validity, the earlier.';
+
+--
 -- Name: email_outbox id; Type: DEFAULT; Schema: auth; Owner: authgres_owner
 --
 
@@ -8753,6 +8821,13 @@ ALTER TABLE ONLY auth.users
 
 ALTER TABLE ONLY auth.users
     ADD CONSTRAINT users_pkey PRIMARY KEY (id);
+
+--
+-- Name: web3_used_messages web3_used_messages_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE ONLY auth.web3_used_messages
+    ADD CONSTRAINT web3_used_messages_pkey PRIMARY KEY (message_digest);
 
 --
 -- Name: webauthn_challenges webauthn_challenges_pkey; Type: CONSTRAINT; Schema: auth; Owner: authgres_owner
@@ -8990,6 +9065,12 @@ CREATE UNIQUE INDEX users_email_partial_key ON auth.users USING btree (email) WH
 --
 
 CREATE INDEX users_instance_id_idx ON auth.users USING btree (instance_id);
+
+--
+-- Name: web3_used_messages_valid_until_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
+--
+
+CREATE INDEX web3_used_messages_valid_until_idx ON auth.web3_used_messages USING btree (valid_until);
 
 --
 -- Name: webauthn_challenges_expires_at_idx; Type: INDEX; Schema: auth; Owner: authgres_owner
@@ -9286,6 +9367,12 @@ ALTER TABLE auth.user_events ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE auth.users ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: web3_used_messages; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
+--
+
+ALTER TABLE auth.web3_used_messages ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: webauthn_challenges; Type: ROW SECURITY; Schema: auth; Owner: authgres_owner
@@ -10434,11 +10521,11 @@ REVOKE ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text,
 GRANT ALL ON FUNCTION auth.sign_in_anonymously(p_data jsonb, p_user_agent text, p_ip inet) TO authgres_service;
 
 --
--- Name: FUNCTION sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner
+-- Name: FUNCTION sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet, p_message_digest bytea, p_valid_until timestamp with time zone, p_audit jsonb); Type: ACL; Schema: auth; Owner: authgres_owner
 --
 
-REVOKE ALL ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) FROM PUBLIC;
-GRANT ALL ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet) TO authgres_service;
+REVOKE ALL ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet, p_message_digest bytea, p_valid_until timestamp with time zone, p_audit jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION auth.sign_in_with_identity(p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text, p_access_token text, p_provider_token bytea, p_provider_refresh_token bytea, p_user_agent text, p_ip inet, p_message_digest bytea, p_valid_until timestamp with time zone, p_audit jsonb) TO authgres_service;
 
 --
 -- Name: FUNCTION sign_in_with_passkey(p_challenge_id uuid, p_challenge bytea, p_credential_id bytea, p_user_handle bytea, p_sign_count bigint, p_backed_up boolean, p_user_agent text, p_ip inet); Type: ACL; Schema: auth; Owner: authgres_owner

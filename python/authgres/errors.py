@@ -99,6 +99,8 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     "AUI04": (422, "identity_not_found"),
     "AUI05": (400, "bad_oauth_state"),
     "AUI06": (400, "bad_oauth_state"),  # the flow was started in another browser
+    # Sign in with a wallet: a signed message works once (answered as GoTrue's invalid_grant, routes/token.py).
+    "AUI07": (400, "invalid_credentials"),
 }
 
 

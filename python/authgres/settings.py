@@ -693,6 +693,14 @@ class Settings(_FromEnvironment):
     )
     external_timeout: float = setting(10.0, env="AUTHGRES_EXTERNAL_TIMEOUT", read=Number())
     manual_linking_enabled: bool = setting(False, env="AUTHGRES_SECURITY_MANUAL_LINKING_ENABLED", read=Flag(), sql=True)
+    # Sign in with a wallet (web3.py, POST /token?grant_type=web3); the chains are off unless enabled.
+    web3_solana_enabled: bool = setting(False, env="AUTHGRES_EXTERNAL_WEB3_SOLANA_ENABLED", read=Flag())
+    web3_ethereum_enabled: bool = setting(False, env="AUTHGRES_EXTERNAL_WEB3_ETHEREUM_ENABLED", read=Flag())
+    web3_maximum_validity: int = setting(
+        600, env="AUTHGRES_EXTERNAL_WEB3_MAXIMUM_VALIDITY_DURATION", read=Integer(minimum=1)
+    )
+    # Each wallet sign-in may make a user and needs only a key pair: bounded per client IP, as GoTrue's.
+    rate_limit_web3: int = setting(30, env="AUTHGRES_RATE_LIMIT_WEB3", read=Integer(minimum=1), sql=True)
 
     def __post_init__(self) -> None:
         if self.mailer_test_otp and not (

@@ -188,7 +188,8 @@ comment on function auth._identity_user(text, text, jsonb, uuid, inet) is
 create or replace function auth.sign_in_with_identity(
   p_provider text, p_subject text, p_claims jsonb, p_method text, p_state text default null,
   p_access_token text default null, p_provider_token bytea default null, p_provider_refresh_token bytea default null,
-  p_user_agent text default null, p_ip inet default null
+  p_user_agent text default null, p_ip inet default null,
+  p_message_digest bytea default null, p_valid_until timestamptz default null, p_audit jsonb default '{}'
 ) returns jsonb
   language plpgsql volatile security definer
   set search_path = ''
@@ -201,8 +202,24 @@ declare
   v_user auth.users;
   v_code text;
 begin
-  if coalesce(p_subject, '') = '' or p_provider is null or p_method not in ('oauth', 'id_token') then
+  if coalesce(p_subject, '') = '' or p_provider is null or p_method not in ('oauth', 'id_token', 'web3') then
     raise exception using errcode = 'AUV01', message = 'A provider identity needs a provider and a subject';
+  end if;
+  if p_method = 'web3' then  -- a signed wallet message: bounded per client IP, and good once
+    if p_message_digest is null or p_valid_until is null or p_state is not null or p_access_token is not null then
+      raise exception using errcode = 'AUV01', message = 'A wallet sign-in needs its message digest and validity';
+    end if;
+    if p_ip is not null then
+      perform auth._throttle('web3-ip:' || pg_catalog.host(p_ip),
+                             (select s.rate_limit_web3 from auth.settings s), interval '5 minutes', 'AUL02');
+    end if;
+    -- Two uses at once: the second waits for the first's row, then finds it.
+    insert into auth.web3_used_messages (message_digest, valid_until)
+    values (p_message_digest, p_valid_until)
+    on conflict (message_digest) do nothing;
+    if not found then
+      raise exception using errcode = 'AUI07', message = 'Signed message was already used';
+    end if;
   end if;
   if p_state is not null then  -- the callback of GET /authorize
     v_flow := auth._live_provider_flow(p_state);
@@ -229,7 +246,7 @@ begin
     end if;
     update auth.users set last_sign_in_at = pg_catalog.now() where id = v_user.id returning * into v_user;
     perform auth._audit(v_user, 'login', 'account', p_ip, pg_catalog.jsonb_build_object(
-      'provider', p_provider, 'via', p_method));
+      'provider', p_provider, 'via', p_method) || coalesce(p_audit, '{}'));
   end if;
 
   if v_flow.code_challenge is not null then  -- PKCE: the code now, the session (and a link) at its exchange
@@ -248,14 +265,17 @@ begin
     || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('redirect_to', v_flow.referrer));
 end
 $$;
-comment on function auth.sign_in_with_identity(text, text, jsonb, text, text, text, bytea, bytea, text, inet) is
+comment on function auth.sign_in_with_identity(text, text, jsonb, text, text, text, bytea, bytea, text, inet, bytea, timestamptz, jsonb) is
   'A sign-in the provider vouched for (p_method oauth: the callback, with the state of GET /authorize; '
-  'id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any). Finds, '
+  'id_token: POST /token?grant_type=id_token, with the access token of the user to link to, if any; web3: '
+  'POST /token?grant_type=web3, a wallet''s signed message the service verified, used once: its digest is '
+  'kept until p_valid_until, AUI07 when it was used before, AUL02 past rate_limit_web3 per 5 minutes from '
+  'p_ip). p_audit: more details for the login''s audit entry. Finds, '
   'links or creates the user (auth._identity_user), then answers a session (and redirect_to), or for a PKCE '
   'flow {auth_code, redirect_to}, its row keeping the provider''s tokens as the service sealed them (and a '
   'link''s identity, which the code exchange adds). The state '
   'works once (AUI05 unknown, used, expired or another provider''s); AUI03 manual linking off; AUS02, AUS06.';
-grant execute on function auth.sign_in_with_identity(text, text, jsonb, text, text, text, bytea, bytea, text, inet)
+grant execute on function auth.sign_in_with_identity(text, text, jsonb, text, text, text, bytea, bytea, text, inet, bytea, timestamptz, jsonb)
   to authgres_service;
 
 create or replace function auth.unlink_identity(p_access_token text, p_identity_id uuid, p_ip inet default null)

@@ -63,6 +63,13 @@ begin
     select id from auth.webauthn_challenges where expires_at < pg_catalog.now() limit p_batch);
   get diagnostics v_count = row_count;
   v_deleted := v_deleted + v_count;
+  -- A used wallet message is kept an hour past its validity: the service's clock, which judged the
+  -- validity, and the database's may differ a little.
+  delete from auth.web3_used_messages where message_digest in (
+    select message_digest from auth.web3_used_messages
+     where valid_until < pg_catalog.now() - interval '1 hour' limit p_batch);
+  get diagnostics v_count = row_count;
+  v_deleted := v_deleted + v_count;
   delete from auth.rate_limits where key in (
     select key from auth.rate_limits where window_started_at < pg_catalog.now() - interval '1 day' limit p_batch);
   get diagnostics v_count = row_count;

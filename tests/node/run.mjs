@@ -127,6 +127,15 @@ const actions = {
   linkIdentity: () =>
     authClient().linkIdentity({ provider: step.provider, options: { redirectTo: redirect, skipBrowserRedirect: true } }),
   getUserIdentities: () => authClient().getUserIdentities(),
+  // Sign in with a wallet (tests/compat/test_auth_js_web3.py): the message the test wrote and signed as a
+  // wallet would; a Solana signature comes as base64 and goes to auth-js as the wallet's Uint8Array.
+  signInWithWeb3: () =>
+    authClient().signInWithWeb3({
+      chain: step.chain,
+      message: step.message,
+      signature: step.chain === 'solana' ? new Uint8Array(Buffer.from(step.signature, 'base64')) : step.signature,
+      options: step.captcha_token ? { captchaToken: step.captcha_token } : undefined,
+    }),
   unlinkIdentity: async () => {
     const client = authClient()
     const { data, error } = await client.getUserIdentities()

@@ -1,17 +1,21 @@
-"""POST /token?grant_type=password|refresh_token|pkce|twofa|id_token (pkce: an emailed link's or a
+"""POST /token?grant_type=password|refresh_token|pkce|twofa|id_token|web3 (pkce: an emailed link's or a
 provider sign-in's auth code and the client's code verifier; twofa: strict email 2-step; id_token: an
-OpenID provider's ID token, verified here, signs in as the provider callback does)."""
+OpenID provider's ID token, verified here, signs in as the provider callback does; web3: a wallet's
+signed message, verified here (web3.py), signs in once as a provider identity)."""
 
+import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
+from authgres import web3
 from authgres.captcha import CaptchaProtected, require_captcha
 from authgres.errors import AuthError, invalid_credentials, validation_failed
-from authgres.http import bearer_token, client_ip, db, passwords, reply, require_phone, user_agent
+from authgres.http import bearer_token, client_ip, db, passwords, reply, require_phone, settings, user_agent
 from authgres.inputs import Query, Text, declared
 from authgres.providers import check_access_token_hash, identity_of
 from authgres.routes.external import open_provider_tokens
@@ -21,7 +25,8 @@ routes = web.RouteTableDef()
 
 # Documented as an enum, read as text: any other grant answers invalid_credentials, as GoTrue's does.
 GrantType = Annotated[
-    Text, msgspec.Meta(extra_json_schema={"enum": ["password", "refresh_token", "pkce", "twofa", "id_token"]})
+    Text,
+    msgspec.Meta(extra_json_schema={"enum": ["password", "refresh_token", "pkce", "twofa", "id_token", "web3"]}),
 ]
 
 
@@ -49,6 +54,11 @@ class TokenRequest(CaptchaProtected):
     access_token: Annotated[str, msgspec.Meta(max_length=16384)] | None = None
     nonce: Text | None = None
     link_identity: bool | None = None
+    # web3 grant: the chain (solana or ethereum), the message the wallet signed (SIWS / EIP-4361) and
+    # its signature (Solana: base64url of 64 bytes; Ethereum: 0x and 130 hex digits).
+    chain: Text | None = None
+    message: Annotated[str, msgspec.Meta(max_length=web3.MAX_MESSAGE)] | None = None
+    signature: Text | None = None
 
 
 @routes.post("/token")
@@ -79,6 +89,8 @@ async def token(request: web.Request, query: TokenQuery, body: TokenRequest) -> 
         return reply(session)
     if query.grant_type == "id_token":
         return await _id_token_grant(request, body)
+    if query.grant_type == "web3":
+        return await _web3_grant(request, body)
     if query.grant_type == "twofa":
         session = await db(request).call(
             "complete_twofa",
@@ -113,6 +125,54 @@ async def _id_token_grant(request: web.Request, body: TokenRequest) -> web.Respo
         user_agent=user_agent(request),
         ip=client_ip(request),
     )
+    return reply(session)
+
+
+async def _web3_grant(request: web.Request, body: TokenRequest) -> web.Response:
+    await require_captcha(request, body)  # as GoTrue, whose captcha guards this grant
+    config = settings(request)
+    if not (config.web3_solana_enabled or config.web3_ethereum_enabled):
+        raise AuthError(422, "web3_provider_disabled", "Web3 provider is disabled")
+    if body.chain == "solana" and not config.web3_solana_enabled:
+        raise AuthError(422, "web3_provider_disabled", "Solana Web3 provider is disabled")
+    if body.chain == "ethereum" and not config.web3_ethereum_enabled:
+        raise AuthError(422, "web3_provider_disabled", "Ethereum Web3 provider is disabled")
+    if body.chain not in ("solana", "ethereum"):
+        raise AuthError(400, "web3_unsupported_chain", "Unsupported chain")
+    chain: web3.Chain = "solana" if body.chain == "solana" else "ethereum"
+    raw = body.message or ""
+    maximum_validity = timedelta(seconds=config.web3_maximum_validity)
+    try:
+        web3.check_length(raw)
+        signature = web3.decode_signature(chain, body.signature or "")
+        message = web3.parse_message(chain, raw)
+    except web3.MessageRefused as refusal:
+        raise validation_failed(str(refusal)) from None
+    web3.check(
+        message,
+        signature,
+        now=datetime.now(UTC),
+        maximum_validity=maximum_validity,
+        site_url=config.site_url,
+        allow_list=config.uri_allow_list,
+    )
+    try:
+        session = await db(request).call(
+            "sign_in_with_identity",
+            provider="web3",
+            subject=message.subject,
+            claims=Jsonb(web3.identity_claims(message)),
+            method="web3",
+            user_agent=user_agent(request),
+            ip=client_ip(request),
+            message_digest=hashlib.sha256(raw.encode()).digest(),
+            valid_until=message.valid_until(maximum_validity),
+            audit=Jsonb(web3.audit_details(message)),
+        )
+    except AuthError as error:
+        if error.code == "invalid_credentials":  # AUI07: the message signed in before
+            raise web3.invalid_grant(error.message) from None
+        raise
     return reply(session)
 
 
