@@ -102,6 +102,8 @@ SQLSTATE_ERRORS: dict[str, tuple[int, str]] = {
     # Sign in with a wallet: a signed message works once (answered as GoTrue's invalid_grant, routes/token.py).
     "AUI07": (400, "invalid_credentials"),
 }
+# The SQLSTATEs GoTrue answers as an OAuth error of a grant (see oauth_error): the OAuth error named.
+OAUTH_SQLSTATES: dict[str, str] = {"AUI07": "invalid_grant"}
 
 
 class AuthError(Exception):
@@ -125,9 +127,17 @@ class AuthError(Exception):
     @classmethod
     def from_sqlstate(cls, sqlstate: str, message: str, detail: str | None = None) -> AuthError:
         status, code = SQLSTATE_ERRORS[sqlstate]
+        if sqlstate in OAUTH_SQLSTATES:
+            return oauth_error(OAUTH_SQLSTATES[sqlstate], message, code)
         # Rate limits say in their detail how many seconds to wait.
         headers = {"Retry-After": detail} if status == 429 and detail else None
         return cls(status, code, message, headers=headers)
+
+
+def oauth_error(error: str, message: str, code: str) -> AuthError:
+    """GoTrue's refusal of a grant in OAuth's shape (always 400, with error and error_description), which
+    also carries this service's code and message."""
+    return AuthError(400, code, message, extra={"error": error, "error_description": message})
 
 
 def validation_failed(message: str, status: int = 400) -> AuthError:

@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 import aiohttp
 import jwt
 
-from authgres.errors import AuthError
+from authgres.errors import AuthError, oauth_error
 from authgres.settings import ExternalProvider, Settings
 
 log = logging.getLogger("authgres")
@@ -114,7 +114,7 @@ def refused(message: str) -> AuthError:
 
 
 def bad_id_token(message: str, code: str = "bad_jwt") -> AuthError:
-    return AuthError(400, code, message, extra={"error": "invalid_request", "error_description": message})
+    return oauth_error("invalid_request", message, code)
 
 
 @dataclass
@@ -447,12 +447,7 @@ def _check_nonce(in_token: Any, given: str | None) -> None:
     if bool(in_token) != bool(given):
         raise bad_id_token("Passed nonce and nonce in id_token should either both exist or not.", "validation_failed")
     if given and not hmac.compare_digest(str(in_token), hashlib.sha256(given.encode()).hexdigest()):
-        raise AuthError(
-            400,
-            "validation_failed",
-            "Nonces mismatch",
-            extra={"error": "invalid_nonce", "error_description": "Nonces mismatch"},
-        )
+        raise oauth_error("invalid_nonce", "Nonces mismatch", "validation_failed")
 
 
 def identity_of(claims: dict[str, Any], issuer: str) -> Identity:

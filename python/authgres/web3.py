@@ -29,7 +29,7 @@ from Crypto.Hash import keccak
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from authgres.errors import AuthError
+from authgres.errors import AuthError, oauth_error
 from authgres.redirects import safe_redirect
 
 Chain = Literal["solana", "ethereum"]
@@ -102,10 +102,9 @@ class SignedMessage:
 
 
 def invalid_grant(message: str) -> AuthError:
-    """GoTrue's OAuth-shaped refusal ({error, error_description}), in this service's envelope too, as the
-    id_token grant answers: the signature, the URI, the domain or the time does not hold."""
-    extra = {"error": "invalid_grant", "error_description": message}
-    return AuthError(400, "invalid_credentials", message, extra=extra)
+    """GoTrue's refusal of the signature, the URI, the domain or the time, and of a message used before
+    (AUI07, errors.OAUTH_SQLSTATES)."""
+    return oauth_error("invalid_grant", message, "invalid_credentials")
 
 
 def _timestamp(value: str, field: str) -> datetime:

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from authgres import web3
 from authgres.captcha import CaptchaProtected, require_captcha
-from authgres.errors import AuthError, invalid_credentials, validation_failed
+from authgres.errors import AuthError, invalid_credentials, oauth_error, validation_failed
 from authgres.http import bearer_token, client_ip, db, passwords, reply, require_phone, settings, user_agent
 from authgres.inputs import Query, Text, declared
 from authgres.providers import check_access_token_hash, identity_of
@@ -106,9 +106,7 @@ async def token(request: web.Request, query: TokenQuery, body: TokenRequest) -> 
 async def _id_token_grant(request: web.Request, body: TokenRequest) -> web.Response:
     if not body.id_token or not body.provider:
         message = "id_token required" if not body.id_token else "provider required"
-        raise AuthError(
-            400, "validation_failed", message, extra={"error": "invalid_request", "error_description": message}
-        )
+        raise oauth_error("invalid_request", message, "validation_failed")
     link_to = bearer_token(request) if body.link_identity else None
     providers = request.app[PROVIDERS]
     claims = await providers.verify_id_token(body.provider, body.id_token, body.nonce, grant=True)
@@ -156,23 +154,18 @@ async def _web3_grant(request: web.Request, body: TokenRequest) -> web.Response:
         site_url=config.site_url,
         allow_list=config.uri_allow_list,
     )
-    try:
-        session = await db(request).call(
-            "sign_in_with_identity",
-            provider="web3",
-            subject=message.subject,
-            claims=Jsonb(web3.identity_claims(message)),
-            method="web3",
-            user_agent=user_agent(request),
-            ip=client_ip(request),
-            message_digest=hashlib.sha256(raw.encode()).digest(),
-            valid_until=message.valid_until(maximum_validity),
-            audit=Jsonb(web3.audit_details(message)),
-        )
-    except AuthError as error:
-        if error.code == "invalid_credentials":  # AUI07: the message signed in before
-            raise web3.invalid_grant(error.message) from None
-        raise
+    session = await db(request).call(
+        "sign_in_with_identity",
+        provider="web3",
+        subject=message.subject,
+        claims=Jsonb(web3.identity_claims(message)),
+        method="web3",
+        user_agent=user_agent(request),
+        ip=client_ip(request),
+        message_digest=hashlib.sha256(raw.encode()).digest(),
+        valid_until=message.valid_until(maximum_validity),
+        audit=Jsonb(web3.audit_details(message)),
+    )
     return reply(session)
 
 
