@@ -149,13 +149,7 @@ declare
   v_exists boolean;
   v_constraint text;
 begin
-  if p_mode not in ('generate', 'regenerate', 'replace') then
-    raise exception using errcode = 'AUV01', message = 'Unknown recovery codes mode';
-  end if;
   v_exists := exists (select from auth.mfa_factors where user_id = p_user.id and factor_type = 'recovery_code');
-  if p_mode = 'regenerate' and not v_exists then
-    perform auth._recovery_factor(p_user.id);  -- AUM01
-  end if;
   if not v_exists then
     begin
       insert into auth.mfa_factors (user_id, friendly_name, factor_type, status)
@@ -200,8 +194,8 @@ end
 $$;
 comment on function auth._issue_recovery_codes(auth.users, text, text) is
   'A new set of 10 recovery codes (16 symbols, 80 bits; canonical form), the only time they are seen: p_mode '
-  'generate makes the user''s recovery_code factor (AUM18 when there is one), regenerate replaces its codes '
-  '(AUM01 when there is none; id and name kept), replace does either. The old set dies and its lockout ends.';
+  'generate makes the user''s recovery_code factor (AUM18 when there is one); any other (regenerate, replace) '
+  'also replaces the codes of one, its id and name kept. The old set dies and its lockout ends.';
 
 create or replace function auth._use_recovery_code(p_user auth.users, p_code text, p_ip inet) returns boolean
   language plpgsql volatile
@@ -737,6 +731,9 @@ declare
   v_ctx record;
 begin
   select * into v_ctx from auth._mfa_user(p_access_token);
+  if p_mode not in ('generate', 'regenerate', 'replace') then
+    raise exception using errcode = 'AUV01', message = 'Unknown recovery codes mode';
+  end if;
   if not (select s.mfa_recovery_codes_enroll_enabled from auth.settings s) then
     raise exception using errcode = 'AUM15', message = 'MFA enroll is disabled for recovery codes';
   end if;
